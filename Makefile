@@ -1,0 +1,62 @@
+# authproxy — every set-up step lives here so a fresh clone needs nothing installed by hand.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+RUN_STAMP := $(VENV)/.run-installed
+TEST_STAMP := $(VENV)/.test-installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test lint typecheck pytest policy-cases tools bench clean
+
+help:
+	@echo "make demo   - install and run the proxy in front of a demo upstream (prints tokens and curl lines)"
+	@echo "make test   - install test extras and tools, then lint, type-check and run the whole suite"
+	@echo "make bench  - run the benchmark harness (not part of CI)"
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/uv
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/uv
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install -q -e '.[test,agentos]'
+	touch $@ $(RUN_STAMP)
+
+venv: $(RUN_STAMP)
+
+demo: $(RUN_STAMP)
+	$(BIN)/authproxy demo
+
+tools: $(TEST_STAMP)
+	bash scripts/install-tools.sh $(TOOLS)
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check authproxy tests bench
+	$(BIN)/ruff format --check authproxy tests bench
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy authproxy
+
+policy-cases: $(TEST_STAMP)
+	@for cfg in config/*.yaml; do \
+	  cases="$${cfg%.yaml}.cases.yaml"; \
+	  echo "authproxy check $$cfg"; $(BIN)/authproxy check -c "$$cfg"; \
+	  if [ -f "$$cases" ]; then echo "authproxy test $$cfg $$cases"; $(BIN)/authproxy test -c "$$cfg" "$$cases"; fi; \
+	done
+
+pytest: $(TEST_STAMP) tools
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck policy-cases pytest
+
+bench: $(TEST_STAMP)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+from authproxy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""The decision: one immutable value that the proxy renders as a response and `authproxy explain` prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Decision", "ListingFilter"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListingFilter:
+    """Under the agentos preset: a family listing answered with only the items the caller may read."""
+
+    family: str  # "agents" | "teams" | "workflows"
+    ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    # Wire code of the denial: bad_request, missing_token, invalid_token, insufficient_scope; None when allowed.
+    error: str | None
+    reason: str
+    route: str | None = None  # the matched pattern as written ("POST /agents/{agent_id}/runs"), or None
+    public: bool = False
+    required_scopes: tuple[str, ...] = ()
+    missing_scopes: tuple[str, ...] = ()
+    subject: str | None = None
+    session_id: str | None = None
+    scopes: tuple[str, ...] = ()  # the caller's scopes, sorted, for identity headers and logs
+    jti: str | None = None
+    listing: ListingFilter | None = None
+    params: tuple[tuple[str, str], ...] = field(default=())  # path parameters bound by the route
