@@ -44,7 +44,7 @@ typecheck: $(TEST_STAMP)
 	$(BIN)/mypy authproxy
 
 policy-cases: $(TEST_STAMP)
-	@for cfg in config/*.yaml; do \
+	@for cfg in $$(ls config/*.yaml | grep -v "\.cases\.yaml$$"); do \
 	  cases="$${cfg%.yaml}.cases.yaml"; \
 	  echo "authproxy check $$cfg"; $(BIN)/authproxy check -c "$$cfg"; \
 	  if [ -f "$$cases" ]; then echo "authproxy test $$cfg $$cases"; $(BIN)/authproxy test -c "$$cfg" "$$cases"; fi; \
@@ -56,7 +56,8 @@ pytest: $(TEST_STAMP) tools
 test: lint typecheck policy-cases pytest
 
 bench: $(TEST_STAMP)
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m bench
+	bash scripts/install-bench-tools.sh $(VENV) $(TOOLS)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,4 +1,4 @@
-"""Frozen, typed configuration: what config/build.py produces from the YAML, and all the rest of authproxy reads.
+"""Frozen, typed configuration: what config/build.py makes of the YAML and the rest of authproxy reads.
 
 Every object is built once at load (or reload) and never changes; nothing here does I/O.
 """

@@ -18,7 +18,7 @@ class ListingFilter:
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
-    # Wire code of the denial: bad_request, missing_token, invalid_token, insufficient_scope; None when allowed.
+    # Wire code of a denial (bad_request, missing_token, invalid_token, insufficient_scope); None if allowed.
     error: str | None
     reason: str
     route: str | None = None  # the matched pattern as written ("POST /agents/{agent_id}/runs"), or None

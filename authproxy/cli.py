@@ -1,0 +1,246 @@
+"""Command line: parse arguments, call library functions, print, return exit codes. No policy logic here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from authproxy import __version__
+from authproxy.errors import ConfigError, Problem
+
+__all__ = ["main"]
+
+_EPILOG_CONFIG = "The config file may also be named by the AUTHPROXY_CONFIG environment variable."
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get("AUTHPROXY_CONFIG"),
+        metavar="FILE",
+        help="the YAML config and policy (default: $AUTHPROXY_CONFIG)",
+    )
+
+
+def _require_config(args: argparse.Namespace) -> str:
+    if not args.config:
+        raise SystemExit("authproxy: no config file: pass -c FILE or set AUTHPROXY_CONFIG")
+    return str(args.config)
+
+
+def _print_problems(problems: Sequence[Problem], *, warning: bool = False, stream: Any = None) -> None:
+    out = stream or sys.stdout
+    for p in problems:
+        print(f"{p.file}:{p.line}: warning: {p.message}" if warning else str(p), file=out)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from authproxy.lifecycle import run_server
+
+    return run_server(_require_config(args), listen=args.listen, upstream=args.upstream)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from authproxy.runtime import load_runtime
+
+    path = _require_config(args)
+    try:
+        runtime = load_runtime(path)
+    except ConfigError as err:
+        _print_problems(err.problems)
+        print(f"{path}: {len(err.problems)} error(s)", file=sys.stderr)
+        return 1
+    _print_problems(runtime.warnings, warning=True)
+    cfg = runtime.config
+    print(
+        f"{path}: ok ({runtime.table.rule_count} rules, {len(cfg.jwt.keys)} key source(s), "
+        f"algorithms {', '.join(cfg.jwt.algorithms)})"
+    )
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from authproxy.explain import explain
+
+    try:
+        report, allowed = asyncio.run(
+            explain(_require_config(args), args.method, args.path, token=args.token, headers=args.header)
+        )
+    except ConfigError as err:
+        _print_problems(err.problems, stream=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+    return 0 if allowed else 1
+
+
+def _claim_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from authproxy.auth.mint import load_private_key, mint_token
+    from authproxy.config.build import parse_duration
+
+    claims: dict[str, Any] = {"sub": args.sub}
+    if args.scopes:
+        claims["scopes"] = [s for chunk in args.scopes for s in chunk.replace(",", " ").split()]
+    if args.aud:
+        claims["aud"] = args.aud[0] if len(args.aud) == 1 else args.aud
+    if args.iss:
+        claims["iss"] = args.iss
+    if args.session_id:
+        claims["session_id"] = args.session_id
+    for item in args.claim:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"authproxy token: --claim takes NAME=VALUE, got {item!r}")
+        claims[name] = _claim_value(value)
+    if (args.secret is None) == (args.key is None):
+        raise SystemExit("authproxy token: give exactly one of --secret or --key PEM")
+    key: Any
+    if args.secret is not None:
+        key, alg = args.secret, args.alg or "HS256"
+    else:
+        key = load_private_key(Path(args.key).read_bytes())
+        alg = args.alg or {"RSAPrivateKey": "RS256", "EllipticCurvePrivateKey": "ES256"}.get(
+            type(key).__name__.lstrip("_"), "EdDSA"
+        )
+    ttl = parse_duration(args.ttl)
+    print(mint_token(claims, alg=alg, key=key, ttl=ttl, kid=args.kid))
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from authproxy.auth.mint import write_key_pair
+
+    private_path, public_path = write_key_pair(args.kind, Path(args.out), curve=args.curve)
+    print(f"wrote {private_path} (keep it secret) and {public_path} (goes in jwt.keys: public_key_file)")
+    return 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from authproxy.config import load
+    from authproxy.policy_cases import load_cases, run_cases
+
+    try:
+        config = load(_require_config(args))
+        cases = [case for path in args.cases for case in load_cases(path)]
+    except ConfigError as err:
+        _print_problems(err.problems)
+        return 1
+    results = asyncio.run(run_cases(config, cases))
+    for r in results:
+        verdict = "PASS" if r.passed else "FAIL"
+        line = f"{verdict} {r.case.name}: {r.case.method} {r.case.target} -> {r.status}"
+        if not r.passed:
+            line += f" (expected {r.case.expect}{' ' + r.case.expect_error if r.case.expect_error else ''};"
+            line += f" {r.error or 'allowed'}: {r.reason})"
+        print(line)
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from authproxy.demo import main as demo_main
+
+    return demo_main()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="authproxy",
+        description="Authorization reverse proxy: verifies a JWT, checks the request against a YAML "
+        "policy, forwards what is allowed and answers 401/403 for the rest.",
+    )
+    parser.add_argument("--version", action="version", version=f"authproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the proxy", epilog=_EPILOG_CONFIG)
+    _config_arg(p)
+    p.add_argument("--listen", metavar="HOST:PORT", help="override `listen` from the config")
+    p.add_argument("--upstream", metavar="URL", help="override `upstream.url` from the config")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "check",
+        help="validate a config and its policy; print every problem as FILE:LINE: message",
+        description="Exit 1 if there is any error, 0 otherwise (warnings are printed but allowed).",
+        epilog=_EPILOG_CONFIG,
+    )
+    _config_arg(p)
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser(
+        "explain",
+        help="show the decision for one request: allow/deny, status, route, scopes, reason",
+        description="Runs the same decision the proxy makes and prints it, including the exact response "
+        "body a denied client receives. Exit 0 when allowed, 1 when denied.",
+        epilog='example: authproxy explain -c policy.yaml --token "$TOKEN" POST /agents/web-search-agent/runs',
+    )
+    _config_arg(p)
+    p.add_argument("--token", help="the JWT to present (omit to see what an anonymous caller gets)")
+    p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="extra request header")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("method", metavar="METHOD")
+    p.add_argument("path", metavar="PATH", help="the request target, e.g. /agents?limit=5")
+    p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser(
+        "token",
+        help="mint a token for testing (HS* with --secret, RS/PS/ES/EdDSA with --key PEM)",
+        epilog='example: authproxy token --secret "$SECRET" --sub alice --scopes agents:read --ttl 1h',
+    )
+    p.add_argument("--secret", help="HMAC secret (HS256/384/512)")
+    p.add_argument("--key", metavar="PEM", help="private key PEM file (RSA, EC or Ed25519)")
+    p.add_argument("--alg", help="algorithm (default: HS256 for --secret, from the key type for --key)")
+    p.add_argument("--kid", help="key id put in the token header")
+    p.add_argument("--sub", default="test-user", help="subject (default: test-user)")
+    p.add_argument(
+        "--scopes", action="append", default=[], help="scopes, comma or space separated; repeatable"
+    )
+    p.add_argument("--aud", action="append", default=[], help="audience; repeatable")
+    p.add_argument("--iss", help="issuer")
+    p.add_argument("--session-id", help="session_id claim")
+    p.add_argument("--ttl", default="1h", help="lifetime: 10s, 5m, 1h or seconds (default: 1h)")
+    p.add_argument(
+        "--claim", action="append", default=[], metavar="NAME=VALUE", help="extra claim (JSON value)"
+    )
+    p.set_defaults(func=_cmd_token)
+
+    p = sub.add_parser("keys", help="write a private/public PEM pair for trying RS/ES/EdDSA")
+    p.add_argument("kind", choices=["rsa", "ec", "ed25519"])
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write the PEM files into")
+    p.add_argument("--curve", default="P-256", choices=["P-256", "P-384", "P-521"], help="EC curve")
+    p.set_defaults(func=_cmd_keys)
+
+    p = sub.add_parser(
+        "test",
+        help="run table-driven policy cases (request + token claims + expected status)",
+        description="Each case: {name, request: 'METHOD PATH', claims: {...} (omit for no token), "
+        "headers: {...}, expired: bool, expect: STATUS, expect_error: CODE}. Exit 1 if any case fails.",
+        epilog=_EPILOG_CONFIG,
+    )
+    _config_arg(p)
+    p.add_argument("cases", nargs="+", metavar="CASES.yaml")
+    p.set_defaults(func=_cmd_test)
+
+    p = sub.add_parser("demo", help="run a demo upstream behind the proxy and print tokens and curl lines")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

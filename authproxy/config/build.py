@@ -1,0 +1,299 @@
+"""Located nodes -> the frozen Config: every section checked, every problem reported in one pass.
+
+The pure parsers here (`parse_address`, `check_upstream_url`, `parse_duration`) raise ValueError(message)
+and are shared with command-line overrides; the section builders report Problems instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from collections.abc import Mapping as EnvMap
+from typing import Literal, TypeVar, cast
+
+from authproxy.config.fields import (
+    Report,
+    Section,
+    read_bool,
+    read_choice,
+    read_duration,
+    read_list,
+    read_section,
+    read_str,
+    read_value,
+)
+from authproxy.config.keys import check_families, read_algorithms, read_keys
+from authproxy.config.model import (
+    Address,
+    ClaimPaths,
+    Config,
+    ForwardConfig,
+    JwtConfig,
+    KeySource,
+    LoggingConfig,
+    OidcIssuer,
+    PolicyConfig,
+    UpstreamConfig,
+)
+from authproxy.config.rules import read_policy
+from authproxy.config.source import Node, Scalar
+from authproxy.config.values import (
+    check_identity_header,
+    check_upstream_url,
+    fold_header,
+    parse_address,
+    parse_claim_path,
+    parse_duration,
+    parse_token_name,
+)
+
+__all__ = ["build", "check_upstream_url", "parse_address", "parse_duration"]
+
+T = TypeVar("T")
+
+_TOP = ("listen", "admin_listen", "upstream", "jwt", "policy", "forward", "logging")
+_UPSTREAM = ("url", "connect_timeout", "read_timeout")
+_JWT = ("algorithms", "keys", "audience", "issuer", "leeway", "sources", "header", "cookie", "claims")
+_CLAIMS = ("user_id", "session_id", "scopes")
+_DEFAULT_JWT = JwtConfig((), ())
+_DEFAULT = Config("", UpstreamConfig(""), _DEFAULT_JWT)
+_ADDRESS = "HOST:PORT or [IPv6]:PORT"
+_FOLDING = "names compare case-insensitively, '_' as '-'"
+
+
+def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap[str, str]) -> Config | None:
+    """The whole Config, or None when anything was reported as an error."""
+    top = read_section(report, "", 1, root, _TOP, required=("upstream", "jwt"))
+    if top is None:
+        return None
+    listen = _optional(
+        top, "listen", lambda p, n: read_value(report, p, n, parse_address, _ADDRESS), _DEFAULT.listen
+    )
+    admin = _optional(
+        top,
+        "admin_listen",
+        lambda p, n: read_value(report, p, n, parse_address, _ADDRESS),
+        _DEFAULT.admin_listen,
+    )
+    upstream = _upstream(report, top)
+    jwt = _jwt(report, top, os.path.dirname(file))
+    policy: PolicyConfig | None = PolicyConfig()
+    if (node := top.get("policy")) is not None:
+        policy = read_policy(report, top.key_line("policy"), node, preset_dir, env)
+    token_header = jwt.header if jwt is not None else _DEFAULT_JWT.header
+    forward = _optional(top, "forward", lambda p, n: _forward(report, top, n, token_header), _DEFAULT.forward)
+    logging = _optional(top, "logging", lambda p, n: _logging(report, top, n), _DEFAULT.logging)
+    if listen is not None and admin is not None:
+        _check_listeners(report, top, listen, admin)
+    if report.errors or None in (listen, admin, upstream, jwt, policy, forward, logging):
+        return None
+    return Config(
+        path=file,
+        upstream=cast(UpstreamConfig, upstream),
+        jwt=cast(JwtConfig, jwt),
+        listen=cast(Address, listen),
+        admin_listen=cast(Address, admin),
+        policy=cast(PolicyConfig, policy),
+        forward=cast(ForwardConfig, forward),
+        logging=cast(LoggingConfig, logging),
+    )
+
+
+def _optional(section: Section, name: str, read: Callable[[str, Node], T | None], default: T) -> T | None:
+    """`default` when the key is absent; otherwise what `read` makes of it (None: invalid, reported)."""
+    node = section.get(name)
+    return default if node is None else read(section.sub(name), node)
+
+
+def _check_listeners(report: Report, top: Section, listen: Address, admin: Address) -> None:
+    if listen.port == 0 or listen.port != admin.port:
+        return  # port 0 binds a fresh port each time, so two of them never collide
+    wildcard = {"0.0.0.0", "::"}  # noqa: S104 - compared against, not bound
+    if listen.host == admin.host or listen.host in wildcard or admin.host in wildcard:
+        name = "admin_listen" if "admin_listen" in top.entries else "listen"
+        report.error(top.key_line(name), f"{name}: listen ({listen}) and admin_listen ({admin}) share a port")
+
+
+def _upstream(report: Report, top: Section) -> UpstreamConfig | None:
+    node = top.get("upstream")
+    section = (
+        read_section(report, "upstream", top.key_line("upstream"), node, _UPSTREAM, ("url",))
+        if node is not None
+        else None
+    )
+    if section is None:
+        return None
+    url = _optional(section, "url", lambda p, n: read_value(report, p, n, _upstream_url), None)
+
+    def timeout(p: str, n: Node) -> float | None:
+        return read_duration(report, p, n, positive=True)
+
+    connect = _optional(section, "connect_timeout", timeout, _DEFAULT.upstream.connect_timeout)
+    read = _optional(section, "read_timeout", timeout, _DEFAULT.upstream.read_timeout)
+    if url is None or connect is None or read is None:
+        return None
+    return UpstreamConfig(url, connect, read)
+
+
+def _upstream_url(url: str) -> str:
+    check_upstream_url(url)
+    return url
+
+
+def _jwt(report: Report, top: Section, base_dir: str) -> JwtConfig | None:
+    node = top.get("jwt")
+    line = top.key_line("jwt")
+    section = (
+        read_section(report, "jwt", line, node, _JWT, ("algorithms", "keys")) if node is not None else None
+    )
+    if section is None:
+        return None
+    algorithms = _optional(section, "algorithms", lambda p, n: read_algorithms(report, p, n), None)
+    keys = _optional(section, "keys", lambda p, n: read_keys(report, p, n, base_dir, algorithms), None)
+    if algorithms is not None and keys is not None:
+        check_families(report, "jwt.algorithms", section.key_line("algorithms"), algorithms, keys)
+    aud_iss = _audience_and_issuer(report, section, keys or ())
+    d = _DEFAULT_JWT
+    leeway = _optional(section, "leeway", lambda p, n: read_duration(report, p, n), d.leeway)
+    default_sources: tuple[str, ...] = d.sources
+    sources = _optional(section, "sources", lambda p, n: _sources(report, p, n), default_sources)
+    header = _optional(section, "header", lambda p, n: read_value(report, p, n, parse_token_name), d.header)
+    cookie = _optional(section, "cookie", lambda p, n: read_value(report, p, n, parse_token_name), d.cookie)
+    claims = _optional(section, "claims", lambda p, n: _claims(report, section, n), d.claims)
+    if aud_iss is None or None in (algorithms, keys, leeway, sources, header, cookie, claims):
+        return None
+    return JwtConfig(
+        algorithms=cast(tuple[str, ...], algorithms),
+        keys=cast(tuple[KeySource, ...], keys),
+        audience=aud_iss[0],
+        issuer=aud_iss[1],
+        leeway=cast(float, leeway),
+        sources=cast(tuple[Literal["header", "cookie"], ...], sources),
+        header=cast(str, header),
+        cookie=cast(str, cookie),
+        claims=cast(ClaimPaths, claims),
+    )
+
+
+def _audience_and_issuer(
+    report: Report, jwt: Section, keys: tuple[KeySource, ...]
+) -> tuple[tuple[str, ...] | None, str | None] | None:
+    """(audience, issuer), each None when unset; None when either is invalid."""
+    audience_ok, audience = True, None
+    if (aud := jwt.get("audience")) is None:
+        report.warn(jwt.line, "jwt.audience is not set, so a token's aud is not checked")
+    else:
+        audience = _audience(report, aud)
+        audience_ok = audience is not None
+    issuer_ok, issuer = True, None
+    if (iss := jwt.get("issuer")) is not None:
+        issuer = read_str(report, "jwt.issuer", iss)
+        issuer_ok = issuer is not None and _issuer_agrees(report, iss.line, issuer, keys)
+    return (audience, issuer) if audience_ok and issuer_ok else None
+
+
+def _audience(report: Report, node: Node) -> tuple[str, ...] | None:
+    if isinstance(node, Scalar):
+        value = read_str(report, "jwt.audience", node)
+        return None if value is None else (value,)
+    items = read_list(report, "jwt.audience", node)
+    if items is None:
+        return None
+    values = [read_str(report, f"jwt.audience[{i}]", item) for i, item in enumerate(items)]
+    return tuple(v for v in values if v is not None) if None not in values else None
+
+
+def _issuer_agrees(report: Report, line: int, issuer: str, keys: tuple[KeySource, ...]) -> bool:
+    for key in keys:
+        if isinstance(key, OidcIssuer) and key.issuer != issuer:
+            # Discovery pins `iss` to the OIDC issuer: no token could match both.
+            report.error(line, f"jwt.issuer: differs from the oidc_issuer at line {key.line}")
+            return False
+    return True
+
+
+def _sources(report: Report, path: str, node: Node) -> tuple[str, ...] | None:
+    items = read_list(report, path, node)
+    if items is None:
+        return None
+    sources: list[str | None] = []
+    for i, item in enumerate(items):
+        source = read_choice(report, f"{path}[{i}]", item, ("header", "cookie"))
+        if source is not None and source in sources:
+            report.error(item.line, f"{path}[{i}]: {source} is listed twice")
+            source = None
+        sources.append(source)
+    return None if None in sources else tuple(cast(list[str], sources))
+
+
+def _claims(report: Report, jwt: Section, node: Node) -> ClaimPaths | None:
+    section = read_section(report, "jwt.claims", jwt.key_line("claims"), node, _CLAIMS)
+    if section is None:
+        return None
+    d = ClaimPaths()
+    paths = [
+        _optional(section, name, lambda p, n: read_value(report, p, n, parse_claim_path), getattr(d, name))
+        for name in _CLAIMS
+    ]
+    return None if None in paths else ClaimPaths(*cast(list[str], paths))
+
+
+def _forward(report: Report, top: Section, node: Node, token_header: str) -> ForwardConfig | None:
+    section = read_section(
+        report, "forward", top.key_line("forward"), node, ("identity_headers", "strip_authorization")
+    )
+    if section is None:
+        return None
+    strip = _optional(section, "strip_authorization", lambda p, n: read_bool(report, p, n), False)
+    identity: tuple[tuple[str, str], ...] | None = ()
+    if (headers := section.get("identity_headers")) is not None:
+        identity = _identity_headers(report, section, headers, token_header)
+    if strip is None or identity is None:
+        return None
+    return ForwardConfig(identity, strip)
+
+
+def _identity_headers(
+    report: Report, forward: Section, node: Node, token_header: str
+) -> tuple[tuple[str, str], ...] | None:
+    path = "forward.identity_headers"
+    section = read_section(report, path, forward.key_line("identity_headers"), node, _CLAIMS)
+    if section is None:
+        return None
+    pairs: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for name, value in section.entries.items():
+        header = read_value(report, f"{path}.{name}", value, lambda h: _identity_header(h, token_header))
+        if header is None:
+            continue
+        if fold_header(header) in seen:
+            first = seen[fold_header(header)]
+            report.error(value.line, f"{path}.{name}: '{header}' is already used for {first} ({_FOLDING})")
+            continue
+        seen[fold_header(header)] = name
+        pairs.append((name, header))
+    return tuple(pairs) if len(pairs) == len(section.entries) else None
+
+
+def _identity_header(name: str, token_header: str) -> str:
+    check_identity_header(name, token_header)
+    return name
+
+
+def _logging(report: Report, top: Section, node: Node) -> LoggingConfig | None:
+    section = read_section(report, "logging", top.key_line("logging"), node, ("level", "format"))
+    if section is None:
+        return None
+
+    def choice(name: str, choices: tuple[str, ...]) -> str | None:
+        value = section.get(name)
+        default: str = getattr(_DEFAULT.logging, name)
+        return default if value is None else read_choice(report, section.sub(name), value, choices)
+
+    level = choice("level", ("debug", "info", "warning", "error"))
+    fmt = choice("format", ("json", "console"))
+    if level is None or fmt is None:
+        return None
+    return LoggingConfig(
+        cast(Literal["debug", "info", "warning", "error"], level), cast(Literal["json", "console"], fmt)
+    )

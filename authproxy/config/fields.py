@@ -1,0 +1,199 @@
+"""Typed readers over located nodes: each checks one value, reports a located Problem, and returns None
+when the value is unusable, so a build keeps going and reports every problem in one pass.
+
+Messages about a value's type never quote the value (it may be a secret).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from authproxy.config.source import MapNode, Node, Scalar, SeqNode
+from authproxy.config.values import parse_duration
+from authproxy.errors import Problem
+
+__all__ = [
+    "Report",
+    "Section",
+    "read_bool",
+    "read_choice",
+    "read_duration",
+    "read_list",
+    "read_section",
+    "read_str",
+    "read_value",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Report:
+    """Collects errors and warnings; `at(file)` gives a view that files problems under another file."""
+
+    file: str
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def error(self, line: int, message: str) -> None:
+        self.errors.append(Problem(self.file, line, message))
+
+    def warn(self, line: int, message: str) -> None:
+        self.warnings.append(Problem(self.file, line, message))
+
+    def at(self, file: str) -> Report:
+        return Report(file, self.errors, self.warnings)
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A mapping read against its known keys; `line` is where its name stands, for "missing" messages."""
+
+    path: str
+    line: int
+    entries: dict[str, Node]
+    key_lines: dict[str, int]
+
+    def get(self, name: str) -> Node | None:
+        return self.entries.get(name)
+
+    def key_line(self, name: str) -> int:
+        return self.key_lines.get(name, self.line)
+
+    def sub(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+
+def describe(node: Node) -> str:
+    if isinstance(node, MapNode):
+        return "a map"
+    if isinstance(node, SeqNode):
+        return "a list"
+    value = node.value
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    return "a string"
+
+
+def _expected(report: Report, path: str, node: Node, what: str, hint: str = "") -> None:
+    report.error(node.line, f"{path}: expected {what}, got {describe(node)}{hint}")
+
+
+def read_section(
+    report: Report,
+    path: str,
+    line: int,
+    node: Node,
+    known: Collection[str],
+    required: Collection[str] = (),
+) -> Section | None:
+    """Read a map with a fixed key set: unknown keys and missing required keys are errors."""
+    if isinstance(node, Scalar) and node.failed:
+        return None
+    if not isinstance(node, MapNode):
+        _expected(report, path or "the configuration", node, "a map")
+        return None
+    entries: dict[str, Node] = {}
+    key_lines: dict[str, int] = {}
+    where = f" in {path}" if path else ""
+    for key, value in node.items:
+        if key.text not in known:
+            close = difflib.get_close_matches(key.text, list(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            report.error(key.line, f"unknown key '{key.text}'{where}{hint}")
+            continue
+        entries[key.text] = value
+        key_lines[key.text] = key.line
+    for name in required:
+        if name not in entries:
+            report.error(line, f"missing required key '{name}'{where}")
+    return Section(path, line, entries, key_lines)
+
+
+def read_str(
+    report: Report, path: str, node: Node, *, allow_empty: bool = False, what: str = "a string"
+) -> str | None:
+    """A string; `what` names the expected form in the type message."""
+    if isinstance(node, Scalar) and node.failed:
+        return None
+    if not isinstance(node, Scalar) or not (isinstance(node.value, str) or node.substituted):
+        quote = what == "a string" and isinstance(node, Scalar) and node.value is not None
+        _expected(report, path, node, what, " (quote it to make it text)" if quote else "")
+        return None
+    if not node.text and not allow_empty:
+        report.error(node.line, f"{path}: must not be empty")
+        return None
+    return node.text
+
+
+def read_bool(report: Report, path: str, node: Node) -> bool | None:
+    if isinstance(node, Scalar) and node.failed:
+        return None
+    if isinstance(node, Scalar) and isinstance(node.value, bool):
+        return node.value
+    _expected(report, path, node, "true or false")
+    return None
+
+
+def read_choice(report: Report, path: str, node: Node, choices: tuple[str, ...]) -> str | None:
+    """A string that must be one of `choices`; the wrong value is quoted (choices are never secrets)."""
+    value = read_str(report, path, node)
+    if value is None:
+        return None
+    if value not in choices:
+        report.error(node.line, f"{path}: must be one of {', '.join(choices)}; got '{value}'")
+        return None
+    return value
+
+
+def read_list(report: Report, path: str, node: Node, *, allow_empty: bool = False) -> tuple[Node, ...] | None:
+    if isinstance(node, Scalar) and node.failed:
+        return None
+    if not isinstance(node, SeqNode):
+        _expected(report, path, node, "a list")
+        return None
+    if not node.items and not allow_empty:
+        report.error(node.line, f"{path}: must not be an empty list")
+        return None
+    return node.items
+
+
+def read_value(
+    report: Report, path: str, node: Node, parse: Callable[[str], T], what: str = "a string"
+) -> T | None:
+    """A string checked by a pure `parse` that raises ValueError(message) (shared with the command line)."""
+    text = read_str(report, path, node, what=what)
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as bad:
+        report.error(node.line, f"{path}: {bad}")
+        return None
+
+
+def read_duration(report: Report, path: str, node: Node, *, positive: bool = False) -> float | None:
+    if isinstance(node, Scalar) and node.failed:
+        return None
+    if not isinstance(node, Scalar) or node.value is None:
+        _expected(report, path, node, "a duration such as 10s, 5m, 1h, 250ms or a number of seconds")
+        return None
+    raw = node.value if isinstance(node.value, int | float) and not node.substituted else node.text
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as bad:
+        report.error(node.line, f"{path}: {bad}")
+        return None
+    if positive and seconds == 0:
+        report.error(node.line, f"{path}: must be more than zero")
+        return None
+    return seconds

@@ -1,0 +1,184 @@
+"""`authproxy demo`: a small AgentOS-like upstream behind the proxy, with tokens and curl lines to paste.
+
+The upstream and both proxy ports take free ports unless the AUTHPROXY_DEMO_* variables name them; the demo
+sets the variables before config/demo.yaml is loaded, so the policy file stays the single source of truth.
+Logs go to stderr; stdout carries only the instructions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import jwt
+from aiohttp import web
+
+from authproxy.config.model import Config, SecretKey
+from authproxy.errors import ConfigError
+from authproxy.lifecycle import ProxyService, run_async, shutdown_grace
+from authproxy.logs import configure_logging
+from authproxy.runtime import RuntimeHolder, load_runtime
+
+__all__ = ["AGENTS", "build_demo_upstream", "main"]
+
+AGENTS = (
+    {"id": "web-search-agent", "name": "Web Search Agent"},
+    {"id": "agno-agent", "name": "Agno Agent"},
+    {"id": "research-agent", "name": "Research Agent"},
+)
+_FREE = "127.0.0.1:0"
+_TOKEN_TTL = 3600
+
+
+# --- the demo upstream ---------------------------------------------------------------------------
+
+
+async def _health(request: web.Request) -> web.Response:
+    del request
+    return web.json_response({"status": "ok"})
+
+
+async def _agents(request: web.Request) -> web.Response:
+    del request
+    return web.json_response(list(AGENTS))
+
+
+def _agent(request: web.Request) -> dict[str, str]:
+    wanted = request.match_info["agent_id"]
+    for agent in AGENTS:
+        if agent["id"] == wanted:
+            return agent
+    raise web.HTTPNotFound(text=json.dumps({"detail": "Agent not found"}), content_type="application/json")
+
+
+async def _get_agent(request: web.Request) -> web.Response:
+    return web.json_response(_agent(request))
+
+
+async def _run(request: web.Request) -> web.StreamResponse:
+    agent = _agent(request)
+    message = (await request.post()).get("message", "hello")
+    user = request.headers.get("X-Auth-User-Id", "anonymous")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    events = (
+        ("RunStarted", {"agent_id": agent["id"]}),
+        ("RunContent", {"content": f"{agent['name']} received {message!s} from {user}"}),
+        ("RunCompleted", {"agent_id": agent["id"]}),
+    )
+    for name, data in events:
+        await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+    await response.write_eof()
+    return response
+
+
+def build_demo_upstream() -> web.Application:
+    app = web.Application()
+    app.router.add_get("/health", _health)
+    app.router.add_get("/agents", _agents)
+    app.router.add_get("/agents/{agent_id}", _get_agent)
+    app.router.add_post("/agents/{agent_id}/runs", _run)
+    return app
+
+
+# --- the instructions ------------------------------------------------------------------------------
+
+
+def _demo_config() -> Path | None:
+    for candidate in (Path(__file__).resolve().parents[1] / "config", Path.cwd() / "config"):
+        if (candidate / "demo.yaml").is_file():
+            return candidate / "demo.yaml"
+    return None
+
+
+def _tokens(config: Config) -> dict[str, str]:
+    secret = next(k.secret for k in config.jwt.keys if isinstance(k, SecretKey))
+    now = int(time.time())
+    base: dict[str, object] = {"iat": now, "exp": now + _TOKEN_TTL}
+    if config.jwt.audience:
+        base["aud"] = config.jwt.audience[0]
+    people = {
+        "ADMIN_TOKEN": ("demo-admin", [config.policy.admin_scope or "agent_os:admin"]),
+        "READER_TOKEN": ("demo-reader", ["agents:read"]),
+        "RUNNER_TOKEN": ("demo-runner", ["agents:web-search-agent:run"]),
+    }
+    return {
+        name: jwt.encode({**base, "sub": sub, "session_id": f"{sub}-session", "scopes": scopes}, secret)
+        for name, (sub, scopes) in people.items()
+    }
+
+
+def _instructions(url: str, tokens: dict[str, str]) -> list[str]:
+    def bearer(name: str) -> str:
+        return f'-H "Authorization: Bearer ${name}"'
+
+    run = f"-X POST -d message=hi {url}/agents"
+    return [
+        "authproxy demo: a small AgentOS-like upstream behind the proxy.",
+        "",
+        "Tokens (HS256, one hour): paste these first.",
+        *(f"export {name}={value}" for name, value in tokens.items()),
+        "",
+        "Requests, each with the status the policy gives it:",
+        f"curl -i {url}/health  # -> 200",
+        f"curl -i {url}/agents  # -> 401",
+        f"curl -i {bearer('READER_TOKEN')} {url}/agents  # -> 200",
+        f"curl -i {bearer('RUNNER_TOKEN')} {url}/agents  # -> 403",
+        f"curl -i -N {bearer('RUNNER_TOKEN')} {run}/web-search-agent/runs  # -> 200",
+        f"curl -i {bearer('RUNNER_TOKEN')} {run}/research-agent/runs  # -> 403",
+        f"curl -i {bearer('ADMIN_TOKEN')} {url}/agents/research-agent  # -> 200",
+        "",
+        "Ctrl-C to stop.",
+    ]
+
+
+# --- running it ----------------------------------------------------------------------------------------
+
+
+async def _demo(config_path: Path) -> int:
+    upstream = web.AppRunner(build_demo_upstream(), access_log=None)
+    await upstream.setup()
+    await web.TCPSite(upstream, "127.0.0.1", 0).start()
+    host, port = upstream.addresses[0][:2]
+    os.environ["AUTHPROXY_DEMO_UPSTREAM"] = f"http://{host}:{port}"
+    os.environ.setdefault("AUTHPROXY_DEMO_LISTEN", _FREE)
+    os.environ.setdefault("AUTHPROXY_DEMO_ADMIN_LISTEN", _FREE)
+    try:
+        rt = load_runtime(config_path)
+    except ConfigError as error:
+        await upstream.cleanup()
+        print("\n".join(str(p) for p in error.problems), file=sys.stderr)
+        return 1
+    configure_logging(rt.config.logging, stream=sys.stderr)
+    service = ProxyService(RuntimeHolder(rt), grace=shutdown_grace())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await service.start()
+        proxy_host, proxy_port = service.proxy_address
+        lines = _instructions(f"http://{proxy_host}:{proxy_port}", _tokens(rt.config))
+        print("\n".join(lines), flush=True)
+        await stop.wait()
+        return 0
+    finally:
+        await service.stop()
+        await upstream.cleanup()
+
+
+def main() -> int:
+    config_path = _demo_config()
+    if config_path is None:
+        print("authproxy demo: config/demo.yaml not found (run from the project checkout)", file=sys.stderr)
+        return 1
+    try:
+        return run_async(_demo(config_path))
+    except OSError as error:  # a port named in AUTHPROXY_DEMO_* is taken
+        print(f"authproxy demo: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,137 @@
+"""authorize(): the one composition of target -> route -> token -> scopes, shared by the proxy and `explain`.
+
+Order matters: the route is matched before the token is looked at, so a public route never touches a token
+and every later step knows what the route requires. Every stage raises a typed RequestRejected; this is the
+one place those become a denial Decision. Nothing here raises for a bad request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from authproxy.auth.claims import Identity, identity_from_claims
+from authproxy.auth.extract import extract_token
+from authproxy.errors import BadTarget, InsufficientScope, KeyNotFound, MissingToken, RequestRejected
+from authproxy.policy.decision import Decision
+from authproxy.policy.scopes import evaluate
+from authproxy.policy.target import parse_target
+
+if TYPE_CHECKING:
+    from authproxy.auth.verify import VerifiedToken
+    from authproxy.policy.table import RouteMatch
+    from authproxy.runtime import Runtime
+
+__all__ = ["authorize"]
+
+_WIRE_CODE: dict[type[RequestRejected], str] = {
+    BadTarget: "bad_request",
+    MissingToken: "missing_token",
+    InsufficientScope: "insufficient_scope",
+}
+
+
+def _wire_code(error: RequestRejected) -> str:
+    for cls in type(error).__mro__:
+        code = _WIRE_CODE.get(cls)
+        if code is not None:
+            return code
+    return "invalid_token"  # InvalidToken and its subclasses (KeyNotFound)
+
+
+def _deny(error: RequestRejected, match: RouteMatch | None = None) -> Decision:
+    required: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    if isinstance(error, InsufficientScope):
+        required, missing = error.required, error.missing
+    return Decision(
+        allowed=False,
+        error=_wire_code(error),
+        reason=error.reason,
+        route=match.route if match is not None else None,
+        required_scopes=required,
+        missing_scopes=missing,
+    )
+
+
+async def _verify(rt: Runtime, token: str) -> VerifiedToken:
+    try:
+        return rt.verifier.verify(token)
+    except KeyNotFound as unknown:
+        # A remote key source may have rotated in a new key: refresh (rate-limited) and retry once.
+        if await rt.keys.refresh_for_unknown_kid(unknown.kid):
+            return rt.verifier.verify(token)
+        raise
+
+
+async def authenticate(rt: Runtime, headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> Identity:
+    """The caller's identity from the configured token sources; raises MissingToken / InvalidToken."""
+    token = extract_token(headers, rt.config.jwt)
+    if token is None:
+        raise MissingToken("authentication required: no bearer token")
+    verified = await _verify(rt, token)
+    return identity_from_claims(verified.claims, rt.config.jwt.claims)
+
+
+async def authorize(
+    rt: Runtime, method: str, raw_target: str, headers: CIMultiDictProxy[str] | CIMultiDict[str]
+) -> Decision:
+    try:
+        target = parse_target(raw_target)
+    except BadTarget as bad:
+        return _deny(bad)
+    match = rt.table.match(method, target.segments)
+    if match is not None and match.public:
+        return Decision(allowed=True, error=None, reason="public route", route=match.route, public=True)
+    try:
+        identity = await authenticate(rt, headers)
+    except RequestRejected as rejected:
+        return _deny(rejected, match)
+    try:
+        return _authorize_identity(rt, method, match, identity)
+    except InsufficientScope as short:
+        return _with_identity(_deny(short, match), identity)
+
+
+def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, identity: Identity) -> Decision:
+    policy = rt.config.policy
+    admin = policy.admin_scope
+    if match is None:
+        if admin is not None and admin in identity.scopes:
+            return _allow(None, identity, "admin scope (route not in policy)")
+        if policy.unmapped == "authenticated":
+            return _allow(None, identity, "route not in policy; unmapped: authenticated")
+        required: tuple[str, ...] = (admin,) if admin is not None else ()
+        raise InsufficientScope("no policy rule matches this route", required, required)
+    assert match.requirement is not None  # only public matches carry none, handled above
+    result = evaluate(match.requirement, identity.scopes, match.params, admin_scope=admin, method=method)
+    needed = match.requirement.scopes_for(match.params)
+    if not result.allowed:
+        raise InsufficientScope("insufficient scope for this route", needed, result.missing)
+    decision = _allow(match, identity, "scopes satisfied", needed)
+    if result.listing is not None:
+        return replace(decision, listing=result.listing)
+    return decision
+
+
+def _allow(
+    match: RouteMatch | None, identity: Identity, reason: str, required: tuple[str, ...] = ()
+) -> Decision:
+    return Decision(
+        allowed=True,
+        error=None,
+        reason=reason,
+        route=match.route if match is not None else None,
+        required_scopes=required,
+        subject=identity.user_id,
+        session_id=identity.session_id,
+        scopes=tuple(sorted(identity.scopes)),
+        jti=identity.jti,
+        params=match.params if match is not None else (),
+    )
+
+
+def _with_identity(decision: Decision, identity: Identity) -> Decision:
+    return replace(decision, subject=identity.user_id, session_id=identity.session_id, jti=identity.jti)

@@ -1,0 +1,166 @@
+"""The streamed HTTP relay over one pooled client session; the only place aiohttp client errors are read.
+
+Before the response starts, a failure is an UpstreamError the server renders (502/504). After it starts, the
+only honest signal left is to abort the client connection: a truncated body must never look complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from authproxy.config.model import UpstreamConfig
+from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authproxy.proxy.headers import response_headers
+
+__all__ = ["READ_CHUNK", "Forwarder", "Relayed"]
+
+READ_CHUNK = 256 * 1024  # large reads: fewer loop turns per byte; flow control bounds what is buffered
+_POOL_LIMIT = 1024
+# Shorter than the idle timeout of common upstream servers (uvicorn: 5 s), so we close an idle pooled
+# connection before the upstream does, instead of racing its close with a POST we cannot retry.
+_KEEPALIVE = 4.0
+_WS_MAX_MESSAGE = 16 * 1024 * 1024
+
+Outcome = Literal["complete", "upstream_failed", "client_gone"]
+Headers = list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    response: web.StreamResponse
+    upstream_status: int
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class _Upstream:
+    """What one UpstreamConfig means for requests, computed once per config (reloads may change it)."""
+
+    config: UpstreamConfig
+    base: str  # scheme://host[:port][/base-path] without a trailing slash
+    timeout: aiohttp.ClientTimeout
+
+    @classmethod
+    def of(cls, config: UpstreamConfig) -> _Upstream:
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=config.connect_timeout, sock_read=config.read_timeout
+        )
+        return cls(config, config.url.rstrip("/"), timeout)
+
+    def url(self, raw_target: str) -> URL:
+        # encoded=True: the authorized bytes go out as received, nothing re-quoted or normalised.
+        return URL(self.base + raw_target, encoded=True)
+
+
+def _translate(error: BaseException) -> UpstreamError:
+    if isinstance(error, TimeoutError):
+        return UpstreamTimeout("the upstream did not answer in time")
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return UpstreamUnavailable("the upstream refused the connection")
+    return UpstreamUnavailable("the upstream closed the connection before answering")
+
+
+def _abort(request: web.BaseRequest) -> None:
+    if request.transport is not None:
+        request.transport.abort()
+
+
+class Forwarder:
+    """Owns the pooled ClientSession: `start()` on startup, `close()` on cleanup."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._upstream: _Upstream | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=_POOL_LIMIT, keepalive_timeout=_KEEPALIVE)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # bytes pass unchanged, Content-Encoding included
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # The client's own headers are forwarded as they were; we add none of aiohttp's defaults.
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            read_bufsize=READ_CHUNK,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _prepare(self, config: UpstreamConfig) -> tuple[aiohttp.ClientSession, _Upstream]:
+        if self._session is None:
+            raise RuntimeError("Forwarder.start() was not awaited")
+        upstream = self._upstream
+        if upstream is None or upstream.config is not config:
+            upstream = self._upstream = _Upstream.of(config)
+        return self._session, upstream
+
+    async def forward(self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers) -> Relayed:
+        """Relay `request` (raw target, streamed body) and stream the answer back. Raises UpstreamError."""
+        session, upstream = self._prepare(config)
+        try:
+            answer = await session.request(
+                request.method,
+                upstream.url(request.raw_path),
+                headers=headers,
+                data=request.content if request.body_exists else None,
+                allow_redirects=False,
+                timeout=upstream.timeout,
+            )
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _translate(error) from error
+        try:
+            return await _relay(request, answer)
+        finally:
+            answer.close()
+
+    async def open_websocket(
+        self, config: UpstreamConfig, raw_target: str, headers: Headers, protocols: tuple[str, ...]
+    ) -> aiohttp.ClientWebSocketResponse:
+        """The upstream side of a WebSocket relay. Raises UpstreamError (a refused upgrade included)."""
+        session, upstream = self._prepare(config)
+        try:
+            return await session.ws_connect(
+                upstream.url(raw_target),
+                protocols=protocols,
+                headers=headers,
+                autoclose=False,  # the relay forwards the close code and reason itself
+                max_msg_size=_WS_MAX_MESSAGE,
+            )
+        except aiohttp.WSServerHandshakeError as error:
+            raise UpstreamUnavailable(
+                f"the upstream refused the websocket upgrade ({error.status})"
+            ) from error
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _translate(error) from error
+
+
+async def _relay(request: web.BaseRequest, answer: aiohttp.ClientResponse) -> Relayed:
+    response = web.StreamResponse(
+        status=answer.status, reason=answer.reason, headers=response_headers(answer.headers)
+    )
+    try:
+        await response.prepare(request)
+    except ConnectionError:
+        return Relayed(response, answer.status, "client_gone")
+    content = answer.content
+    while True:
+        try:
+            chunk = await content.read(READ_CHUNK)
+        except (TimeoutError, aiohttp.ClientError):
+            _abort(request)
+            return Relayed(response, answer.status, "upstream_failed")
+        try:
+            if not chunk:
+                await response.write_eof()
+                return Relayed(response, answer.status, "complete")
+            # Written as it arrives: the transport sends at once, so SSE events are never held back.
+            await response.write(chunk)
+        except ConnectionError:
+            return Relayed(response, answer.status, "client_gone")

@@ -1,0 +1,224 @@
+"""The proxied port (a router-less aiohttp web.Server) and the admin application.
+
+The proxied port serves nothing of its own: every request goes through the gate, then to the upstream or to
+a rendered denial. The one broad `except` of the package lives here, as the outermost boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from aiohttp import HttpVersion11, web
+from multidict import CIMultiDict
+
+from authproxy.errors import InvalidToken, UpstreamError
+from authproxy.gate import authorize
+from authproxy.logs import access_logger
+from authproxy.policy.decision import Decision
+from authproxy.proxy.forward import Forwarder
+from authproxy.proxy.responses import Rendered, render_decision, render_error, render_upstream_error
+from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
+from authproxy.runtime import Runtime, RuntimeHolder
+
+__all__ = [
+    "AccessRecord",
+    "Observer",
+    "ProxyHandler",
+    "ServiceState",
+    "build_admin_app",
+    "build_proxy_server",
+]
+
+READ_BUFSIZE = 256 * 1024
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    """What the access line (and any observer, such as metrics) learns about one request."""
+
+    method: str
+    path: str  # the raw path without the query: a query may carry anything, and is never logged
+    status: int = 0
+    decision: Decision | None = None
+    upstream_status: int | None = None
+    outcome: str = "answered"  # answered | complete | upstream_failed | client_gone | error
+    latency_ms: float = 0.0
+
+    def fields(self) -> dict[str, object]:
+        d = self.decision
+        out: dict[str, object] = {
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "decision": "none" if d is None else ("allow" if d.allowed else "deny"),
+            "reason": None if d is None else d.reason,
+            "route": None if d is None else d.route,
+            "subject": None if d is None else d.subject,
+            "latency_ms": round(self.latency_ms, 3),
+            "upstream_status": self.upstream_status,
+            "outcome": self.outcome,
+        }
+        if d is not None and d.jti is not None:
+            out["jti"] = d.jti
+        if d is not None and not d.allowed:
+            out.update(error=d.error, required_scopes=d.required_scopes, missing_scopes=d.missing_scopes)
+        return out
+
+
+Observer = Callable[[AccessRecord], None]
+
+
+def _respond(rendered: Rendered) -> web.Response:
+    return web.Response(status=rendered.status, headers=CIMultiDict(rendered.headers), body=rendered.body)
+
+
+def _deny_identity(decision: Decision, bad: InvalidToken) -> Decision:
+    return replace(decision, allowed=False, error="invalid_token", reason=bad.reason)
+
+
+class ProxyHandler:
+    """`handle(request)`: one runtime snapshot, the gate, then the upstream or a rendered denial."""
+
+    def __init__(
+        self, holder: RuntimeHolder, forwarder: Forwarder, observers: Iterable[Observer] = ()
+    ) -> None:
+        self._holder = holder
+        self._forwarder = forwarder
+        self._observers = tuple(observers)
+        self._log = access_logger()
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        record = AccessRecord(request.method, request.raw_path.partition("?")[0])
+        started = time.perf_counter()
+        try:
+            return await self._handle(request, record)
+        except asyncio.CancelledError:
+            record.outcome = "client_gone"  # the client disconnected, or shutdown's grace ran out
+            raise
+        except Exception:  # noqa: BLE001 - the one outer boundary: a bug answers 500 or aborts, never hangs
+            return self._fail(request, record)
+        finally:
+            record.latency_ms = (time.perf_counter() - started) * 1000
+            self._emit(record)
+
+    async def _handle(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
+        rt = self._holder.current  # read once: the whole request runs under this policy
+        decision = record.decision = await authorize(rt, request.method, request.raw_path, request.headers)
+        if not decision.allowed:
+            return self._answer(record, render_decision(decision))
+        websocket = is_websocket_upgrade(request.method, request.headers)
+        if websocket and not valid_handshake(request):
+            return self._answer(record, render_error(400, "bad_request", "malformed websocket handshake"))
+        try:
+            headers = rt.header_plan.upstream_headers(
+                request.headers, decision, peer=request.remote, proto=request.scheme, websocket=websocket
+            )
+        except InvalidToken as bad:
+            record.decision = _deny_identity(decision, bad)
+            return self._answer(record, render_decision(record.decision))
+        if decision.listing is not None:
+            return self._answer(record, _listing_unavailable())
+        try:
+            if websocket:
+                return await self._relay_websocket(request, rt, headers, record)
+            return await self._forward(request, rt, headers, record)
+        except UpstreamError as error:
+            return self._answer(record, render_upstream_error(error))
+
+    async def _forward(
+        self, request: web.BaseRequest, rt: Runtime, headers: list[tuple[str, str]], record: AccessRecord
+    ) -> web.StreamResponse:
+        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= HttpVersion11:
+            # Sent only now, after authorization: a denied client never uploads its body.
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        relayed = await self._forwarder.forward(request, rt.config.upstream, headers)
+        record.status = record.upstream_status = relayed.upstream_status
+        record.outcome = relayed.outcome
+        return relayed.response
+
+    async def _relay_websocket(
+        self, request: web.BaseRequest, rt: Runtime, headers: list[tuple[str, str]], record: AccessRecord
+    ) -> web.StreamResponse:
+        record.status = record.upstream_status = 101
+        response = await relay_websocket(request, self._forwarder, rt.config.upstream, headers)
+        record.outcome = "complete"
+        return response
+
+    @staticmethod
+    def _answer(record: AccessRecord, rendered: Rendered) -> web.Response:
+        record.status = rendered.status
+        return _respond(rendered)
+
+    def _fail(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
+        record.outcome = "error"
+        self._log.exception("unhandled error", method=record.method, path=record.path)
+        if request.writer.output_size == 0:
+            return self._answer(record, render_error(500, "internal_error", "internal error"))
+        # Bytes already went out: only an abort tells the client the answer is not whole.
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)
+
+    def _emit(self, record: AccessRecord) -> None:
+        fields = record.fields()
+        if record.status >= 500 or record.outcome == "upstream_failed":
+            self._log.warning("request", **fields)
+        else:
+            self._log.info("request", **fields)
+        for observe in self._observers:
+            observe(record)
+
+
+def _listing_unavailable() -> Rendered:
+    # Fail closed: a filtered listing must never be forwarded unfiltered.
+    return render_error(403, "insufficient_scope", "filtered listings are not available")
+
+
+def build_proxy_server(handler: ProxyHandler) -> web.Server:
+    return web.Server(
+        handler,
+        handler_cancellation=True,  # a client that hangs up releases its upstream connection at once
+        access_log=None,  # the handler writes the one access line itself
+        auto_decompress=False,  # request bodies pass as sent, Content-Encoding included
+        read_bufsize=READ_BUFSIZE,
+    )
+
+
+@dataclass(slots=True)
+class ServiceState:
+    """Lifecycle facts the admin port reports: set to draining when shutdown starts."""
+
+    draining: bool = False
+
+
+HOLDER = web.AppKey("holder", RuntimeHolder)
+STATE = web.AppKey("state", ServiceState)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    del request
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    if request.app[STATE].draining:
+        return web.json_response({"status": "draining"}, status=503)
+    if not request.app[HOLDER].current.keys.ready:
+        return web.json_response({"status": "keys_not_ready"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def build_admin_app(
+    holder: RuntimeHolder, state: ServiceState, admin_routes: Iterable[web.AbstractRouteDef] = ()
+) -> web.Application:
+    """`/healthz`, `/readyz`, plus `admin_routes` (the extension point /metrics plugs into)."""
+    app = web.Application()
+    app[HOLDER] = holder
+    app[STATE] = state
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_routes(admin_routes)
+    return app

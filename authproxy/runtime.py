@@ -1,0 +1,104 @@
+"""Runtime: everything a request needs, built at once from a config file, immutable, swapped atomically.
+
+A request reads `RuntimeHolder.current` once and keeps that reference, so in-flight requests finish under
+the policy they started with. This is the only place where configuration becomes live objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from authproxy.auth.keys import KeyRing, RemoteKeys
+from authproxy.auth.verify import Verifier
+from authproxy.config import load_with_warnings
+from authproxy.config.model import Config, JwksUrl, OidcIssuer
+from authproxy.errors import ConfigError, Problem
+from authproxy.policy.table import RouteTable
+from authproxy.proxy.headers import HeaderPlan
+
+__all__ = ["Runtime", "RuntimeHolder", "build_runtime", "load_runtime"]
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    config: Config
+    table: RouteTable
+    keys: KeyRing
+    verifier: Verifier
+    header_plan: HeaderPlan
+    warnings: tuple[Problem, ...] = ()
+
+
+class RuntimeHolder:
+    """The live Runtime; `swap` replaces it in one assignment (atomic for readers on the event loop)."""
+
+    __slots__ = ("current", "generation")
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime
+        self.generation = 1
+
+    def swap(self, runtime: Runtime) -> Runtime:
+        previous, self.current = self.current, runtime
+        self.generation += 1
+        return previous
+
+
+def _remote_sources(config: Config) -> list[RemoteKeys]:
+    remotes = [k for k in config.jwt.keys if isinstance(k, JwksUrl | OidcIssuer)]
+    if not remotes:
+        return []
+    from authproxy.auth.jwks import JwksSource  # only deployments with an IdP need the fetcher
+
+    algorithms = frozenset(config.jwt.algorithms)
+    return [JwksSource(source, algorithms) for source in remotes]
+
+
+def build_runtime(config: Config, warnings: tuple[Problem, ...] = ()) -> Runtime:
+    """Compile a loaded Config into live objects; raises ConfigError for problems only compilation finds."""
+    policy = config.policy
+    table = RouteTable.build(
+        policy.public, policy.routes, preset=policy.preset, admin_scope=policy.admin_scope
+    )
+    keys = KeyRing.build(config.jwt, _remote_sources(config))
+    return Runtime(
+        config=config,
+        table=table,
+        keys=keys,
+        verifier=Verifier(config.jwt, keys),
+        header_plan=HeaderPlan.build(config.forward, config.jwt),
+        warnings=warnings,
+    )
+
+
+def _override(config: Config, listen: str | None, upstream: str | None) -> Config:
+    problems: list[Problem] = []
+    if listen is not None:
+        from authproxy.config.build import parse_address
+
+        try:
+            config = dataclasses.replace(config, listen=parse_address(listen))
+        except ValueError as bad:
+            problems.append(Problem("--listen", 0, str(bad)))
+    if upstream is not None:
+        from authproxy.config.build import check_upstream_url
+
+        try:
+            check_upstream_url(upstream)
+            config = dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, url=upstream))
+        except ValueError as bad:
+            problems.append(Problem("--upstream", 0, str(bad)))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_runtime(
+    path: str | os.PathLike[str], *, listen: str | None = None, upstream: str | None = None
+) -> Runtime:
+    """Load, validate and compile a config file (plus command-line overrides); raises ConfigError."""
+    config, warnings = load_with_warnings(path)
+    config = _override(config, listen, upstream)
+    return build_runtime(config, tuple(warnings))

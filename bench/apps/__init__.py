@@ -1,0 +1,1 @@
+"""Upstream applications the harness starts as subprocesses."""

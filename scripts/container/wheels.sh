@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Downloads every wheel the image build needs into DEST (`wheels.sh DEST`), so
+# `docker build` can run with no package index: the Dockerfile installs from `wheels/` in its
+# context with `--no-index` whenever that folder holds wheels. The set is the runtime
+# dependencies in pyproject.toml plus the build backend that turns the source into a wheel.
+# Run it with the same Python minor version as the image (3.11); PYTHON overrides the interpreter.
+set -euo pipefail
+
+[[ $# -eq 1 ]] || {
+  echo "usage: $0 DEST" >&2
+  exit 2
+}
+dest=$1
+root=$(cd "$(dirname "$0")/../.." && pwd)
+python=${PYTHON:-python3}
+
+mapfile -t requirements < <(
+  "$python" - "$root/pyproject.toml" <<'EOF'
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as f:
+    project = tomllib.load(f)
+for line in project["project"]["dependencies"] + project["build-system"]["requires"]:
+    print(line)
+EOF
+)
+
+mkdir -p "$dest"
+"$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+  --python-version 3.11 --dest "$dest" "${requirements[@]}"

@@ -1,0 +1,241 @@
+"""The image, built and run for real on a private Docker engine.
+
+No registry is reachable here, so the base `python:3.11-slim-bookworm` is a debootstrap'd
+Debian bookworm (python3 3.11) imported under that name, and the build installs wheels
+downloaded on the host (no index). The container runs on the host network with a read-only root
+filesystem, in front of an aiohttp upstream this module serves on loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from container_rig import Docker, Proxy, docker_cli, free_port, health, poll
+from upstream_thread import ThreadedUpstream
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "scripts" / "container"
+CACHE = REPO / ".tools" / "container"
+BASE_TARBALL = CACHE / "python-3.11-slim-bookworm.tar"
+BASE_IMAGE = "python:3.11-slim-bookworm"
+IMAGE = "authproxy:container-test"
+GRACE_SECONDS = 5  # AUTHPROXY_SHUTDOWN_GRACE in the container; `docker stop` allows more
+
+pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
+
+CONFIG = """\
+# Addresses come from the env, as in the Helm chart's config.yaml.
+listen: "${AUTHPROXY_LISTEN}"
+admin_listen: "${AUTHPROXY_ADMIN_LISTEN}"
+upstream:
+  url: "${AUTHPROXY_UPSTREAM_URL}"
+jwt:
+  algorithms: [HS256]
+  keys:
+    - secret_file: /etc/authproxy/keys/jwt-secret
+policy:
+  routes:
+    "GET /agents": [agents:read]
+    "GET /slow": [agents:read]
+"""
+
+
+@pytest.fixture(scope="module")
+def docker(unavailable: Callable[[str], None]) -> Iterator[Docker]:
+    if os.geteuid() != 0:
+        unavailable("the Docker engine needs root")
+    for tool in ("dockerd", "debootstrap"):
+        if shutil.which(tool) is None:
+            unavailable(f"{tool} is not installed; `make tools` installs it when run as root")
+    # A short path: containerd's unix sockets live under it (108-byte limit).
+    state = Path(tempfile.mkdtemp(prefix="apd-", dir="/tmp"))
+    try:
+        started = subprocess.run(
+            [str(SCRIPTS / "engine.sh"), "start", str(state)], capture_output=True, text=True, timeout=120
+        )
+        if started.returncode != 0:
+            unavailable(f"the Docker engine did not start: {started.stderr.strip()}")
+        yield Docker(docker_cli(), started.stdout.strip())
+    finally:
+        subprocess.run([str(SCRIPTS / "engine.sh"), "stop", str(state)], capture_output=True, timeout=120)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def base_image(docker: Docker, unavailable: Callable[[str], None]) -> str:
+    # Built once (~45 s) and cached under .tools/; `make tools` usually has done it already.
+    built = subprocess.run(
+        [str(SCRIPTS / "base-rootfs.sh"), str(BASE_TARBALL)], capture_output=True, text=True, timeout=600
+    )
+    if built.returncode != 0:
+        unavailable(f"could not build the stand-in base image: {built.stderr.strip()}")
+    docker("import", str(BASE_TARBALL), BASE_IMAGE)
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="module")
+def wheels(unavailable: Callable[[str], None]) -> Path:
+    """The image's wheels, downloaded on the host once per set of requirements."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    requirements = project["project"]["dependencies"] + project["build-system"]["requires"]
+    cache = CACHE / f"wheels-{hashlib.sha256(chr(10).join(requirements).encode()).hexdigest()[:12]}"
+    if not cache.is_dir():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix="wheels-partial-", dir=CACHE))
+        fetched = subprocess.run(
+            [str(SCRIPTS / "wheels.sh"), str(partial)], capture_output=True, text=True, timeout=600
+        )
+        if fetched.returncode != 0:
+            shutil.rmtree(partial)
+            unavailable(f"could not download wheels for the image: {fetched.stderr.strip()[-2000:]}")
+        partial.rename(cache)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def image(docker: Docker, base_image: str, wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    context = tmp_path_factory.mktemp("context")
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
+        if (REPO / name).exists():
+            shutil.copy2(REPO / name, context / name)
+    shutil.copytree(REPO / "authproxy", context / "authproxy", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(wheels, context / "wheels")
+    # --pull=false: the base exists only locally; host network: the engine has no bridge.
+    docker("build", "--pull=false", "--network", "host", "--tag", IMAGE, str(context), timeout=600)
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ThreadedUpstream]:
+    with ThreadedUpstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def proxy(
+    docker: Docker,
+    image: str,
+    upstream: ThreadedUpstream,
+    hs_secret: bytes,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Proxy]:
+    etc = tmp_path_factory.mktemp("etc-authproxy")
+    (etc / "keys").mkdir()
+    (etc / "keys" / "jwt-secret").write_bytes(hs_secret)
+    (etc / "config.yaml").write_text(CONFIG)
+    # Readable by uid 10001, as a Kubernetes projected volume would be.
+    for path in (etc, etc / "keys"):
+        path.chmod(0o755)
+    for path in (etc / "config.yaml", etc / "keys" / "jwt-secret"):
+        path.chmod(0o444)
+
+    port, admin_port = free_port(), free_port()
+    name = f"authproxy-test-{os.getpid()}"
+    env = {
+        "AUTHPROXY_LISTEN": f"127.0.0.1:{port}",
+        "AUTHPROXY_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
+        "AUTHPROXY_UPSTREAM_URL": upstream.url,
+        "AUTHPROXY_SHUTDOWN_GRACE": str(GRACE_SECONDS),
+        "AUTHPROXY_HEALTHCHECK_URL": f"http://127.0.0.1:{admin_port}/healthz",
+    }
+    args = ["run", "--detach", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp"]
+    args += ["--volume", f"{etc}:/etc/authproxy:ro", "--health-interval", "1s"]
+    for key, value in env.items():
+        args += ["--env", f"{key}={value}"]
+    docker(*args, image)
+    try:
+        yield Proxy(name, port, admin_port, docker)
+    finally:
+        docker("rm", "--force", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def healthy_proxy(proxy: Proxy) -> Proxy:
+    poll(lambda: health(proxy) == "healthy", "the image's HEALTHCHECK to report healthy")
+    return proxy
+
+
+def test_image_declares_user_ports_healthcheck_and_entrypoint(docker: Docker, image: str) -> None:
+    config = docker.inspect(image)["Config"]
+    assert config["User"] == "10001:10001"
+    assert set(config["ExposedPorts"]) == {"8080/tcp", "9901/tcp"}
+    assert config["Entrypoint"] == ["authproxy"]
+    assert config["Cmd"] == ["serve", "-c", "/etc/authproxy/config.yaml"]
+    assert config["Healthcheck"]["Test"][:2] == ["CMD", "python3"]
+
+
+def test_healthcheck_turns_healthy(healthy_proxy: Proxy) -> None:
+    assert health(healthy_proxy) == "healthy"
+    assert healthy_proxy.get("/readyz", admin=True)[0] == 200
+
+
+def test_process_runs_as_uid_and_gid_10001(healthy_proxy: Proxy) -> None:
+    pid = healthy_proxy.docker.inspect(healthy_proxy.name)["State"]["Pid"]
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    ids = {line.split(":")[0]: line.split()[1:] for line in status if line.startswith(("Uid:", "Gid:"))}
+    assert ids == {"Uid": ["10001"] * 4, "Gid": ["10001"] * 4}
+
+
+def test_valid_token_is_forwarded_with_200(
+    healthy_proxy: Proxy, upstream: ThreadedUpstream, mint: Any
+) -> None:
+    status, body = healthy_proxy.get("/agents", mint({"sub": "alice", "scopes": ["agents:read"]}))
+    assert status == 200, healthy_proxy.logs()
+    assert json.loads(body) == {"path": "/agents"}
+    assert "/agents" in upstream.paths()
+
+
+def test_request_without_token_is_refused_with_401(healthy_proxy: Proxy, upstream: ThreadedUpstream) -> None:
+    before = len(upstream.paths())
+    status, body = healthy_proxy.get("/agents")
+    assert status == 401, healthy_proxy.logs()
+    assert json.loads(body)["error"] == "missing_token"
+    assert len(upstream.paths()) == before
+
+
+def test_token_with_short_scopes_is_refused_with_403(
+    healthy_proxy: Proxy, upstream: ThreadedUpstream, mint: Any
+) -> None:
+    before = len(upstream.paths())
+    status, body = healthy_proxy.get("/agents", mint({"sub": "bob", "scopes": ["teams:read"]}))
+    assert status == 403, healthy_proxy.logs()
+    assert json.loads(body)["missing_scopes"] == ["agents:read"]
+    assert len(upstream.paths()) == before
+
+
+def test_docker_stop_drains_in_flight_request_and_exits_0(
+    healthy_proxy: Proxy, upstream: ThreadedUpstream, mint: Any
+) -> None:
+    # Last in this module: it ends the shared container.
+    token = mint({"sub": "carol", "scopes": ["agents:read"]})
+    answer: list[tuple[int, bytes]] = []
+    in_flight = threading.Thread(target=lambda: answer.append(healthy_proxy.get("/slow", token)))
+    in_flight.start()
+    assert upstream.slow_arrived.wait(timeout=60), "the slow request never reached the upstream"
+    # A stop timeout beyond the app's grace: exit code 0 then means authproxy ended itself.
+    docker = healthy_proxy.docker
+    stop_args = [docker.cli, "-H", docker.host, "stop", "-t", str(GRACE_SECONDS + 25), healthy_proxy.name]
+    with subprocess.Popen(stop_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as stop:
+        try:
+            # /readyz turns 503 once SIGTERM has reached authproxy (PID 1: exec-form ENTRYPOINT).
+            poll(lambda: healthy_proxy.get("/readyz", admin=True)[0] == 503, "authproxy to start draining")
+        finally:
+            upstream.slow_release.set()
+            in_flight.join(timeout=60)
+        assert answer == [(200, b'{"path": "/slow"}')]
+        assert stop.wait(timeout=120) == 0
+    state = docker.inspect(healthy_proxy.name)["State"]
+    assert (state["Running"], state["OOMKilled"], state["ExitCode"]) == (False, False, 0), (
+        healthy_proxy.logs()
+    )
