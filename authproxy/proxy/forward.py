@@ -11,6 +11,7 @@ from typing import Literal
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.config.model import UpstreamConfig
@@ -61,7 +62,7 @@ def _translate(error: BaseException) -> UpstreamError:
     if isinstance(error, TimeoutError):
         return UpstreamTimeout("the upstream did not answer in time")
     if isinstance(error, aiohttp.ClientConnectorError):
-        return UpstreamUnavailable("the upstream refused the connection")
+        return UpstreamUnavailable("could not connect to the upstream")
     return UpstreamUnavailable("the upstream closed the connection before answering")
 
 
@@ -119,6 +120,28 @@ class Forwarder:
             return await _relay(request, answer)
         finally:
             answer.close()
+
+    async def fetch_bounded(
+        self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, limit: int
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        """A bodiless request whose whole answer (at most `limit` bytes) is read: for filtered listings."""
+        session, upstream = self._prepare(config)
+        try:
+            async with session.request(
+                request.method,
+                upstream.url(request.raw_path),
+                headers=headers,
+                allow_redirects=False,
+                timeout=upstream.timeout,
+            ) as answer:
+                body = bytearray()
+                async for chunk in answer.content.iter_chunked(READ_CHUNK):
+                    body += chunk
+                    if len(body) > limit:
+                        raise UpstreamUnavailable("the listing response is too large to filter")
+                return answer.status, response_headers(answer.headers), bytes(body)
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _translate(error) from error
 
     async def open_websocket(
         self, config: UpstreamConfig, raw_target: str, headers: Headers, protocols: tuple[str, ...]

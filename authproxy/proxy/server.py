@@ -14,11 +14,12 @@ from dataclasses import dataclass, replace
 from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
-from authproxy.errors import InvalidToken, UpstreamError
+from authproxy.errors import InvalidToken, UpstreamError, UpstreamUnavailable
 from authproxy.gate import authorize
 from authproxy.logs import access_logger
-from authproxy.policy.decision import Decision
+from authproxy.policy.decision import Decision, ListingFilter
 from authproxy.proxy.forward import Forwarder
+from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
 from authproxy.proxy.responses import Rendered, render_decision, render_error, render_upstream_error
 from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
 from authproxy.runtime import Runtime, RuntimeHolder
@@ -120,12 +121,13 @@ class ProxyHandler:
             record.decision = _deny_identity(decision, bad)
             return self._answer(record, render_decision(record.decision))
         if decision.listing is not None:
-            return self._answer(record, _listing_unavailable())
+            return await self._filtered_listing(request, rt, headers, record, decision.listing)
         try:
             if websocket:
                 return await self._relay_websocket(request, rt, headers, record)
             return await self._forward(request, rt, headers, record)
         except UpstreamError as error:
+            record.upstream_status = None  # no answer from the upstream (or a refused upgrade)
             return self._answer(record, render_upstream_error(error))
 
     async def _forward(
@@ -138,6 +140,28 @@ class ProxyHandler:
         record.status = record.upstream_status = relayed.upstream_status
         record.outcome = relayed.outcome
         return relayed.response
+
+    async def _filtered_listing(
+        self,
+        request: web.BaseRequest,
+        rt: Runtime,
+        headers: list[tuple[str, str]],
+        record: AccessRecord,
+        listing: ListingFilter,
+    ) -> web.StreamResponse:
+        status, upstream_headers, body = await self._forwarder.fetch_bounded(
+            request, rt.config.upstream, listing_request_headers(headers), MAX_LISTING_BYTES
+        )
+        record.upstream_status = status
+        if status == 200:
+            if upstream_headers.get("Content-Encoding", "identity").lower() != "identity":
+                raise UpstreamUnavailable("the listing response is compressed and cannot be filtered")
+            body = filter_listing(body, listing)
+        upstream_headers.popall("Content-Length", None)
+        upstream_headers.popall("Transfer-Encoding", None)
+        record.status = status
+        record.outcome = "complete"
+        return web.Response(status=status, headers=upstream_headers, body=body)
 
     async def _relay_websocket(
         self, request: web.BaseRequest, rt: Runtime, headers: list[tuple[str, str]], record: AccessRecord
@@ -170,11 +194,6 @@ class ProxyHandler:
             self._log.info("request", **fields)
         for observe in self._observers:
             observe(record)
-
-
-def _listing_unavailable() -> Rendered:
-    # Fail closed: a filtered listing must never be forwarded unfiltered.
-    return render_error(403, "insufficient_scope", "filtered listings are not available")
 
 
 def build_proxy_server(handler: ProxyHandler) -> web.Server:

@@ -59,6 +59,10 @@ start() {
     exit 1
   }
   mkdir -p "$state/data" "$state/exec"
+  # Should a system containerd be running, dockerd uses it: an own namespace keeps this engine's
+  # containers apart from any other engine's.
+  local namespace
+  namespace="authproxy-test-$(basename "$state")"
   # Layers on a tmpfs: builds write faster and `stop` frees them at once instead of deleting
   # thousands of files. Falls back to the disk when no tmpfs can be mounted.
   mount -t tmpfs -o size=4g,mode=0700 authproxy-engine "$state/data" 2>/dev/null || true
@@ -69,6 +73,7 @@ start() {
     --pidfile "$pidfile" \
     -H "unix://$socket" \
     --iptables=false --ip6tables=false --bridge=none \
+    --containerd-namespace "$namespace" --containerd-plugins-namespace "$namespace-plugins" \
     >"$log" 2>&1 </dev/null &
   if ! poll 300 engine_answers; then
     echo "engine.sh: dockerd did not answer within 60 s; last log lines:" >&2

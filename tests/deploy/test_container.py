@@ -99,7 +99,10 @@ def wheels(unavailable: Callable[[str], None]) -> Path:
         if fetched.returncode != 0:
             shutil.rmtree(partial)
             unavailable(f"could not download wheels for the image: {fetched.stderr.strip()[-2000:]}")
-        partial.rename(cache)
+        try:
+            partial.rename(cache)
+        except OSError:  # a concurrent run cached the same set first
+            shutil.rmtree(partial)
     return cache
 
 

@@ -25,6 +25,10 @@ def test_sidecar_policy_configmap_content_equals_the_values_policy(render: Rende
     assert render(SIDECAR).config()["policy"] == yaml.safe_load(SIDECAR.read_text())["policy"]
 
 
+def test_example_consumer_chart_lints_clean(helm_lint: Callable[..., str], consumer_chart: Path) -> None:
+    assert "0 chart(s) failed" in helm_lint(EXAMPLE_VALUES, chart=consumer_chart)
+
+
 def test_example_pod_runs_agentos_and_authproxy_side_by_side(
     render: Render, consumer_chart: Path, validate: Callable[[str], None]
 ) -> None:

@@ -246,7 +246,7 @@ async def test_truncated_chunked_upload_never_reaches_upstream_as_complete(
     proxy: RunningProxy, upstream: RecordingUpstream, auth: dict[str, str]
 ) -> None:
     host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    _, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         f"POST /upload HTTP/1.1\r\nHost: h\r\nAuthorization: {auth['Authorization']}\r\n"
         "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".encode()
