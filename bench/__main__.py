@@ -231,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     text = render(res, machine_facts(str(_BIN / "envoy"), uvicorn_parser(), load_before))
     print(text)
     _RESULTS.mkdir(parents=True, exist_ok=True)
-    (_RESULTS / "latest.md").write_text(text)
+    # Only a full run replaces latest.md; --quick/--only runs must not overwrite the numbers worth keeping.
+    partial = args.quick or args.only is not None
+    (_RESULTS / ("partial.md" if partial else "latest.md")).write_text(text)
     return 1 if res.failed else 0
 
 

@@ -120,9 +120,9 @@ class ProxyHandler:
         except InvalidToken as bad:
             record.decision = _deny_identity(decision, bad)
             return self._answer(record, render_decision(record.decision))
-        if decision.listing is not None:
-            return await self._filtered_listing(request, rt, headers, record, decision.listing)
         try:
+            if decision.listing is not None:
+                return await self._filtered_listing(request, rt, headers, record, decision.listing)
             if websocket:
                 return await self._relay_websocket(request, rt, headers, record)
             return await self._forward(request, rt, headers, record)

@@ -319,3 +319,17 @@ async def test_filtered_listing_is_never_forwarded_unfiltered(
     async with client.get(proxy.url + "/agents", headers=headers) as resp:
         body = await resp.read()
     assert b"beta" not in body  # only items the caller may read, or nothing at all
+
+
+async def test_listing_that_cannot_be_filtered_answers_502(
+    start_proxy: ProxyFactory, upstream: RecordingUpstream, client: aiohttp.ClientSession, token: TokenFactory
+) -> None:
+    proxy = await start_proxy(upstream.url)
+    text = proxy.config_path.read_text().replace("policy:\n", "policy:\n  preset: agentos\n", 1)
+    proxy.config_path.write_text(text)
+    proxy.service.holder.swap(load_runtime(proxy.config_path))
+    headers = {"Authorization": f"Bearer {token('teams:red:read')}"}
+    async with client.get(proxy.url + "/teams", headers=headers) as resp:  # the upstream answers an object
+        assert resp.status == 502
+        assert (await resp.json())["error"] == "upstream_unavailable"
+    assert upstream.last().raw_path == "/teams"
