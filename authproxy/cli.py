@@ -186,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
         help="show the decision for one request: allow/deny, status, route, scopes, reason",
         description="Runs the same decision the proxy makes and prints it, including the exact response "
         "body a denied client receives. Exit 0 when allowed, 1 when denied.",
-        epilog='example: authproxy explain -c policy.yaml --token "$TOKEN" POST /agents/web-search-agent/runs',
+        epilog='example: authproxy explain -c policy.yaml --token "$TOKEN" POST /agents/agno-agent/runs',
     )
     _config_arg(p)
     p.add_argument("--token", help="the JWT to present (omit to see what an anonymous caller gets)")

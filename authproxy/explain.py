@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 
 from multidict import CIMultiDict
@@ -19,9 +17,7 @@ _KEYS_READY_TIMEOUT = 10.0
 
 async def _wait_for_keys(runtime: Runtime) -> None:
     await runtime.keys.start()
-    deadline = time.monotonic() + _KEYS_READY_TIMEOUT
-    while not runtime.keys.ready and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)  # a remote key source is fetching; explain is interactive, not hot
+    await runtime.keys.wait_ready(_KEYS_READY_TIMEOUT)  # if not ready, the decision says why (no key)
 
 
 def _request_headers(runtime: Runtime, token: str | None, extra: Sequence[str]) -> CIMultiDict[str]:

@@ -12,7 +12,7 @@ from multidict import CIMultiDict
 
 from bench.configs import BENCH_PATH
 
-__all__ = ["DecisionTiming", "time_decision"]
+__all__ = ["DecisionTiming", "combine", "time_decision"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +58,13 @@ def time_decision(label: str, config: Path, tokens: list[str], repeat: int) -> D
     if len(tokens) == 1:
         timings = timings[len(timings) // 10 :]  # the first calls fill caches and warm the interpreter
     return DecisionTiming(label, statistics.median(timings), _percentile(timings, 0.99), len(timings))
+
+
+def combine(label: str, passes: list[DecisionTiming]) -> DecisionTiming:
+    """Several passes of one case as one: the median of their medians and of their p99s."""
+    return DecisionTiming(
+        label,
+        statistics.median(p.median_us for p in passes),
+        statistics.median(p.p99_us for p in passes),
+        sum(p.calls for p in passes),
+    )

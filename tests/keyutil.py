@@ -211,6 +211,9 @@ class StaticRemote:
     def ready(self) -> bool:
         return self._ready
 
+    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - same contract as JwksSource
+        return self._ready
+
     def replace(self, entries: tuple[KeyEntry, ...]) -> None:
         self._entries = entries
         self._generation += 1

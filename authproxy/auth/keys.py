@@ -6,6 +6,7 @@ the algorithms it admits (config ∩ its family ∩ its JWK `alg`), so HS/RS con
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,10 @@ class RemoteKeys(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - same contract as JwksSource
+        """Wait (at most `timeout` seconds) for a first key set; True once one is loaded."""
+        ...
 
     async def refresh_for_unknown_kid(self, kid: str | None) -> bool:
         """Refetch now unless rate-limited; True if the key set changed."""
@@ -251,6 +256,11 @@ class KeyRing:
     async def close(self) -> None:
         for remote in self._remotes:
             await remote.close()
+
+    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - same contract as JwksSource
+        """True once every remote source has a key set; False if one has none after `timeout` seconds."""
+        results = await asyncio.gather(*(remote.wait_ready(timeout) for remote in self._remotes))
+        return all(results)
 
     async def refresh_for_unknown_kid(self, kid: str | None) -> bool:
         changed = False
