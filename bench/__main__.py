@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     _check_tools()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
     _raise_fd_limit()
     load_before = f"{os.getloadavg()[0]:.2f}"
     work = Path(tempfile.mkdtemp(prefix="authproxy-bench-"))
@@ -229,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         _run(args, work, res)
+    except KeyboardInterrupt:
+        print("bench: interrupted; every server was stopped", file=sys.stderr)
+        return 130
     finally:
         if args.keep:
             print(f"bench: work folder kept: {work}", file=sys.stderr)

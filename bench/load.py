@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,10 +88,19 @@ def _wrk(
     argv.append(url)
     if token_file is not None:
         argv += ["--", str(token_file)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise WrkError(f"wrk exited {done.returncode}: {done.stderr.strip()[-500:]}")
-    return done.stdout
+    # A session of its own, so an interrupted harness can stop wrk too, not only `timeout`.
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise WrkError(f"wrk exited {proc.returncode}: {stderr.strip()[-500:]}")
+    return stdout
 
 
 def _parse(stdout: str) -> Sample:

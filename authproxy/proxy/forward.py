@@ -164,15 +164,32 @@ class Forwarder:
             raise _translate(error) from error
 
 
+class _CoalescingResponse(web.StreamResponse):
+    # aiohttp keeps the header block in its buffer until the first body bytes, so the head and the body
+    # of a small answer leave in one socket write; _relay sends the head at once when no body is waiting.
+    _send_headers_immediately = False
+
+
 async def _relay(request: web.BaseRequest, answer: aiohttp.ClientResponse) -> Relayed:
-    response = web.StreamResponse(
+    response = _CoalescingResponse(
         status=answer.status, reason=answer.reason, headers=response_headers(answer.headers)
     )
+    content = answer.content
     try:
         await response.prepare(request)
+        ready = content.read_nowait(READ_CHUNK)  # what arrived with the head, without waiting
+        if content.at_eof():
+            await response.write_eof(ready)  # head, body and end together
+            return Relayed(response, answer.status, "complete")
+        if ready:
+            await response.write(ready)
+        else:
+            request.writer.send_headers()  # nothing yet (an SSE stream): the client gets its head now
+    except (aiohttp.ClientError, TimeoutError):
+        _abort(request)
+        return Relayed(response, answer.status, "upstream_failed")
     except ConnectionError:
         return Relayed(response, answer.status, "client_gone")
-    content = answer.content
     while True:
         try:
             chunk = await content.read(READ_CHUNK)

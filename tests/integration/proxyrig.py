@@ -162,6 +162,16 @@ async def _sse(up: RecordingUpstream, request: web.BaseRequest) -> web.StreamRes
     return resp
 
 
+async def _sse_quiet(up: RecordingUpstream, request: web.BaseRequest) -> web.StreamResponse:
+    # The head goes out at once, the first event only once the test releases it.
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    await up.sse_release.wait()
+    await resp.write(b"event: step\ndata: late\n\n")
+    await resp.write_eof()
+    return resp
+
+
 async def _download(up: RecordingUpstream, request: web.BaseRequest) -> web.StreamResponse:
     size = int(request.path.split("/")[2])
     resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
@@ -257,6 +267,7 @@ async def _refuse_upgrade() -> web.StreamResponse:
 
 _ENDPOINTS: dict[str, Callable[[RecordingUpstream, web.BaseRequest], Awaitable[web.StreamResponse]]] = {
     "sse": _sse,
+    "sse-quiet": _sse_quiet,
     "download": _download,
     "slow": _slow,
     "reset": _reset,

@@ -40,3 +40,16 @@ async def test_sse_client_hanging_up_releases_the_upstream_stream(
     # The client is gone; the proxy must hang up on the upstream too, not hold its stream until it ends.
     await upstream.sse_gone.wait()
     assert not upstream.sse_release.is_set()
+
+
+async def test_sse_head_reaches_client_before_any_event(
+    proxy: RunningProxy, upstream: RecordingUpstream, client: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    # The upstream sent its head and holds the body: the client sees the head now, not with the first event.
+    async with client.get(proxy.url + "/sse-quiet", headers=auth) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        assert not upstream.sse_release.is_set()
+        upstream.sse_release.set()
+        assert await resp.content.readuntil(b"\n\n") == b"event: step\ndata: late\n\n"
+        assert await resp.content.read() == b""
