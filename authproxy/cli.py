@@ -42,9 +42,30 @@ def _print_problems(problems: Sequence[Problem], *, warning: bool = False, strea
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from authproxy.lifecycle import run_server
+    from authproxy.lifecycle import WorkerRole, run_server
 
-    return run_server(_require_config(args), listen=args.listen, upstream=args.upstream)
+    config = _require_config(args)
+    workers = args.workers
+    if workers is None:
+        from authproxy.workers import default_workers
+
+        try:
+            workers = default_workers()
+        except ValueError as bad:
+            raise SystemExit(f"authproxy serve: {bad}") from None
+    if workers < 1 or args.reload_interval < 0:
+        raise SystemExit("authproxy serve: --workers must be at least 1 and --reload-interval not negative")
+    worker = None
+    if args.worker_admin_socket is not None:
+        worker = WorkerRole(args.worker_index, args.worker_admin_socket)
+    return run_server(
+        config,
+        listen=args.listen,
+        upstream=args.upstream,
+        workers=workers,
+        reload_interval=args.reload_interval,
+        worker=worker,
+    )
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -170,6 +191,22 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--listen", metavar="HOST:PORT", help="override `listen` from the config")
     p.add_argument("--upstream", metavar="URL", help="override `upstream.url` from the config")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes sharing the port (default: $AUTHPROXY_WORKERS, else the CPUs available)",
+    )
+    p.add_argument(
+        "--reload-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often the config and key files are checked for changes; 0: reload on SIGHUP only",
+    )
+    # Set by the supervisor of `--workers N` on the processes it starts; not for people.
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--worker-admin-socket", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(

@@ -78,6 +78,9 @@ async def authenticate(rt: Runtime, headers: CIMultiDictProxy[str] | CIMultiDict
 async def authorize(
     rt: Runtime, method: str, raw_target: str, headers: CIMultiDictProxy[str] | CIMultiDict[str]
 ) -> Decision:
+    refused = _refused_method(method)
+    if refused is not None:
+        return _deny(BadTarget(refused))
     try:
         target = parse_target(raw_target)
     except BadTarget as bad:
@@ -93,6 +96,16 @@ async def authorize(
         return _authorize_identity(rt, method, match, identity)
     except InsufficientScope as short:
         return _with_identity(_deny(short, match), identity)
+
+
+def _refused_method(method: str) -> str | None:
+    # Methods are case-sensitive (RFC 9110 9.1), yet some upstream stacks upper-case them: "delete" must not
+    # be judged as an unknown method and then run as DELETE. CONNECT would turn the connection into a tunnel.
+    if not method.isupper():
+        return "request method must be upper-case"
+    if method == "CONNECT":
+        return "CONNECT is not supported"
+    return None
 
 
 def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, identity: Identity) -> Decision:

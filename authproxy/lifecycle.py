@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +19,9 @@ from aiohttp import web
 from authproxy.config.model import Address
 from authproxy.errors import ConfigError
 from authproxy.logs import configure_logging, get_logger
+from authproxy.metrics import Metrics
 from authproxy.proxy.forward import Forwarder
+from authproxy.proxy.protocol import HEAD_TIMEOUT
 from authproxy.proxy.server import (
     Observer,
     ProxyHandler,
@@ -26,12 +29,23 @@ from authproxy.proxy.server import (
     build_admin_app,
     build_proxy_server,
 )
+from authproxy.reload import Reloader, ReloadOptions
 from authproxy.runtime import Runtime, RuntimeHolder, load_runtime
 
-__all__ = ["DEFAULT_GRACE", "GRACE_ENV", "ProxyService", "run_async", "run_server", "shutdown_grace"]
+__all__ = [
+    "DEFAULT_GRACE",
+    "DEFAULT_RELOAD_INTERVAL",
+    "GRACE_ENV",
+    "ProxyService",
+    "WorkerRole",
+    "run_async",
+    "run_server",
+    "shutdown_grace",
+]
 
 GRACE_ENV = "AUTHPROXY_SHUTDOWN_GRACE"
 DEFAULT_GRACE = 25.0  # inside Kubernetes' default 30 s terminationGracePeriodSeconds
+DEFAULT_RELOAD_INTERVAL = 1.0  # seconds between checks of the config and key files
 _ADMIN_GRACE = 1.0
 _BACKLOG = 1024
 
@@ -55,6 +69,14 @@ def _show(address: tuple[str, int]) -> str:
     return str(Address(*address))
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """This process is worker `index` of `authproxy serve --workers N` (workers.py is the supervisor)."""
+
+    index: int
+    admin_socket: str  # the admin app is served here, for the supervisor only
+
+
 class ProxyService:
     """The proxy while it runs. `start()` binds both ports; `stop()` drains and releases everything."""
 
@@ -65,13 +87,21 @@ class ProxyService:
         grace: float = DEFAULT_GRACE,
         admin_routes: Iterable[web.AbstractRouteDef] = (),
         observers: Iterable[Observer] = (),
+        reload: ReloadOptions | None = None,
+        worker: WorkerRole | None = None,
+        head_timeout: float = HEAD_TIMEOUT,
     ) -> None:
         self.holder = holder
         self.state = ServiceState()
+        self._worker = worker
         self._forwarder = Forwarder()
-        handler = ProxyHandler(holder, self._forwarder, observers)
-        self._proxy = web.ServerRunner(build_proxy_server(handler), shutdown_timeout=grace)
-        admin = build_admin_app(holder, self.state, admin_routes)
+        self.metrics = Metrics(holder)
+        self.handler = ProxyHandler(holder, self._forwarder, (self.metrics.observe, *observers))
+        self.metrics.count_live(self.handler)
+        self.reloader = Reloader(holder, reload or ReloadOptions(), self.metrics)
+        server = build_proxy_server(self.handler, head_timeout=head_timeout)
+        self._proxy = web.ServerRunner(server, shutdown_timeout=grace)
+        admin = build_admin_app(holder, self.state, [self.metrics.route(), *admin_routes])
         self._admin = web.AppRunner(admin, access_log=None, shutdown_timeout=_ADMIN_GRACE)
         self.proxy_address: tuple[str, int] = ("", 0)
         self.admin_address: tuple[str, int] = ("", 0)
@@ -81,17 +111,30 @@ class ProxyService:
         config = self.holder.current.config
         await self.holder.current.keys.start()
         await self._forwarder.start()
+        await self.reloader.start()
         await self._admin.setup()
-        await web.TCPSite(self._admin, config.admin_listen.host, config.admin_listen.port).start()
-        self.admin_address = _bound(self._admin)
+        if self._worker is not None:
+            await web.UnixSite(self._admin, self._worker.admin_socket).start()
+            self.admin_address = (self._worker.admin_socket, 0)
+        else:
+            await web.TCPSite(self._admin, config.admin_listen.host, config.admin_listen.port).start()
+            self.admin_address = _bound(self._admin)
         await self._proxy.setup()
-        site = web.TCPSite(self._proxy, config.listen.host, config.listen.port, backlog=_BACKLOG)
+        # Workers each bind the same port; the kernel spreads new connections across them.
+        site = web.TCPSite(
+            self._proxy,
+            config.listen.host,
+            config.listen.port,
+            backlog=_BACKLOG,
+            reuse_port=self._worker is not None,
+        )
         await site.start()
         self.proxy_address = _bound(self._proxy)
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then release."""
         self.state.draining = True  # /readyz says 503 at once, so a load balancer stops sending
+        await self.reloader.stop()
         try:
             await self._proxy.cleanup()
         finally:
@@ -100,13 +143,40 @@ class ProxyService:
             await self._admin.cleanup()
 
 
-async def _serve(rt: Runtime) -> int:
+def _stop_when_orphaned(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """A worker's stdin is a pipe from its supervisor: end of file means the supervisor is gone."""
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            get_logger("authproxy.lifecycle").warning("supervisor gone; shutting down")
+            stop.set()
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, readable)
+
+
+async def _serve(rt: Runtime, reload: ReloadOptions, worker: WorkerRole | None = None) -> int:
     log = get_logger("authproxy.lifecycle")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    service = ProxyService(RuntimeHolder(rt), grace=shutdown_grace())
+    service = ProxyService(RuntimeHolder(rt), grace=shutdown_grace(), reload=reload, worker=worker)
+    handlers: dict[int, Callable[[], None]] = {
+        signal.SIGTERM: stop.set,
+        signal.SIGINT: stop.set,
+        signal.SIGHUP: lambda: service.reloader.request("SIGHUP"),
+    }
+    for signum, handle in handlers.items():
+        loop.add_signal_handler(signum, handle)
+    if worker is not None:
+        _stop_when_orphaned(loop, stop)
     try:
         try:
             await service.start()
@@ -114,9 +184,9 @@ async def _serve(rt: Runtime) -> int:
             log.error("cannot listen", error=str(error))
             return 1
         log.info(
-            "listening",
+            "listening" if worker is None else "worker listening",  # the supervisor says "listening"
             proxy=_show(service.proxy_address),
-            admin=_show(service.admin_address),
+            admin=_show(service.admin_address) if worker is None else worker.admin_socket,
             upstream=rt.config.upstream.url,
         )
         await stop.wait()
@@ -124,8 +194,10 @@ async def _serve(rt: Runtime) -> int:
         return 0
     finally:
         await service.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in handlers:
             loop.remove_signal_handler(signum)
+        if worker is not None:
+            loop.remove_reader(sys.stdin.fileno())
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -143,15 +215,36 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
         return runner.run(main)
 
 
-def run_server(config_path: str, *, listen: str | None, upstream: str | None) -> int:
-    """`authproxy serve`: 0 after a clean drain, 1 when the config or a port is unusable."""
+def run_server(
+    config_path: str,
+    *,
+    listen: str | None,
+    upstream: str | None,
+    workers: int = 1,
+    reload_interval: float = DEFAULT_RELOAD_INTERVAL,
+    worker: WorkerRole | None = None,
+) -> int:
+    """`authproxy serve`: 0 after a clean drain, 1 when the config or a port is unusable.
+
+    `workers` > 1 makes this process the supervisor of that many workers (authproxy.workers);
+    `reload_interval` 0 turns file watching off (reload on SIGHUP only).
+    """
     try:
         rt = load_runtime(config_path, listen=listen, upstream=upstream)
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return 1
-    configure_logging(rt.config.logging)
-    for warning in rt.warnings:
-        get_logger("authproxy.config").warning("config warning", problem=str(warning))
-    return run_async(_serve(rt))
+    configure_logging(
+        rt.config.logging, fields=None if worker is None else {"worker": worker.index, "pid": os.getpid()}
+    )
+    if worker is None:  # a worker stays quiet: its supervisor has logged them
+        for warning in rt.warnings:
+            get_logger("authproxy.config").warning("config warning", problem=str(warning))
+    if workers > 1 and worker is None:
+        from authproxy.workers import Supervisor
+
+        supervisor = Supervisor(rt, workers, upstream=upstream, reload_interval=reload_interval)
+        return run_async(supervisor.run())
+    reload = ReloadOptions(listen, upstream, reload_interval if reload_interval > 0 else None)
+    return run_async(_serve(rt, reload, worker))

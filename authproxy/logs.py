@@ -72,14 +72,30 @@ def _renderer(fmt: str) -> Processor:
     return structlog.processors.JSONRenderer()
 
 
-def configure_logging(config: LoggingConfig, *, stream: TextIO | None = None) -> None:
-    """Configure structlog (and route the stdlib's records, aiohttp's included, through the same output)."""
+def _static_fields(fields: Mapping[str, object]) -> Processor:
+    def add(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+        for key, value in fields.items():
+            event.setdefault(key, value)
+        return event
+
+    return add
+
+
+def configure_logging(
+    config: LoggingConfig, *, stream: TextIO | None = None, fields: Mapping[str, object] | None = None
+) -> None:
+    """Configure structlog (and route the stdlib's records, aiohttp's included, through the same output).
+
+    `fields` go on every line (a worker process names itself with `worker` and `pid`).
+    """
     out = stream if stream is not None else sys.stdout
     level = _LEVELS[config.level]
     shared: list[Processor] = [
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if fields:
+        shared.append(_static_fields(dict(fields)))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -89,7 +105,9 @@ def configure_logging(config: LoggingConfig, *, stream: TextIO | None = None) ->
             _renderer(config.format),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per line (message and newline together), so the lines of several worker processes
+        # sharing stdout never interleave, even unbuffered (PYTHONUNBUFFERED).
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(out)

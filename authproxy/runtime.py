@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 from authproxy.auth.keys import KeyRing, RemoteKeys
@@ -29,6 +30,8 @@ class Runtime:
     verifier: Verifier
     header_plan: HeaderPlan
     warnings: tuple[Problem, ...] = ()
+    # The remote key sources inside `keys`, each with the identity a reload uses to keep it running.
+    remotes: tuple[tuple[Hashable, RemoteKeys], ...] = ()
 
 
 class RuntimeHolder:
@@ -46,23 +49,36 @@ class RuntimeHolder:
         return previous
 
 
-def _remote_sources(config: Config) -> list[RemoteKeys]:
+def _remote_sources(
+    config: Config, reuse: Mapping[Hashable, RemoteKeys]
+) -> tuple[tuple[Hashable, RemoteKeys], ...]:
     remotes = [k for k in config.jwt.keys if isinstance(k, JwksUrl | OidcIssuer)]
     if not remotes:
-        return []
+        return ()
     from authproxy.auth.jwks import JwksSource  # only deployments with an IdP need the fetcher
 
     algorithms = frozenset(config.jwt.algorithms)
-    return [JwksSource(source, algorithms) for source in remotes]
+    built: list[tuple[Hashable, RemoteKeys]] = []
+    for source in remotes:
+        # Same source, same algorithms: a reload keeps the running fetcher (no refetch, no readiness gap).
+        identity = (dataclasses.replace(source, line=0), algorithms)
+        built.append((identity, reuse.get(identity) or JwksSource(source, algorithms)))
+    return tuple(built)
 
 
-def build_runtime(config: Config, warnings: tuple[Problem, ...] = ()) -> Runtime:
-    """Compile a loaded Config into live objects; raises ConfigError for problems only compilation finds."""
+def build_runtime(
+    config: Config, warnings: tuple[Problem, ...] = (), *, reuse: Runtime | None = None
+) -> Runtime:
+    """Compile a loaded Config into live objects; raises ConfigError for problems only compilation finds.
+
+    With `reuse`, remote key sources identical to one of its own are shared instead of created anew.
+    """
     policy = config.policy
     table = RouteTable.build(
         policy.public, policy.routes, preset=policy.preset, admin_scope=policy.admin_scope
     )
-    keys = KeyRing.build(config.jwt, _remote_sources(config))
+    remotes = _remote_sources(config, dict(reuse.remotes) if reuse is not None else {})
+    keys = KeyRing.build(config.jwt, [remote for _, remote in remotes])
     return Runtime(
         config=config,
         table=table,
@@ -70,6 +86,7 @@ def build_runtime(config: Config, warnings: tuple[Problem, ...] = ()) -> Runtime
         verifier=Verifier(config.jwt, keys),
         header_plan=HeaderPlan.build(config.forward, config.jwt),
         warnings=warnings,
+        remotes=remotes,
     )
 
 
@@ -96,9 +113,13 @@ def _override(config: Config, listen: str | None, upstream: str | None) -> Confi
 
 
 def load_runtime(
-    path: str | os.PathLike[str], *, listen: str | None = None, upstream: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    listen: str | None = None,
+    upstream: str | None = None,
+    reuse: Runtime | None = None,
 ) -> Runtime:
     """Load, validate and compile a config file (plus command-line overrides); raises ConfigError."""
     config, warnings = load_with_warnings(path)
     config = _override(config, listen, upstream)
-    return build_runtime(config, tuple(warnings))
+    return build_runtime(config, tuple(warnings), reuse=reuse)

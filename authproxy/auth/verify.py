@@ -182,7 +182,9 @@ def _unverified_header(token: str) -> dict[str, Any]:
         raise InvalidToken("malformed token")
     stripped = segment.rstrip("=")
     try:
-        header = json.loads(base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4)))
+        raw = base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+        # A member given twice ({"alg":"none","alg":"RS256"}) is ambiguous: refused, as in the payload.
+        header = json.loads(raw, object_pairs_hook=_unique_object)
     except (ValueError, RecursionError) as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise InvalidToken("malformed token") from exc
     if not isinstance(header, dict):

@@ -17,6 +17,7 @@ from authproxy.config.fields import (
     read_bool,
     read_choice,
     read_duration,
+    read_fraction,
     read_list,
     read_section,
     read_str,
@@ -281,7 +282,8 @@ def _identity_header(name: str, token_header: str) -> str:
 
 
 def _logging(report: Report, top: Section, node: Node) -> LoggingConfig | None:
-    section = read_section(report, "logging", top.key_line("logging"), node, ("level", "format"))
+    known = ("level", "format", "allow_sample_rate")
+    section = read_section(report, "logging", top.key_line("logging"), node, known)
     if section is None:
         return None
 
@@ -292,8 +294,10 @@ def _logging(report: Report, top: Section, node: Node) -> LoggingConfig | None:
 
     level = choice("level", ("debug", "info", "warning", "error"))
     fmt = choice("format", ("json", "console"))
-    if level is None or fmt is None:
+    default_rate = _DEFAULT.logging.allow_sample_rate
+    rate = _optional(section, "allow_sample_rate", lambda p, n: read_fraction(report, p, n), default_rate)
+    if level is None or fmt is None or rate is None:
         return None
     return LoggingConfig(
-        cast(Literal["debug", "info", "warning", "error"], level), cast(Literal["json", "console"], fmt)
+        cast(Literal["debug", "info", "warning", "error"], level), cast(Literal["json", "console"], fmt), rate
     )

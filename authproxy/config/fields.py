@@ -21,6 +21,7 @@ __all__ = [
     "read_bool",
     "read_choice",
     "read_duration",
+    "read_fraction",
     "read_list",
     "read_section",
     "read_str",
@@ -179,6 +180,27 @@ def read_value(
     except ValueError as bad:
         report.error(node.line, f"{path}: {bad}")
         return None
+
+
+def read_fraction(report: Report, path: str, node: Node) -> float | None:
+    """A number from 0.0 to 1.0 (a share, such as a sampling rate)."""
+    if isinstance(node, Scalar) and node.failed:
+        return None
+    value: object = None
+    if isinstance(node, Scalar):
+        value = node.value
+        if node.substituted:  # `${RATE}`: the text is the number, whatever YAML made of it
+            try:
+                value = float(node.text)
+            except ValueError:
+                value = None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _expected(report, path, node, "a number from 0.0 to 1.0")
+        return None
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        report.error(node.line, f"{path}: must be from 0.0 to 1.0; got {value}")
+        return None
+    return float(value)
 
 
 def read_duration(report: Report, path: str, node: Node, *, positive: bool = False) -> float | None:

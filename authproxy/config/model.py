@@ -162,6 +162,7 @@ class ForwardConfig:
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
+    allow_sample_rate: float = 1.0  # share of allowed requests whose access line carries decision detail
 
 
 @dataclass(frozen=True, slots=True)

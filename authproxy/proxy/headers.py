@@ -40,7 +40,8 @@ _PER_HOP = frozenset({"host", "expect"})
 _WS_HANDSHAKE = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
 )
-_UNSAFE_VALUE_CHARS = frozenset("\r\n\x00")
+# Every control character but tab: aiohttp refuses to send them (a 500), and CR/LF would split a header.
+_UNSAFE_VALUE_CHARS = frozenset(chr(c) for c in (*range(0x20), 0x7F)) - {"\t"}
 
 
 def normalise(name: str) -> str:
@@ -99,6 +100,9 @@ def _identity_value(field: str, decision: Decision) -> str | None:
         value = decision.session_id
     else:
         value = " ".join(decision.scopes)
+        if value.split() != list(decision.scopes):
+            # Scopes travel space-separated: one scope "x proxy:admin" would reach the upstream as two.
+            raise InvalidToken("a scope holds whitespace and cannot be forwarded")
     # Claims come from a signed token, but a header is no place for a line break: refuse, never trim.
     if value and not _UNSAFE_VALUE_CHARS.isdisjoint(value):
         raise InvalidToken(f"the {field} claim holds a control character")

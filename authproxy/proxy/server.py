@@ -7,6 +7,7 @@ a rendered denial. The one broad `except` of the package lives here, as the oute
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -14,12 +15,13 @@ from dataclasses import dataclass, replace
 from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
-from authproxy.errors import InvalidToken, UpstreamError, UpstreamUnavailable
+from authproxy.errors import InvalidToken, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from authproxy.gate import authorize
 from authproxy.logs import access_logger
 from authproxy.policy.decision import Decision, ListingFilter
 from authproxy.proxy.forward import Forwarder
 from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
+from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
 from authproxy.proxy.responses import Rendered, render_decision, render_error, render_upstream_error
 from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
 from authproxy.runtime import Runtime, RuntimeHolder
@@ -47,6 +49,9 @@ class AccessRecord:
     upstream_status: int | None = None
     outcome: str = "answered"  # answered | complete | upstream_failed | client_gone | error
     latency_ms: float = 0.0
+    decision_ms: float = 0.0  # the authorization decision alone
+    upstream_error: str | None = None  # unavailable | timeout, when no answer came from the upstream
+    detail: bool = True  # log the decision detail; denials always, allows as logging.allow_sample_rate says
 
     def fields(self) -> dict[str, object]:
         d = self.decision
@@ -62,10 +67,12 @@ class AccessRecord:
             "upstream_status": self.upstream_status,
             "outcome": self.outcome,
         }
-        if d is not None and d.jti is not None:
+        if d is not None and d.jti is not None and self.detail:
             out["jti"] = d.jti
         if d is not None and not d.allowed:
             out.update(error=d.error, required_scopes=d.required_scopes, missing_scopes=d.missing_scopes)
+        elif d is not None and self.detail and d.required_scopes:
+            out["required_scopes"] = d.required_scopes
         return out
 
 
@@ -74,6 +81,11 @@ Observer = Callable[[AccessRecord], None]
 
 def _respond(rendered: Rendered) -> web.Response:
     return web.Response(status=rendered.status, headers=CIMultiDict(rendered.headers), body=rendered.body)
+
+
+def _sampled(rate: float) -> bool:
+    # Sampling log detail, not a security decision: a fast non-cryptographic draw is right.
+    return rate >= 1.0 or (rate > 0.0 and random.random() < rate)  # noqa: S311
 
 
 def _deny_identity(decision: Decision, bad: InvalidToken) -> Decision:
@@ -90,10 +102,13 @@ class ProxyHandler:
         self._forwarder = forwarder
         self._observers = tuple(observers)
         self._log = access_logger()
+        self.in_flight = 0  # read by metrics at scrape time
+        self.websockets_open = 0
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         record = AccessRecord(request.method, request.raw_path.partition("?")[0])
         started = time.perf_counter()
+        self.in_flight += 1
         try:
             return await self._handle(request, record)
         except asyncio.CancelledError:
@@ -102,14 +117,18 @@ class ProxyHandler:
         except Exception:  # noqa: BLE001 - the one outer boundary: a bug answers 500 or aborts, never hangs
             return self._fail(request, record)
         finally:
+            self.in_flight -= 1
             record.latency_ms = (time.perf_counter() - started) * 1000
             self._emit(record)
 
     async def _handle(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
         rt = self._holder.current  # read once: the whole request runs under this policy
+        started = time.perf_counter()
         decision = record.decision = await authorize(rt, request.method, request.raw_path, request.headers)
+        record.decision_ms = (time.perf_counter() - started) * 1000
         if not decision.allowed:
             return self._answer(record, render_decision(decision))
+        record.detail = _sampled(rt.config.logging.allow_sample_rate)
         websocket = is_websocket_upgrade(request.method, request.headers)
         if websocket and not valid_handshake(request):
             return self._answer(record, render_error(400, "bad_request", "malformed websocket handshake"))
@@ -128,6 +147,7 @@ class ProxyHandler:
             return await self._forward(request, rt, headers, record)
         except UpstreamError as error:
             record.upstream_status = None  # no answer from the upstream (or a refused upgrade)
+            record.upstream_error = "timeout" if isinstance(error, UpstreamTimeout) else "unavailable"
             return self._answer(record, render_upstream_error(error))
 
     async def _forward(
@@ -167,7 +187,11 @@ class ProxyHandler:
         self, request: web.BaseRequest, rt: Runtime, headers: list[tuple[str, str]], record: AccessRecord
     ) -> web.StreamResponse:
         record.status = record.upstream_status = 101
-        response = await relay_websocket(request, self._forwarder, rt.config.upstream, headers)
+        self.websockets_open += 1
+        try:
+            response = await relay_websocket(request, self._forwarder, rt.config.upstream, headers)
+        finally:
+            self.websockets_open -= 1
         record.outcome = "complete"
         return response
 
@@ -196,9 +220,11 @@ class ProxyHandler:
             observe(record)
 
 
-def build_proxy_server(handler: ProxyHandler) -> web.Server:
-    return web.Server(
+def build_proxy_server(handler: ProxyHandler, *, head_timeout: float = HEAD_TIMEOUT) -> web.Server:
+    # ProxyServer: parser refusals answer our JSON (431/414/400), and a head must arrive within head_timeout.
+    return ProxyServer(
         handler,
+        head_timeout=head_timeout,
         handler_cancellation=True,  # a client that hangs up releases its upstream connection at once
         access_log=None,  # the handler writes the one access line itself
         auto_decompress=False,  # request bodies pass as sent, Content-Encoding included
@@ -225,8 +251,10 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     if request.app[STATE].draining:
         return web.json_response({"status": "draining"}, status=503)
-    if not request.app[HOLDER].current.keys.ready:
-        return web.json_response({"status": "keys_not_ready"}, status=503)
+    runtime = request.app[HOLDER].current
+    if not runtime.keys.ready:
+        waiting = sorted({getattr(s, "url", "?") for _, s in runtime.remotes if not s.ready})
+        return web.json_response({"status": "keys_not_ready", "waiting_for": waiting}, status=503)
     return web.json_response({"status": "ready"})
 
 

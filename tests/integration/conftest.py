@@ -108,7 +108,7 @@ async def serve() -> AsyncIterator[ServeFactory]:
             *args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "AUTHPROXY_WORKERS": "1", **(env or {})},  # one process unless a test asks
         )
         assert process.stdout is not None
         proc = ServeProcess(process, LogLines())

@@ -1,0 +1,116 @@
+"""The proxied port's HTTP/1 connections: what happens to a request before it reaches ProxyHandler.
+
+aiohttp answers a request its parser refuses with plain text that quotes the offending bytes (a slice of a
+token included) and logs a traceback for each one. Here those become our own JSON answers with fixed
+phrases: 431 for an oversized header or too many headers, 414 for an oversized request line, 400 for the
+rest; and one log line without the request's bytes.
+
+The keep-alive timer doubles as the head timeout: a connection that has not delivered a complete request
+head within `head_timeout` seconds (of opening, or of its previous answer) is closed, so trickling header
+bytes (slowloris) or sitting idle cannot hold a connection for long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, InvalidURLError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
+
+from authproxy.auth.verify import MAX_TOKEN_LENGTH
+from authproxy.logs import access_logger
+from authproxy.proxy.responses import Rendered, render_error
+
+__all__ = [
+    "HEAD_TIMEOUT",
+    "MAX_FIELD_SIZE",
+    "MAX_HEADERS",
+    "MAX_LINE_SIZE",
+    "ProxyServer",
+    "parse_error_answer",
+]
+
+# Longer than the 60 s idle timeout of common load balancers in front (AWS ALB, ingress-nginx), so they
+# close an idle connection before we do; far longer than any real client needs to send a head.
+HEAD_TIMEOUT = 75.0
+MAX_LINE_SIZE = 8190  # the request line (aiohttp's default)
+# One header line: room for a bearer header or cookie holding the largest token the verifier reads.
+# Distinct from MAX_LINE_SIZE, which is how an oversized header is told from an oversized request line.
+MAX_FIELD_SIZE = MAX_TOKEN_LENGTH + 1024
+MAX_HEADERS = 128  # aiohttp's default
+
+_TOO_MANY_HEADERS = "Too many headers"  # aiohttp raises BadHttpMessage with this text, no subclass
+
+
+def parse_error_answer(error: BaseException | None) -> Rendered:
+    """Our answer to a request aiohttp's parser refused (or to an error escaping the handler)."""
+    if isinstance(error, LineTooLong):
+        if str(error.args[1]) == str(MAX_LINE_SIZE):
+            return render_error(414, "bad_request", "request line too long")
+        return render_error(431, "bad_request", "request header fields too large")
+    if isinstance(error, HttpProcessingError):
+        if error.message.startswith(_TOO_MANY_HEADERS):
+            return render_error(431, "bad_request", "too many request header fields")
+        if isinstance(error, BadHttpMethod):
+            return render_error(400, "bad_request", "malformed or unsupported request method")
+        if isinstance(error, InvalidURLError):
+            return render_error(400, "bad_request", "malformed request target")
+        return render_error(400, "bad_request", "malformed HTTP request")
+    # Not a parse error: ProxyHandler answers its own failures, so this is a bug in the layer below it.
+    return render_error(500, "internal_error", "internal error")
+
+
+class _Connection(RequestHandler):
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        del status, message  # aiohttp's text quotes the request's own bytes: never sent, never logged
+        if request.writer.output_size > 0:
+            raise ConnectionError("the answer had already started")
+        rendered = parse_error_answer(exc)
+        if rendered.status >= 500:
+            self.log_exception("error below the proxy handler", exc_info=exc)
+        access_logger().info(
+            "request",
+            status=rendered.status,
+            decision="deny",
+            error="bad_request",
+            outcome="refused_by_parser",
+        )
+        response = web.Response(
+            status=rendered.status, headers=CIMultiDict(rendered.headers), body=rendered.body
+        )
+        response.force_close()
+        return response
+
+
+class ProxyServer(web.Server):
+    """aiohttp's low-level server with _Connection as the protocol of every accepted connection."""
+
+    def __init__(
+        self,
+        handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+        *,
+        head_timeout: float = HEAD_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            handler,
+            keepalive_timeout=head_timeout,
+            max_line_size=MAX_LINE_SIZE,
+            max_field_size=MAX_FIELD_SIZE,
+            max_headers=MAX_HEADERS,
+            **kwargs,
+        )
+
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
