@@ -93,6 +93,11 @@ def test_upstream_and_timeouts_are_container_env(render: Render) -> None:
     assert env["AUTHPROXY_UPSTREAM_READ_TIMEOUT"] == "10m"
 
 
+def test_worker_count_is_set_explicitly_not_taken_from_the_node(render: Render) -> None:
+    assert env_of(render().container())["AUTHPROXY_WORKERS"] == "1"
+    assert env_of(render(sets=("workers=3",)).container())["AUTHPROXY_WORKERS"] == "3"
+
+
 def test_policy_change_leaves_the_pod_template_alone(render: Render) -> None:
     # A rolled pod would drop in-flight agent runs; authproxy reloads the ConfigMap instead.
     before = render(sets=("policy.routes.GET /agents[0]=agents:read",))
@@ -114,6 +119,7 @@ def test_no_checksum_annotation_covers_the_configmap(render: Render) -> None:
         "ports.http=9090",
         "upstream.readTimeout=1h",
         "shutdownGraceSeconds=20",
+        "workers=2",
     ],
 )
 def test_restart_only_setting_change_rolls_the_pods(render: Render, change: str) -> None:

@@ -31,6 +31,9 @@ Port and volume names carry an "authproxy-" prefix so they cannot clash with the
       value: {{ .Values.upstream.readTimeout | quote }}
     - name: AUTHPROXY_SHUTDOWN_GRACE
       value: {{ .Values.shutdownGraceSeconds | quote }}
+    # Worker processes: set explicitly, since the node's CPU count is not this pod's share of it.
+    - name: AUTHPROXY_WORKERS
+      value: {{ .Values.workers | quote }}
     {{- with .Values.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
