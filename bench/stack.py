@@ -183,7 +183,8 @@ class Stack:
         port, admin = free_port(), free_port()
         conf = self.write_config(name, port, admin, self.url(spec.upstream).rstrip("/"))
         argv = [str(_BIN / "authproxy"), "serve", "-c", str(conf)]
-        if self.proxy_workers > 1:
+        if authproxy_workers_supported():
+            # Always explicit: without the flag authproxy starts one worker per CPU.
             argv += ["--workers", str(self.proxy_workers)]
         service = self._services.start(
             name, argv, port=port, ready_url=f"http://127.0.0.1:{admin}/readyz", cwd=REPO
