@@ -109,7 +109,7 @@ def _claim_value(raw: str) -> Any:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    from authproxy.auth.mint import load_private_key, mint_token
+    from authproxy.auth.mint import default_algorithm, load_private_key, mint_token
     from authproxy.config.build import parse_duration
 
     claims: dict[str, Any] = {"sub": args.sub}
@@ -133,9 +133,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
         key, alg = args.secret, args.alg or "HS256"
     else:
         key = load_private_key(Path(args.key).read_bytes())
-        alg = args.alg or {"RSAPrivateKey": "RS256", "EllipticCurvePrivateKey": "ES256"}.get(
-            type(key).__name__.lstrip("_"), "EdDSA"
-        )
+        alg = args.alg or default_algorithm(key)
     ttl = parse_duration(args.ttl)
     print(mint_token(claims, alg=alg, key=key, ttl=ttl, kid=args.kid))
     return 0

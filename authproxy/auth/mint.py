@@ -15,7 +15,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-__all__ = ["KeyKind", "generate_private_key", "load_private_key", "mint_token", "write_key_pair"]
+__all__ = [
+    "KeyKind",
+    "default_algorithm",
+    "generate_private_key",
+    "load_private_key",
+    "mint_token",
+    "write_key_pair",
+]
 
 KeyKind = Literal["rsa", "ec", "ed25519"]
 _EC_CURVES: dict[str, ec.EllipticCurve] = {
@@ -55,6 +62,20 @@ def write_key_pair(kind: KeyKind, out_dir: Path, *, curve: str = "P-256") -> tup
 
 def load_private_key(pem: bytes) -> PrivateKeyTypes:
     return serialization.load_pem_private_key(pem, password=None)
+
+
+_EC_ALGORITHM_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+
+
+def default_algorithm(key: PrivateKeyTypes) -> str:
+    """The algorithm a private key signs with when none is named: RS256, ES256/384/512 by curve, or EdDSA."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _EC_ALGORITHM_BY_CURVE:
+        return _EC_ALGORITHM_BY_CURVE[key.curve.name]
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    raise ValueError(f"no default algorithm for a {type(key).__name__}; pass --alg")
 
 
 def mint_token(
