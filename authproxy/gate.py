@@ -15,7 +15,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from authproxy.auth.claims import Identity, identity_from_claims
 from authproxy.auth.extract import extract_token
 from authproxy.errors import BadTarget, InsufficientScope, KeyNotFound, MissingToken, RequestRejected
-from authproxy.policy.decision import Decision
+from authproxy.policy.decision import Decision, ListingFilter
 from authproxy.policy.scopes import evaluate
 from authproxy.policy.target import parse_target
 
@@ -123,14 +123,15 @@ def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, iden
     needed = match.requirement.scopes_for(match.params)
     if not result.allowed:
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
-    decision = _allow(match, identity, "scopes satisfied", needed)
-    if result.listing is not None:
-        return replace(decision, listing=result.listing)
-    return decision
+    return _allow(match, identity, "scopes satisfied", needed, result.listing)
 
 
 def _allow(
-    match: RouteMatch | None, identity: Identity, reason: str, required: tuple[str, ...] = ()
+    match: RouteMatch | None,
+    identity: Identity,
+    reason: str,
+    required: tuple[str, ...] = (),
+    listing: ListingFilter | None = None,
 ) -> Decision:
     return Decision(
         allowed=True,
@@ -143,6 +144,7 @@ def _allow(
         scopes=tuple(sorted(identity.scopes)),
         jti=identity.jti,
         params=match.params if match is not None else (),
+        listing=listing,
     )
 
 
