@@ -62,7 +62,8 @@ start() {
   # Should a system containerd be running, dockerd uses it: an own namespace keeps this engine's
   # containers apart from any other engine's.
   local namespace
-  namespace="authproxy-test-$(basename "$state")"
+  # containerd accepts only [A-Za-z0-9] runs joined by single [._-]; a mktemp name may hold "-_" or "__".
+  namespace="authproxy-test-$(basename "$state" | tr -c 'A-Za-z0-9\n' 'x')"
   # Layers on a tmpfs: builds write faster and `stop` frees them at once instead of deleting
   # thousands of files. Falls back to the disk when no tmpfs can be mounted.
   mount -t tmpfs -o size=4g,mode=0700 authproxy-engine "$state/data" 2>/dev/null || true
