@@ -27,8 +27,8 @@ from proxyrig import (
     config_text,
 )
 
-from authproxy.lifecycle import ProxyService
 from authproxy.runtime import RuntimeHolder, load_runtime
+from authproxy.serve.lifecycle import ProxyService
 
 
 @pytest.fixture

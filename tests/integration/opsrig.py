@@ -15,9 +15,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from authproxy.lifecycle import ProxyService
-from authproxy.reload import ReloadOptions
 from authproxy.runtime import RuntimeHolder, load_runtime
+from authproxy.serve.lifecycle import ProxyService
+from authproxy.serve.reload import ReloadOptions
 
 BASE_ROUTES = '    "* /**": [proxy:use]\n    "GET /private/**": [private:read]\n'
 

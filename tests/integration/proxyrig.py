@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from authproxy.lifecycle import ProxyService
+from authproxy.serve.lifecycle import ProxyService
 
 AUDIENCE = "authproxy-tests"
 IDENTITY_HEADERS = ("X-Auth-User-Id", "X-Auth-Session-Id", "X-Auth-Scopes")

@@ -7,7 +7,7 @@ import pytest
 from proxyrig import RecordingUpstream, RunningProxy, TokenFactory
 from yarl import URL
 
-from authproxy.explain import explain
+from authproxy.cli.explain import explain
 
 CASES = [
     ("no token", "GET", "/private/x", None),

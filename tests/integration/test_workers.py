@@ -17,7 +17,7 @@ import pytest
 from opsrig import poll, scrape, value
 from proxyrig import AUTHPROXY, RecordingUpstream, ServeFactory, ServeProcess, TokenFactory, config_text
 
-from authproxy.workers import MAX_RESTARTS
+from authproxy.serve.workers import MAX_RESTARTS
 
 
 @pytest.fixture

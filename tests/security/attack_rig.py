@@ -23,7 +23,7 @@ from keyutil import b64url
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from authproxy.lifecycle import ProxyService
+from authproxy.serve.lifecycle import ProxyService
 
 AUDIENCE = "authproxy-security"
 ISSUER = "https://issuer.security.test"

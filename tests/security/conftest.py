@@ -17,8 +17,8 @@ from attack_rig import AUDIENCE, ISSUER, Proxy, ProxyFactory, TappedUpstream, To
 from cryptography.hazmat.primitives.asymmetric import rsa
 from keyutil import Mint, public_pem
 
-from authproxy.lifecycle import ProxyService
 from authproxy.runtime import RuntimeHolder, load_runtime
+from authproxy.serve.lifecycle import ProxyService
 
 
 @pytest.fixture

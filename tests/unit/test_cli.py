@@ -7,7 +7,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from authproxy.cli import main
+from authproxy.cli.main import main
 
 POLICY = """\
 upstream:

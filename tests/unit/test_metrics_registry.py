@@ -12,11 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from authproxy.config import load_text
-from authproxy.metrics import UNMATCHED, Metrics
 from authproxy.policy.decision import Decision
 from authproxy.proxy.server import AccessRecord
 from authproxy.runtime import RuntimeHolder, build_runtime
-from authproxy.workers_admin import MetricsMerger
+from authproxy.serve.metrics import UNMATCHED, Metrics
+from authproxy.serve.workers_admin import MetricsMerger
 
 CONFIG = """\
 upstream:

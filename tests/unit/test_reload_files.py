@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from keyutil import new_rsa_key, public_jwk
 
 from authproxy.config import load_text
-from authproxy.reload import fingerprint, watched_files
+from authproxy.serve.reload import fingerprint, watched_files
 
 SECRET = "0123456789abcdef0123456789abcdef"
 

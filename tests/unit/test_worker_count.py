@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.workers import WORKERS_ENV, available_cpus, cgroup_cpu_limit, default_workers
+from authproxy.serve.workers import WORKERS_ENV, available_cpus, cgroup_cpu_limit, default_workers
 
 
 def cgroup_tree(root: Path, files: dict[str, str], own: str = "0::/\n") -> Path:

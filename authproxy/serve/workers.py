@@ -29,10 +29,10 @@ from pathlib import Path
 from aiohttp import web
 
 from authproxy.config.model import Address
-from authproxy.lifecycle import shutdown_grace
 from authproxy.logs import get_logger
 from authproxy.runtime import Runtime
-from authproxy.workers_admin import Fleet, Worker, build_supervisor_admin, worker_ready
+from authproxy.serve.lifecycle import shutdown_grace
+from authproxy.serve.workers_admin import Fleet, Worker, build_supervisor_admin, worker_ready
 
 __all__ = [
     "MAX_RESTARTS",
@@ -151,7 +151,7 @@ class Supervisor:
         self._failed = False
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._log = get_logger("authproxy.workers")
+        self._log = get_logger("authproxy.serve.workers")
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; 0 after every worker drained, 1 when something failed."""

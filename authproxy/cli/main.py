@@ -42,12 +42,12 @@ def _print_problems(problems: Sequence[Problem], *, warning: bool = False, strea
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from authproxy.lifecycle import WorkerRole, run_server
+    from authproxy.serve.lifecycle import WorkerRole, run_server
 
     config = _require_config(args)
     workers = args.workers
     if workers is None:
-        from authproxy.workers import default_workers
+        from authproxy.serve.workers import default_workers
 
         try:
             workers = default_workers()
@@ -88,7 +88,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from authproxy.explain import explain
+    from authproxy.cli.explain import explain
 
     try:
         report, allowed = asyncio.run(
@@ -148,8 +148,8 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
+    from authproxy.cli.policy_cases import load_cases, run_cases
     from authproxy.config import load
-    from authproxy.policy_cases import load_cases, run_cases
 
     try:
         config = load(_require_config(args))
@@ -171,7 +171,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from authproxy.demo import main as demo_main
+    from authproxy.cli.demo import main as demo_main
 
     return demo_main()
 

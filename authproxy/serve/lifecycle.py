@@ -19,7 +19,6 @@ from aiohttp import web
 from authproxy.config.model import Address
 from authproxy.errors import ConfigError
 from authproxy.logs import configure_logging, get_logger
-from authproxy.metrics import Metrics
 from authproxy.proxy.forward import Forwarder
 from authproxy.proxy.protocol import HEAD_TIMEOUT
 from authproxy.proxy.server import (
@@ -29,8 +28,9 @@ from authproxy.proxy.server import (
     build_admin_app,
     build_proxy_server,
 )
-from authproxy.reload import Reloader, ReloadOptions
 from authproxy.runtime import Runtime, RuntimeHolder, load_runtime
+from authproxy.serve.metrics import Metrics
+from authproxy.serve.reload import Reloader, ReloadOptions
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -156,7 +156,7 @@ def _stop_when_orphaned(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) ->
             data = b""
         if not data:
             loop.remove_reader(fd)
-            get_logger("authproxy.lifecycle").warning("supervisor gone; shutting down")
+            get_logger("authproxy.serve.lifecycle").warning("supervisor gone; shutting down")
             stop.set()
 
     os.set_blocking(fd, False)
@@ -164,7 +164,7 @@ def _stop_when_orphaned(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) ->
 
 
 async def _serve(rt: Runtime, reload: ReloadOptions, worker: WorkerRole | None = None) -> int:
-    log = get_logger("authproxy.lifecycle")
+    log = get_logger("authproxy.serve.lifecycle")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     service = ProxyService(RuntimeHolder(rt), grace=shutdown_grace(), reload=reload, worker=worker)
@@ -226,7 +226,7 @@ def run_server(
 ) -> int:
     """`authproxy serve`: 0 after a clean drain, 1 when the config or a port is unusable.
 
-    `workers` > 1 makes this process the supervisor of that many workers (authproxy.workers);
+    `workers` > 1 makes this process the supervisor of that many workers (authproxy.serve.workers);
     `reload_interval` 0 turns file watching off (reload on SIGHUP only).
     """
     try:
@@ -242,7 +242,7 @@ def run_server(
         for warning in rt.warnings:
             get_logger("authproxy.config").warning("config warning", problem=str(warning))
     if workers > 1 and worker is None:
-        from authproxy.workers import Supervisor
+        from authproxy.serve.workers import Supervisor
 
         supervisor = Supervisor(rt, workers, upstream=upstream, reload_interval=reload_interval)
         return run_async(supervisor.run())

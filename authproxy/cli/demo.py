@@ -20,9 +20,9 @@ from aiohttp import web
 
 from authproxy.config.model import Config, SecretKey
 from authproxy.errors import ConfigError
-from authproxy.lifecycle import ProxyService, run_async, shutdown_grace
 from authproxy.logs import configure_logging
 from authproxy.runtime import RuntimeHolder, load_runtime
+from authproxy.serve.lifecycle import ProxyService, run_async, shutdown_grace
 
 __all__ = ["AGENTS", "build_demo_upstream", "main"]
 
@@ -90,7 +90,7 @@ def build_demo_upstream() -> web.Application:
 
 
 def _demo_config() -> Path | None:
-    for candidate in (Path(__file__).resolve().parents[1] / "config", Path.cwd() / "config"):
+    for candidate in (Path(__file__).resolve().parents[2] / "config", Path.cwd() / "config"):
         if (candidate / "demo.yaml").is_file():
             return candidate / "demo.yaml"
     return None

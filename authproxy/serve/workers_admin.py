@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from authproxy.metrics import exposition
+from authproxy.serve.metrics import exposition
 
 __all__ = ["Fleet", "MetricsMerger", "Worker", "build_supervisor_admin", "worker_get", "worker_ready"]
 

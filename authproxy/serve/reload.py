@@ -23,7 +23,7 @@ from authproxy.runtime import Runtime, RuntimeHolder, load_runtime
 
 if TYPE_CHECKING:
     from authproxy.auth.keys import RemoteKeys
-    from authproxy.metrics import Metrics
+    from authproxy.serve.metrics import Metrics
 
 __all__ = ["ReloadOptions", "Reloader", "fingerprint", "watched_files"]
 
@@ -100,7 +100,7 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._seen: Fingerprint = {}
         self._tasks: set[asyncio.Task[object]] = set()
-        self._log = get_logger("authproxy.reload")
+        self._log = get_logger("authproxy.serve.reload")
 
     async def start(self) -> None:
         """Record what the running config was loaded from; start polling when an interval is set."""

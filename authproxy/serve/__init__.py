@@ -1,0 +1,1 @@
+"""Running the process: service lifecycle, workers, hot reload, metrics and the admin port."""
