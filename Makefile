@@ -8,8 +8,10 @@ TOOLS := .tools
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 PYTEST_ARGS ?=
+# Coverage of the package over the whole suite; the floor is in pyproject.toml ([tool.coverage.report]).
+COVERAGE_ARGS ?= --cov=authproxy --cov-report=term-missing:skip-covered
 
-.PHONY: help venv demo test lint typecheck pytest policy-cases tools bench clean
+.PHONY: help venv demo test lint typecheck imports pytest policy-cases tools bench clean
 
 help:
 	@echo "make demo   - install and run the proxy in front of a demo upstream (prints tokens and curl lines)"
@@ -41,7 +43,11 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check authproxy tests bench
 
 typecheck: $(TEST_STAMP)
-	$(BIN)/mypy authproxy
+	$(BIN)/mypy authproxy tests
+
+# The layer contract in pyproject.toml ([tool.importlinter]): no import runs up the layers.
+imports: $(TEST_STAMP)
+	$(BIN)/lint-imports
 
 policy-cases: $(TEST_STAMP)
 	@for cfg in $$(ls config/*.yaml | grep -v "\.cases\.yaml$$"); do \
@@ -51,9 +57,9 @@ policy-cases: $(TEST_STAMP)
 	done
 
 pytest: $(TEST_STAMP) tools
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m pytest $(COVERAGE_ARGS) $(PYTEST_ARGS)
 
-test: lint typecheck policy-cases pytest
+test: lint typecheck imports policy-cases pytest
 
 bench: $(TEST_STAMP)
 	bash scripts/install-bench-tools.sh $(VENV) $(TOOLS)
