@@ -26,10 +26,11 @@ from jwt.exceptions import (
 )
 
 from authproxy.auth.cache import CacheStats, VerificationCache
-from authproxy.auth.keys import SUPPORTED_ALGORITHMS, KeyEntry, KeyRing
+from authproxy.auth.keys import KeyEntry, KeyRing
 from authproxy.auth.verified import VerifiedToken
 from authproxy.config.model import JwtConfig
 from authproxy.errors import InvalidToken, KeyNotFound
+from authproxy.standards.jose import SUPPORTED_ALGORITHMS
 
 __all__ = ["MAX_TOKEN_LENGTH", "Verifier"]
 

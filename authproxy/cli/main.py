@@ -22,6 +22,7 @@ from authproxy.errors import ConfigError, Problem
 from authproxy.runtime import load_runtime
 from authproxy.serve.lifecycle import WorkerRole, run_server
 from authproxy.serve.workers import default_workers
+from authproxy.standards.jose import EC_CURVES
 
 __all__ = ["main"]
 
@@ -247,7 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", help="write a private/public PEM pair for trying RS/ES/EdDSA")
     p.add_argument("kind", choices=["rsa", "ec", "ed25519"])
     p.add_argument("--out", required=True, metavar="DIR", help="directory to write the PEM files into")
-    p.add_argument("--curve", default="P-256", choices=["P-256", "P-384", "P-521"], help="EC curve")
+    p.add_argument("--curve", default="P-256", choices=list(EC_CURVES), help="EC curve")
     p.set_defaults(func=_cmd_keys)
 
     p = sub.add_parser(
