@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from keyutil import (
+
+from tests.rigs.keys import (
     Mint,
     PrivateKey,
     SigningKeys,

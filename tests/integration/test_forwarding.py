@@ -10,16 +10,20 @@ import socket
 import aiohttp
 import pytest
 import structlog
-from proxyrig import ProxyFactory, RecordingUpstream, RunningProxy, TokenFactory, raw_exchange
+from yarl import URL
 
 from authproxy.runtime import load_runtime
+from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import ProxyFactory, RunningProxy
+from tests.rigs.raw import raw_exchange
+from tests.rigs.upstream import RecordingUpstream
 
 
 async def test_query_string_reaches_upstream_byte_for_byte(
     proxy: RunningProxy, upstream: RecordingUpstream, client: aiohttp.ClientSession, auth: dict[str, str]
 ) -> None:
     target = "/a%20b?x=%2F&y=1+2&z=%7e&empty=&flag"
-    url = aiohttp.client.URL(proxy.url + target, encoded=True)
+    url = URL(proxy.url + target, encoded=True)
     async with client.get(url, headers=auth) as resp:
         assert resp.status == 200
     assert upstream.last().raw_path == target
@@ -298,7 +302,7 @@ async def test_internal_error_answers_json_500(
     proxy: RunningProxy, upstream: RecordingUpstream, client: aiohttp.ClientSession, auth: dict[str, str]
 ) -> None:
     holder = proxy.service.holder
-    holder.swap(dataclasses.replace(holder.current, table=_BrokenTable()))
+    holder.swap(dataclasses.replace(holder.current, table=_BrokenTable()))  # type: ignore[arg-type]
     with structlog.testing.capture_logs() as logs:
         async with client.get(proxy.url + "/boom", headers=auth) as resp:
             assert resp.status == 500

@@ -18,7 +18,14 @@ import aiohttp
 import pytest
 import structlog
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwks_server import (
+
+from authproxy.auth.jwks import JwksSource
+from authproxy.auth.keys import KeyRing
+from authproxy.auth.mint import mint_token
+from authproxy.auth.verify import Verifier
+from authproxy.config.model import JwksUrl, JwtConfig, OidcIssuer
+from authproxy.errors import InvalidToken, KeyNotFound
+from tests.rigs.jwks import (
     DISCOVERY_PATH,
     JWKS_PATH,
     REDIRECT_PATH,
@@ -28,13 +35,6 @@ from jwks_server import (
     rsa_jwk,
     running_jwks_server,
 )
-
-from authproxy.auth.jwks import JwksSource
-from authproxy.auth.keys import KeyRing
-from authproxy.auth.mint import mint_token
-from authproxy.auth.verify import Verifier
-from authproxy.config.model import JwksUrl, JwtConfig, OidcIssuer
-from authproxy.errors import InvalidToken, KeyNotFound
 
 RS256 = frozenset({"RS256"})
 INTERVAL = 30.0

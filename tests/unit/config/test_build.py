@@ -25,7 +25,7 @@ from authproxy.config.model import (
 from authproxy.errors import ConfigError
 
 if TYPE_CHECKING:
-    from conftest import ConfigDir
+    from tests.rigs.configdir import ConfigDir
 
 SECRET = "0123456789abcdef0123456789abcdef"
 

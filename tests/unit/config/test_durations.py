@@ -9,7 +9,7 @@ import pytest
 from authproxy.config.build import parse_duration
 
 if TYPE_CHECKING:
-    from conftest import ConfigDir
+    from tests.rigs.configdir import ConfigDir
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from authproxy.config.model import JwksFile, JwksUrl, OidcIssuer, PublicKeyFile, SecretKey
 
 if TYPE_CHECKING:
-    from conftest import ConfigDir, KeyFiles
+    from tests.rigs.configdir import ConfigDir, KeyFiles
 
 SECRET = "0123456789abcdef0123456789abcdef"
 
