@@ -1,10 +1,13 @@
-"""Fixtures shared by every suite: real keys (generated once per session) and a token factory."""
+"""Fixtures shared by every suite: real keys (generated once per session), a token factory, and the
+blocking-call guard."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tests.rigs.keys import (
@@ -17,6 +20,17 @@ from tests.rigs.keys import (
     new_hs_secret,
     new_rsa_key,
 )
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_on_the_event_loop() -> Iterator[BlockBuster]:
+    """A blocking call (file, socket, sleep, lock) made by authproxy's code while an event loop runs in
+    that thread fails the test with BlockingError: one such call stalls every connection of a worker.
+
+    Only authproxy's own frames are scanned; what must block is allowed below, each with its reason.
+    """
+    with blockbuster_ctx("authproxy") as guard:
+        yield guard
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ config file and stopped (drained) when the `proxies()` block ends.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ async def proxies() -> AsyncIterator[Launch]:
         head_timeout: float = HEAD_TIMEOUT,
     ) -> RunningProxy:
         options = ReloadOptions(interval=interval, key_timeout=key_timeout)
-        runtime = load_runtime(config)
+        runtime = await asyncio.to_thread(load_runtime, config)  # file reads stay off the event loop
         service = ProxyService(RuntimeHolder(runtime), grace=grace, reload=options, head_timeout=head_timeout)
         started.append(service)
         await service.start()

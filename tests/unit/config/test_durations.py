@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from authproxy.config.build import parse_duration
+from authproxy.config.values import parse_duration
 
 if TYPE_CHECKING:
     from tests.rigs.configdir import ConfigDir

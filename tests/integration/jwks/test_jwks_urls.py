@@ -1,14 +1,12 @@
-"""JwksSource against a real JWKS / OIDC server on 127.0.0.1 (tests/integration/jwks_server.py).
+"""JwksSource's URLs against a real JWKS / OIDC server on 127.0.0.1 (tests.rigs.jwks): discovery pinned
+to the issuer, the https rule for key URLs (shared with the config loader), redirects, TLS, Cache-Control,
+closing, and a token verified with a key rotated in.
 
-Refreshes are driven deterministically: `refresh_for_unknown_kid` joins or starts a fetch and returns when it
-is done, and an injected clock decides when its rate limit has passed. The background loop waits in real
-time, so it stays idle in these tests unless a test gives it tiny intervals on purpose.
+Fetches are driven as in test_jwks_refresh.py: joined, with an injected clock.
 """
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authproxy.auth.jwks import JwksSource
@@ -27,282 +24,20 @@ from authproxy.config.model import JwksUrl, JwtConfig, OidcIssuer
 from authproxy.errors import InvalidToken, KeyNotFound
 from tests.rigs.jwks import (
     DISCOVERY_PATH,
+    INTERVAL,
     JWKS_PATH,
     REDIRECT_PATH,
+    RS256,
+    FakeClock,
     JwksServer,
+    MakeSource,
+    kids,
+    loaded,
     loopback_session,
     loopback_tls,
-    rsa_jwk,
+    refresh_now,
     running_jwks_server,
 )
-
-RS256 = frozenset({"RS256"})
-INTERVAL = 30.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture(scope="module")
-def key_a() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def key_b() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture
-def jwk_a(key_a: rsa.RSAPrivateKey) -> dict[str, Any]:
-    return rsa_jwk(key_a, "A")
-
-
-@pytest.fixture
-def jwk_b(key_b: rsa.RSAPrivateKey) -> dict[str, Any]:
-    return rsa_jwk(key_b, "B")
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[JwksServer]:
-    async with running_jwks_server() as running:
-        yield running
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-MakeSource = Callable[..., JwksSource]
-
-
-@pytest.fixture
-async def make_source(clock: FakeClock) -> AsyncIterator[MakeSource]:
-    """Builds sources with test-friendly defaults; every one is closed at teardown."""
-    made: list[JwksSource] = []
-
-    def make(config: JwksUrl | OidcIssuer, **options: Any) -> JwksSource:
-        options.setdefault("clock", clock)
-        options.setdefault("min_refresh_interval", INTERVAL)
-        options.setdefault("backoff_initial", 60.0)  # background retries stay out of request counts
-        source = JwksSource(config, RS256, **options)
-        made.append(source)
-        return source
-
-    yield make
-    for source in made:
-        await source.close()
-
-
-async def loaded(source: JwksSource) -> JwksSource:
-    """Start and complete the first fetch (joined, not waited for)."""
-    await source.start()
-    await source.refresh_for_unknown_kid(None)
-    return source
-
-
-async def refresh_now(source: JwksSource, clock: FakeClock, kid: str | None = None) -> bool:
-    clock.advance(INTERVAL + 1)
-    return await source.refresh_for_unknown_kid(kid)
-
-
-def kids(source: JwksSource) -> set[str | None]:
-    return {entry.kid for entry in source.entries}
-
-
-async def test_initial_load_exposes_keys_and_counters(
-    server: JwksServer, make_source: MakeSource, jwk_a: dict[str, Any], clock: FakeClock
-) -> None:
-    server.serve(jwk_a)
-    source = make_source(JwksUrl(server.jwks_url, line=1))
-    assert (source.ready, source.entries, source.generation) == (False, (), 0)
-
-    await source.start()
-    assert await source.wait_ready(10)
-
-    assert kids(source) == {"A"}
-    assert all(entry.issuer is None for entry in source.entries)
-    assert source.generation == 1
-    assert (source.refreshes, source.fetch_failures, source.last_success) == (1, 0, clock.now)
-    assert server.hits[JWKS_PATH] == 1
-
-
-async def test_rotation_overlap_then_removal_replaces_entries(
-    server: JwksServer,
-    make_source: MakeSource,
-    jwk_a: dict[str, Any],
-    jwk_b: dict[str, Any],
-    clock: FakeClock,
-) -> None:
-    server.serve(jwk_a)
-    source = await loaded(make_source(JwksUrl(server.jwks_url, line=1)))
-
-    server.serve(jwk_a, jwk_b)
-    assert await refresh_now(source, clock, "B")
-    assert kids(source) == {"A", "B"}
-    assert source.generation == 2
-
-    server.serve(jwk_b)
-    assert await refresh_now(source, clock, "C")
-    assert kids(source) == {"B"}
-    assert source.generation == 3
-
-
-async def test_unchanged_key_set_keeps_generation(
-    server: JwksServer, make_source: MakeSource, jwk_a: dict[str, Any], clock: FakeClock
-) -> None:
-    server.serve(jwk_a)
-    source = await loaded(make_source(JwksUrl(server.jwks_url, line=1)))
-
-    assert not await refresh_now(source, clock, "unknown")
-    assert (source.generation, source.refreshes, server.hits[JWKS_PATH]) == (1, 2, 2)
-
-
-async def test_unknown_kid_flood_is_rate_limited(
-    server: JwksServer,
-    make_source: MakeSource,
-    jwk_a: dict[str, Any],
-    jwk_b: dict[str, Any],
-    clock: FakeClock,
-) -> None:
-    server.serve(jwk_a)
-    source = await loaded(make_source(JwksUrl(server.jwks_url, line=1)))
-    server.serve(jwk_a, jwk_b)
-
-    # Within the interval of the initial fetch: no request at all.
-    flood = [source.refresh_for_unknown_kid(secrets.token_hex(8)) for _ in range(200)]
-    assert not any(await asyncio.gather(*flood))
-    assert server.hits[JWKS_PATH] == 1
-
-    # Past the interval: the 200 callers share exactly one fetch, and all see the change.
-    clock.advance(INTERVAL + 1)
-    flood = [source.refresh_for_unknown_kid(secrets.token_hex(8)) for _ in range(200)]
-    assert all(await asyncio.gather(*flood))
-    assert server.hits[JWKS_PATH] == 2
-    assert not await source.refresh_for_unknown_kid("B-but-not-really")
-    assert server.hits[JWKS_PATH] == 2
-
-
-async def test_unknown_kid_already_loaded_reports_retryable(
-    server: JwksServer, make_source: MakeSource, jwk_a: dict[str, Any]
-) -> None:
-    # A background refresh may have brought the kid in after the caller's lookup: a retry can succeed.
-    server.serve(jwk_a)
-    source = await loaded(make_source(JwksUrl(server.jwks_url, line=1)))
-    assert await source.refresh_for_unknown_kid("A")
-    assert server.hits[JWKS_PATH] == 1
-
-
-async def test_refresh_before_start_makes_no_request(
-    server: JwksServer, make_source: MakeSource, jwk_a: dict[str, Any]
-) -> None:
-    server.serve(jwk_a)
-    source = make_source(JwksUrl(server.jwks_url, line=1))
-    assert not await source.refresh_for_unknown_kid("A")
-    assert server.hits[JWKS_PATH] == 0
-
-
-def answering(status: int) -> Callable[[JwksServer], None]:
-    def breakage(server: JwksServer) -> None:
-        server.mode, server.status = "error", status
-
-    return breakage
-
-
-BAD_RESPONSES: dict[str, Callable[[JwksServer], None]] = {
-    "http-500": answering(500),
-    "http-503": answering(503),
-    "http-404": answering(404),
-    "garbage-json": lambda s: setattr(s, "mode", "garbage"),
-    "oversized-body": lambda s: setattr(s, "mode", "huge"),
-    "oversized-chunked-body": lambda s: setattr(s, "mode", "huge-chunked"),
-    "hanging-idp": lambda s: setattr(s, "mode", "hang"),
-    "empty-key-set": lambda s: s.serve(),
-    "keys-not-a-list": lambda s: setattr(s, "document", {"keys": "A"}),
-    "not-an-object": lambda s: setattr(s, "document", [{"kty": "RSA"}]),
-    "malformed-key": lambda s: s.serve({"kty": "RSA", "kid": "X", "n": "!!", "e": "AQAB", "alg": "RS256"}),
-    "only-unconfigured-alg": lambda s: s.serve({"kty": "oct", "kid": "H", "k": "c2VjcmV0", "alg": "HS256"}),
-}
-
-
-@pytest.mark.parametrize("breakage", BAD_RESPONSES.values(), ids=BAD_RESPONSES.keys())
-async def test_bad_fetch_keeps_last_good_keys(
-    server: JwksServer,
-    make_source: MakeSource,
-    jwk_a: dict[str, Any],
-    clock: FakeClock,
-    breakage: Callable[[JwksServer], None],
-) -> None:
-    server.serve(jwk_a)
-    # Only the hanging IdP needs a short fetch timeout; the others keep a generous one.
-    fetch_timeout = 1.0 if breakage is BAD_RESPONSES["hanging-idp"] else 10.0
-    source = await loaded(make_source(JwksUrl(server.jwks_url, line=1), fetch_timeout=fetch_timeout))
-
-    breakage(server)
-    assert not await refresh_now(source, clock, "B")
-
-    assert kids(source) == {"A"}
-    assert source.ready and source.generation == 1
-    assert (source.refreshes, source.fetch_failures) == (1, 1)
-    assert source.last_error
-    assert server.hits[JWKS_PATH] == 2
-
-
-async def test_fetch_failure_is_logged_without_key_material(
-    server: JwksServer, make_source: MakeSource, jwk_a: dict[str, Any], clock: FakeClock
-) -> None:
-    server.serve(jwk_a)
-    source = await loaded(make_source(JwksUrl(server.jwks_url, line=1)))
-    server.mode = "garbage"
-    with structlog.testing.capture_logs() as events:
-        await refresh_now(source, clock)
-    failures = [e for e in events if e["event"] == "jwks_fetch_failed"]
-    assert len(failures) == 1
-    assert failures[0]["url"] == server.jwks_url and failures[0]["keeping_keys"] == 1
-    assert jwk_a["n"] not in repr(events)
-
-
-async def test_credentials_in_key_url_stay_out_of_logs(server: JwksServer, make_source: MakeSource) -> None:
-    server.mode = "error"
-    url = server.jwks_url.replace("http://", "http://reader:pa55word@") + "?api_key=s3cret"
-    source = make_source(JwksUrl(url, line=1))
-    with structlog.testing.capture_logs() as events:
-        await loaded(source)
-    assert source.fetch_failures == 1
-    assert source.url == server.jwks_url
-    assert "pa55word" not in repr(events) and "s3cret" not in repr(events)
-    assert "pa55word" not in (source.last_error or "") and "s3cret" not in (source.last_error or "")
-
-
-async def test_idp_down_at_start_retries_with_backoff_until_ready(
-    server: JwksServer, make_source: MakeSource, jwk_a: dict[str, Any]
-) -> None:
-    server.mode = "error"
-    source = make_source(JwksUrl(server.jwks_url, line=1), backoff_initial=0.01, backoff_max=0.02)
-    await source.start()
-    await server.wait_hits(JWKS_PATH, 3)
-    assert not source.ready and source.fetch_failures >= 2
-
-    server.serve(jwk_a)
-    assert await source.wait_ready(10)
-    assert kids(source) == {"A"}
-
-
-async def test_wait_ready_gives_false_while_idp_is_down(server: JwksServer, make_source: MakeSource) -> None:
-    server.mode = "error"
-    source = make_source(JwksUrl(server.jwks_url, line=1))
-    await source.start()
-    assert not await source.wait_ready(0.05)
-    assert source.entries == ()
 
 
 async def test_oidc_discovery_loads_keys_pinned_to_issuer(
@@ -348,6 +83,7 @@ async def test_bad_discovery_document_is_refused(
         JwksUrl("http://idp.example.com/jwks.json", line=1),
         JwksUrl("http://10.0.0.8/jwks.json", line=1),
         JwksUrl("http://localhost.example.com/jwks.json", line=1),
+        JwksUrl("http://localhost./jwks.json", line=1),  # an absolute DNS name, not the loopback name
         JwksUrl("ftp://127.0.0.1/jwks.json", line=1),
         OidcIssuer("http://idp.example.com", line=1),
     ],
