@@ -318,7 +318,7 @@ async def test_filtered_listing_is_never_forwarded_unfiltered(
     text = proxy.config_path.read_text().replace("policy:\n", "policy:\n  preset: agentos\n", 1)
     proxy.config_path.write_text(text)
     holder = proxy.service.holder
-    holder.swap(load_runtime(proxy.config_path))
+    holder.swap(await asyncio.to_thread(load_runtime, proxy.config_path))
     headers = {"Authorization": f"Bearer {token('agents:alpha:read')}"}
     async with client.get(proxy.url + "/agents", headers=headers) as resp:
         body = await resp.read()
@@ -331,7 +331,7 @@ async def test_listing_that_cannot_be_filtered_answers_502(
     proxy = await start_proxy(upstream.url)
     text = proxy.config_path.read_text().replace("policy:\n", "policy:\n  preset: agentos\n", 1)
     proxy.config_path.write_text(text)
-    proxy.service.holder.swap(load_runtime(proxy.config_path))
+    proxy.service.holder.swap(await asyncio.to_thread(load_runtime, proxy.config_path))
     headers = {"Authorization": f"Bearer {token('teams:red:read')}"}
     async with client.get(proxy.url + "/teams", headers=headers) as resp:  # the upstream answers an object
         assert resp.status == 502
