@@ -8,9 +8,9 @@ TOOLS := .tools
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 PYTEST_ARGS ?=
-# Coverage of the package over the whole suite, with a floor: 73% is what the unit tests alone reach
-# (measured when the floor was set); raise it, never lower it.
-COVERAGE_ARGS ?= --cov=authproxy --cov-report=term-missing:skip-covered --cov-fail-under=73
+# Coverage of the package over the whole suite, with a floor: 76% is what the unit tests alone reach
+# (76.8% when the floor was set; the whole suite reaches more); raise it, never lower it.
+COVERAGE_ARGS ?= --cov=authproxy --cov-report=term-missing:skip-covered --cov-fail-under=76
 
 .PHONY: help venv demo test lint typecheck imports pytest policy-cases tools bench clean
 
