@@ -11,14 +11,20 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
+class HeaderLines:
+    """`header(name)`: every value of one header, any case, in the order received."""
+
     headers: tuple[tuple[str, str], ...]
-    body: bytes
 
     def header(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+@dataclass(frozen=True)
+class Answer(HeaderLines):
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
 
     def json(self) -> Any:
         return json.loads(self.body)

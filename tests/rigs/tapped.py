@@ -16,18 +16,16 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from tests.rigs.raw import HeaderLines
 from tests.rigs.upstream import serving
 
 
 @dataclass(frozen=True)
-class Received:
+class Received(HeaderLines):
     method: str
     raw_path: str  # path and query exactly as they arrived
     headers: tuple[tuple[str, str], ...]
     body: bytes
-
-    def header(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k.lower() == name.lower()]
 
 
 @dataclass

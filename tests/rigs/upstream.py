@@ -16,6 +16,8 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.rigs.raw import HeaderLines
+
 BLOCK = bytes(range(256)) * 1024  # 256 KiB of a known pattern: big bodies are this, repeated
 
 
@@ -38,16 +40,13 @@ async def pattern_body(size: int) -> AsyncIterator[bytes]:
 
 
 @dataclass(frozen=True)
-class Recorded:
+class Recorded(HeaderLines):
     method: str
     raw_path: str  # path and query exactly as they arrived
     headers: tuple[tuple[str, str], ...]
     body_sha256: str
     body_length: int
     peer_port: int
-
-    def header(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k.lower() == name.lower()]
 
 
 @dataclass
