@@ -8,8 +8,11 @@ TOOLS := .tools
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 PYTEST_ARGS ?=
+# Coverage of the package over the whole suite, with a floor: 76% is what the unit tests alone reach
+# (76.8% when the floor was set; the whole suite reaches more); raise it, never lower it.
+COVERAGE_ARGS ?= --cov=authproxy --cov-report=term-missing:skip-covered --cov-fail-under=76
 
-.PHONY: help venv demo test lint typecheck pytest policy-cases tools bench clean
+.PHONY: help venv demo test lint typecheck imports pytest policy-cases tools bench clean
 
 help:
 	@echo "make demo   - install and run the proxy in front of a demo upstream (prints tokens and curl lines)"
@@ -41,7 +44,11 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check authproxy tests bench
 
 typecheck: $(TEST_STAMP)
-	$(BIN)/mypy authproxy
+	$(BIN)/mypy authproxy tests
+
+# The layer contract in pyproject.toml ([tool.importlinter]): no import runs up the layers.
+imports: $(TEST_STAMP)
+	$(BIN)/lint-imports
 
 policy-cases: $(TEST_STAMP)
 	@for cfg in $$(ls config/*.yaml | grep -v "\.cases\.yaml$$"); do \
@@ -51,9 +58,9 @@ policy-cases: $(TEST_STAMP)
 	done
 
 pytest: $(TEST_STAMP) tools
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m pytest $(COVERAGE_ARGS) $(PYTEST_ARGS)
 
-test: lint typecheck policy-cases pytest
+test: lint typecheck imports policy-cases pytest
 
 bench: $(TEST_STAMP)
 	bash scripts/install-bench-tools.sh $(VENV) $(TOOLS)

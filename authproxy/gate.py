@@ -20,7 +20,7 @@ from authproxy.policy.scopes import evaluate
 from authproxy.policy.target import parse_target
 
 if TYPE_CHECKING:
-    from authproxy.auth.verify import VerifiedToken
+    from authproxy.auth.verified import VerifiedToken
     from authproxy.policy.table import RouteMatch
     from authproxy.runtime import Runtime
 

@@ -12,14 +12,12 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from typing import TextIO, cast
+from typing import Protocol, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from authproxy.config.model import LoggingConfig
-
-__all__ = ["access_logger", "configure_logging", "get_logger", "redact", "redact_text"]
+__all__ = ["LogSettings", "access_logger", "configure_logging", "get_logger", "redact", "redact_text"]
 
 _CREDENTIAL_KEYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "token"})
 # Three base64url parts; the first must decode to a JSON object for it to count as a JWT (not a host name).
@@ -66,6 +64,16 @@ def redact(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     return event
 
 
+class LogSettings(Protocol):
+    """What logging needs of the config (`config.model.LoggingConfig` is one): logs sit below config."""
+
+    @property
+    def level(self) -> str: ...
+
+    @property
+    def format(self) -> str: ...
+
+
 def _renderer(fmt: str) -> Processor:
     if fmt == "console":
         return structlog.dev.ConsoleRenderer(colors=False)
@@ -82,7 +90,7 @@ def _static_fields(fields: Mapping[str, object]) -> Processor:
 
 
 def configure_logging(
-    config: LoggingConfig, *, stream: TextIO | None = None, fields: Mapping[str, object] | None = None
+    config: LogSettings, *, stream: TextIO | None = None, fields: Mapping[str, object] | None = None
 ) -> None:
     """Configure structlog (and route the stdlib's records, aiohttp's included, through the same output).
 

@@ -11,10 +11,12 @@ import os
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
+from authproxy.auth.jwks import JwksSource
 from authproxy.auth.keys import KeyRing, RemoteKeys
 from authproxy.auth.verify import Verifier
 from authproxy.config import load_with_warnings
 from authproxy.config.model import Config, JwksUrl, OidcIssuer
+from authproxy.config.values import check_upstream_url, parse_address
 from authproxy.errors import ConfigError, Problem
 from authproxy.policy.table import RouteTable
 from authproxy.proxy.headers import HeaderPlan
@@ -55,8 +57,6 @@ def _remote_sources(
     remotes = [k for k in config.jwt.keys if isinstance(k, JwksUrl | OidcIssuer)]
     if not remotes:
         return ()
-    from authproxy.auth.jwks import JwksSource  # only deployments with an IdP need the fetcher
-
     algorithms = frozenset(config.jwt.algorithms)
     built: list[tuple[Hashable, RemoteKeys]] = []
     for source in remotes:
@@ -93,15 +93,11 @@ def build_runtime(
 def _override(config: Config, listen: str | None, upstream: str | None) -> Config:
     problems: list[Problem] = []
     if listen is not None:
-        from authproxy.config.build import parse_address
-
         try:
             config = dataclasses.replace(config, listen=parse_address(listen))
         except ValueError as bad:
             problems.append(Problem("--listen", 0, str(bad)))
     if upstream is not None:
-        from authproxy.config.build import check_upstream_url
-
         try:
             check_upstream_url(upstream)
             config = dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, url=upstream))

@@ -1,12 +1,16 @@
-"""Fixtures shared by every suite: real keys (generated once per session) and a token factory."""
+"""Fixtures shared by every suite: real keys (generated once per session), a token factory, and the
+blocking-call guard."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from keyutil import (
+
+from tests.rigs.keys import (
     Mint,
     PrivateKey,
     SigningKeys,
@@ -16,6 +20,22 @@ from keyutil import (
     new_hs_secret,
     new_rsa_key,
 )
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_on_the_event_loop() -> Iterator[BlockBuster]:
+    """A blocking call (file, socket, sleep, lock) made by authproxy's code while an event loop runs in
+    that thread fails the test with BlockingError: one such call stalls every connection of a worker.
+
+    Only authproxy's own frames are scanned (a test may write its files on the loop). authproxy reads config
+    and key files in a thread (reload, explain) or before the loop starts (serve). Allowed, with reasons:
+    """
+    with blockbuster_ctx("authproxy") as guard:
+        for function in guard.functions.values():
+            # /metrics: prometheus_client's process collector reads /proc/<pid>/{stat,limits,fd}, which the
+            # kernel serves from memory; no disk or network wait can stall the loop there.
+            function.can_block_in("prometheus_client/process_collector.py", "collect")
+        yield guard
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from authproxy.auth.verified import VerifiedToken
 from authproxy.errors import InvalidToken
-
-if TYPE_CHECKING:
-    from authproxy.auth.verify import VerifiedToken
 
 __all__ = ["CacheStats", "VerificationCache"]
 

@@ -8,7 +8,6 @@ shared, so an attacker sending random kids cannot make us hammer the IdP.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import random
 import time
@@ -21,6 +20,7 @@ from yarl import URL
 
 from authproxy.auth.keys import KeyEntry, entries_from_jwks
 from authproxy.config.model import JwksUrl, OidcIssuer
+from authproxy.config.values import check_fetch_scheme
 
 __all__ = ["DISCOVERY_PATH", "JwksSource", "check_remote_url"]
 
@@ -34,28 +34,16 @@ class _FetchFailed(Exception):
     """One fetch could not produce a usable key set; the reason is logged, the last good set stays."""
 
 
-def _is_loopback(host: str) -> bool:
-    host = host.rstrip(".").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_remote_url(url: str | URL, *, allow_insecure_http: bool = False) -> URL:
     """The URL parsed; ValueError unless https, or http to a loopback host (or explicitly allowed)."""
     parsed = url if isinstance(url, URL) else URL(url)
     if not parsed.is_absolute() or not parsed.host:
         raise ValueError(f"{_shown(parsed)}: not an absolute URL with a host")
-    if parsed.scheme == "https":
-        return parsed
-    if parsed.scheme == "http" and (allow_insecure_http or _is_loopback(parsed.host)):
-        return parsed
-    raise ValueError(
-        f"{_shown(parsed)}: key URLs must use https (http only for loopback or with allow_insecure_http)"
-    )
+    try:
+        check_fetch_scheme(parsed.scheme, parsed.host, allow_insecure_http=allow_insecure_http)
+    except ValueError as refused:
+        raise ValueError(f"{_shown(parsed)}: key URLs {refused}") from None
+    return parsed
 
 
 def _first_url(source: JwksUrl | OidcIssuer) -> URL:

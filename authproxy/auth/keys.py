@@ -18,29 +18,22 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
 from authproxy.config.model import JwksFile, JwtConfig, PublicKeyFile, SecretKey
+from authproxy.standards.jose import (
+    EC_CURVE_ALGORITHMS,
+    HMAC_ALGORITHMS,
+    OKP_ALGORITHMS,
+    RSA_ALGORITHMS,
+    SUPPORTED_ALGORITHMS,
+    key_algorithms,
+)
 
 __all__ = [
-    "EC_CURVE_ALGORITHMS",
-    "HMAC_ALGORITHMS",
-    "OKP_ALGORITHMS",
-    "RSA_ALGORITHMS",
-    "SUPPORTED_ALGORITHMS",
     "KeyEntry",
     "KeyRing",
     "RemoteKeys",
     "entries_from_jwks",
     "entry_from_pem",
 ]
-
-HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
-# One algorithm per curve: ES384 over a P-256 key is never accepted.
-EC_CURVE_ALGORITHMS: Mapping[str, str] = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
-_EC_CURVE_BY_CRYPTOGRAPHY_NAME = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-OKP_ALGORITHMS: Mapping[str, str] = {"Ed25519": "EdDSA"}
-SUPPORTED_ALGORITHMS = (
-    HMAC_ALGORITHMS | RSA_ALGORITHMS | frozenset(EC_CURVE_ALGORITHMS.values()) | frozenset({"EdDSA"})
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,16 +136,10 @@ def entries_from_jwks(
 def entry_from_pem(pem: bytes, algorithms: frozenset[str], kid: str | None) -> KeyEntry:
     """Entry for a PEM public key; ValueError unless it is RSA, EC (P-256/384/521) or Ed25519."""
     key = load_pem_public_key(pem)  # raises ValueError on anything that is not a PEM public key
-    if isinstance(key, rsa.RSAPublicKey):
-        return KeyEntry(kid, "RSA", key, algorithms & RSA_ALGORITHMS)
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        crv = _EC_CURVE_BY_CRYPTOGRAPHY_NAME.get(key.curve.name)
-        if crv is None:
-            raise ValueError(f"unsupported EC curve {key.curve.name}")
-        return KeyEntry(kid, "EC", key, algorithms & {EC_CURVE_ALGORITHMS[crv]})
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return KeyEntry(kid, "OKP", key, algorithms & {"EdDSA"})
-    raise ValueError("public key is not RSA, EC or Ed25519")
+    kty, admitted = key_algorithms(key)  # ValueError unless RSA, EC or Ed25519
+    if isinstance(key, ec.EllipticCurvePublicKey) and not admitted:
+        raise ValueError(f"unsupported EC curve {key.curve.name}")
+    return KeyEntry(kid, kty, key, algorithms & admitted)
 
 
 def _static_entries(jwt: JwtConfig, algorithms: frozenset[str]) -> tuple[KeyEntry, ...]:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from authproxy.standards.jose import EC_CURVES, KeyKind, key_algorithms
 
 __all__ = [
     "KeyKind",
@@ -24,21 +26,14 @@ __all__ = [
     "write_key_pair",
 ]
 
-KeyKind = Literal["rsa", "ec", "ed25519"]
-_EC_CURVES: dict[str, ec.EllipticCurve] = {
-    "P-256": ec.SECP256R1(),
-    "P-384": ec.SECP384R1(),
-    "P-521": ec.SECP521R1(),
-}
-
 
 def generate_private_key(kind: KeyKind, *, curve: str = "P-256", rsa_bits: int = 2048) -> PrivateKeyTypes:
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
     if kind == "ec":
-        if curve not in _EC_CURVES:
-            raise ValueError(f"unknown curve {curve!r}; use one of {', '.join(_EC_CURVES)}")
-        return ec.generate_private_key(_EC_CURVES[curve])
+        if curve not in EC_CURVES:
+            raise ValueError(f"unknown curve {curve!r}; use one of {', '.join(EC_CURVES)}")
+        return ec.generate_private_key(EC_CURVES[curve]())
     return ed25519.Ed25519PrivateKey.generate()
 
 
@@ -64,18 +59,18 @@ def load_private_key(pem: bytes) -> PrivateKeyTypes:
     return serialization.load_pem_private_key(pem, password=None)
 
 
-_EC_ALGORITHM_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-
-
 def default_algorithm(key: PrivateKeyTypes) -> str:
     """The algorithm a private key signs with when none is named: RS256, ES256/384/512 by curve, or EdDSA."""
-    if isinstance(key, rsa.RSAPrivateKey):
-        return "RS256"
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _EC_ALGORITHM_BY_CURVE:
-        return _EC_ALGORITHM_BY_CURVE[key.curve.name]
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return "EdDSA"
-    raise ValueError(f"no default algorithm for a {type(key).__name__}; pass --alg")
+    try:
+        kty, algorithms = key_algorithms(key)
+    except ValueError:
+        algorithms = frozenset()
+    else:
+        if kty == "RSA":
+            return "RS256"
+    if len(algorithms) != 1:
+        raise ValueError(f"no default algorithm for a {type(key).__name__}; pass --alg")
+    return next(iter(algorithms))
 
 
 def mint_token(

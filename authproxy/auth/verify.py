@@ -14,7 +14,6 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -27,24 +26,17 @@ from jwt.exceptions import (
 )
 
 from authproxy.auth.cache import CacheStats, VerificationCache
-from authproxy.auth.keys import SUPPORTED_ALGORITHMS, KeyEntry, KeyRing
+from authproxy.auth.keys import KeyEntry, KeyRing
+from authproxy.auth.verified import VerifiedToken
 from authproxy.config.model import JwtConfig
 from authproxy.errors import InvalidToken, KeyNotFound
+from authproxy.standards.jose import SUPPORTED_ALGORITHMS
 
-__all__ = ["MAX_TOKEN_LENGTH", "VerifiedToken", "Verifier"]
+__all__ = ["MAX_TOKEN_LENGTH", "Verifier"]
 
 MAX_TOKEN_LENGTH = 16 * 1024  # far above any real JWT; bounds the work an unauthenticated client can cause
 # base64url, optionally padded (some issuers pad); a length of 4n+1 can never decode.
 _B64URL_SEGMENT = re.compile(r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?={0,2}")
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedToken:
-    claims: Mapping[str, Any]  # read-only view; shared by every request that presents the same token
-    exp: float
-    nbf: float | None
-    kid: str | None
-    alg: str
 
 
 class Verifier:

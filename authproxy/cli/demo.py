@@ -22,7 +22,8 @@ from authproxy.config.model import Config, SecretKey
 from authproxy.errors import ConfigError
 from authproxy.logs import configure_logging
 from authproxy.runtime import RuntimeHolder, load_runtime
-from authproxy.serve.lifecycle import ProxyService, run_async, shutdown_grace
+from authproxy.serve.lifecycle import ProxyService, run_async
+from authproxy.serve.settings import shutdown_grace
 
 __all__ = ["AGENTS", "build_demo_upstream", "main"]
 

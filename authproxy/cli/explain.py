@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from multidict import CIMultiDict
@@ -40,7 +41,7 @@ async def explain(
     config_path: str, method: str, target: str, *, token: str | None, headers: Sequence[str] = ()
 ) -> tuple[dict[str, str], bool]:
     """The decision report (ordered fields) and whether the request would be forwarded."""
-    runtime = load_runtime(config_path)
+    runtime = await asyncio.to_thread(load_runtime, config_path)  # file reads stay off the event loop
     await _wait_for_keys(runtime)
     try:
         decision = await authorize(runtime, method, target, _request_headers(runtime, token, headers))

@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from authproxy import __version__
+from authproxy.auth.mint import default_algorithm, load_private_key, mint_token, write_key_pair
+from authproxy.cli.demo import main as demo_main
+from authproxy.cli.explain import explain
+from authproxy.cli.policy_cases import load_cases, run_cases
+from authproxy.config import load
+from authproxy.config.values import parse_duration
 from authproxy.errors import ConfigError, Problem
+from authproxy.runtime import load_runtime
+from authproxy.serve.lifecycle import WorkerRole, run_server
+from authproxy.serve.workers import default_workers
+from authproxy.standards.jose import EC_CURVES
 
 __all__ = ["main"]
 
@@ -42,13 +52,9 @@ def _print_problems(problems: Sequence[Problem], *, warning: bool = False, strea
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from authproxy.serve.lifecycle import WorkerRole, run_server
-
     config = _require_config(args)
     workers = args.workers
     if workers is None:
-        from authproxy.serve.workers import default_workers
-
         try:
             workers = default_workers()
         except ValueError as bad:
@@ -69,8 +75,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from authproxy.runtime import load_runtime
-
     path = _require_config(args)
     try:
         runtime = load_runtime(path)
@@ -88,8 +92,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from authproxy.cli.explain import explain
-
     try:
         report, allowed = asyncio.run(
             explain(_require_config(args), args.method, args.path, token=args.token, headers=args.header)
@@ -109,9 +111,6 @@ def _claim_value(raw: str) -> Any:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    from authproxy.auth.mint import default_algorithm, load_private_key, mint_token
-    from authproxy.config.build import parse_duration
-
     claims: dict[str, Any] = {"sub": args.sub}
     if args.scopes:
         claims["scopes"] = [s for chunk in args.scopes for s in chunk.replace(",", " ").split()]
@@ -140,17 +139,12 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from authproxy.auth.mint import write_key_pair
-
     private_path, public_path = write_key_pair(args.kind, Path(args.out), curve=args.curve)
     print(f"wrote {private_path} (keep it secret) and {public_path} (goes in jwt.keys: public_key_file)")
     return 0
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from authproxy.cli.policy_cases import load_cases, run_cases
-    from authproxy.config import load
-
     try:
         config = load(_require_config(args))
         cases = [case for path in args.cases for case in load_cases(path)]
@@ -171,8 +165,6 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from authproxy.cli.demo import main as demo_main
-
     return demo_main()
 
 
@@ -256,7 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", help="write a private/public PEM pair for trying RS/ES/EdDSA")
     p.add_argument("kind", choices=["rsa", "ec", "ed25519"])
     p.add_argument("--out", required=True, metavar="DIR", help="directory to write the PEM files into")
-    p.add_argument("--curve", default="P-256", choices=["P-256", "P-384", "P-521"], help="EC curve")
+    p.add_argument("--curve", default="P-256", choices=list(EC_CURVES), help="EC curve")
     p.set_defaults(func=_cmd_keys)
 
     p = sub.add_parser(

@@ -25,6 +25,7 @@ from authproxy.errors import ConfigError, Problem
 from authproxy.gate import authorize
 from authproxy.proxy.responses import render_decision
 from authproxy.runtime import build_runtime
+from authproxy.standards.jose import HMAC_ALGORITHMS, signing_key_kind
 
 __all__ = ["Case", "CaseResult", "load_cases", "run_cases"]
 
@@ -122,14 +123,13 @@ def load_cases(path: str | Path) -> list[Case]:
 def _ephemeral_config(config: Config) -> tuple[Config, Any]:
     """The same config with one freshly generated key of its first algorithm, and the signing key."""
     alg = config.jwt.algorithms[0]
-    if alg.startswith("HS"):
+    if alg in HMAC_ALGORITHMS:
         secret = secrets.token_bytes(64)
         source: SecretKey | PublicKeyFile = SecretKey(secret=secret, line=0, origin="ephemeral")
         signing: Any = secret
     else:
-        kind = "rsa" if alg[:2] in ("RS", "PS") else "ed25519" if alg == "EdDSA" else "ec"
-        curve = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}.get(alg, "P-256")
-        signing = generate_private_key(kind, curve=curve)  # type: ignore[arg-type]
+        kind, curve = signing_key_kind(alg)
+        signing = generate_private_key(kind, curve=curve)
         pem = signing.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )

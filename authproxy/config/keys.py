@@ -9,7 +9,7 @@ import json
 import os
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from authproxy.config.fields import (
@@ -24,24 +24,14 @@ from authproxy.config.fields import (
 from authproxy.config.model import JwksFile, JwksUrl, KeySource, OidcIssuer, PublicKeyFile, SecretKey
 from authproxy.config.source import Node
 from authproxy.config.values import check_fetch_url
+from authproxy.standards.jose import ALGORITHMS, HMAC_ALGORITHMS, key_algorithms
 
 __all__ = [
-    "ALGORITHMS",
-    "HMAC_ALGORITHMS",
     "check_families",
     "read_algorithms",
     "read_keys",
 ]
 
-HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
-_EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-ALGORITHMS = (
-    *sorted(HMAC_ALGORITHMS),
-    *sorted(_RSA_ALGORITHMS),
-    *sorted(_EC_ALGORITHMS.values()),
-    "EdDSA",
-)
 _SOURCES = ("secret", "secret_file", "public_key_file", "jwks_file", "jwks_url", "oidc_issuer")
 _REMOTE = ("refresh_interval", "allow_insecure_http")
 _MODIFIERS: dict[str, tuple[str, ...]] = {
@@ -227,14 +217,13 @@ def _public_key_kind(pem: bytes) -> tuple[str, frozenset[str]]:
         key = load_pem_public_key(pem)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise ValueError("is not a PEM public key") from None
-    if isinstance(key, rsa.RSAPublicKey):
-        return "an RSA key", _RSA_ALGORITHMS
+    try:
+        kty, algorithms = key_algorithms(key)
+    except ValueError:
+        raise ValueError("is not an RSA, EC or Ed25519 public key") from None
     if isinstance(key, ec.EllipticCurvePublicKey):
-        algorithm = _EC_ALGORITHMS.get(key.curve.name)
-        return f"an EC key on {key.curve.name}", frozenset({algorithm} if algorithm else ())
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "an Ed25519 key", frozenset({"EdDSA"})
-    raise ValueError("is not an RSA, EC or Ed25519 public key")
+        return f"an EC key on {key.curve.name}", algorithms
+    return ("an RSA key" if kty == "RSA" else "an Ed25519 key"), algorithms
 
 
 def _read_jwks_file(report: Report, item: Section, base_dir: str) -> JwksFile | None:

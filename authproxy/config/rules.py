@@ -13,6 +13,10 @@ from authproxy.config.fields import Report, Section, read_choice, read_list, rea
 from authproxy.config.model import PolicyConfig, PublicRule, RouteRule
 from authproxy.config.source import MapNode, Node, parse
 
+# The route-pattern grammar is policy's; config checks each pattern at load so a bad one is FILE:LINE.
+# policy.patterns depends on nothing of config, so this is no cycle (declared in the import contract).
+from authproxy.policy.patterns import parse_pattern
+
 __all__ = ["PRESETS", "read_policy"]
 
 PRESETS = ("agentos",)
@@ -130,8 +134,6 @@ def _read_routes(report: Report, path: str, node: Node, rules: _Rules, seen: dic
 
 def _canonical(report: Report, label: str, line: int, key: str, seen: dict[str, str]) -> str | None:
     """The pattern's canonical key, or None after reporting a bad pattern or a second rule for it."""
-    from authproxy.policy.patterns import parse_pattern  # imported late: policy builds on config's model
-
     try:
         canonical = parse_pattern(key).canonical
     except ValueError as bad:

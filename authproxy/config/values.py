@@ -10,8 +10,10 @@ import re
 from urllib.parse import SplitResult, urlsplit
 
 from authproxy.config.model import Address
+from authproxy.standards.http import HTTP_TOKEN
 
 __all__ = [
+    "check_fetch_scheme",
     "check_fetch_url",
     "check_identity_header",
     "check_upstream_url",
@@ -23,7 +25,6 @@ __all__ = [
     "split_http_url",
 ]
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: header and cookie names
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection"}
@@ -112,14 +113,24 @@ def check_fetch_url(url: str, *, allow_insecure_http: bool, issuer: bool) -> Non
     parts = split_http_url(url)
     if issuer and (parts.query or "?" in url):
         raise ValueError("an issuer must not have a ?query")
-    if parts.scheme == "http" and not (allow_insecure_http or _is_loopback(parts.hostname or "")):
-        raise ValueError(
-            "must use https: keys fetched over http can be swapped in transit "
-            "(http is allowed for loopback hosts, or with allow_insecure_http: true)"
-        )
+    check_fetch_scheme(parts.scheme, parts.hostname or "", allow_insecure_http=allow_insecure_http)
+
+
+def check_fetch_scheme(scheme: str, host: str, *, allow_insecure_http: bool) -> None:
+    """The transport rule for key URLs, at load and for every URL met while fetching (discovered
+    `jwks_uri`, redirects): https, or http to a loopback host or with allow_insecure_http; ValueError if not.
+    """
+    if scheme == "https" or (scheme == "http" and (allow_insecure_http or _is_loopback(host))):
+        return
+    raise ValueError(
+        "must use https: keys fetched over http can be swapped in transit "
+        "(http is allowed for loopback hosts, or with allow_insecure_http: true)"
+    )
 
 
 def _is_loopback(host: str) -> bool:
+    # Exact names only: `localhost.` (trailing dot) is an absolute DNS name that a resolver may send
+    # anywhere, so it is not taken for loopback.
     if host.lower() == "localhost":
         return True
     try:
@@ -130,7 +141,7 @@ def _is_loopback(host: str) -> bool:
 
 def parse_token_name(name: str) -> str:
     """A header or cookie name: an RFC 9110 token."""
-    if _TOKEN.fullmatch(name) is None:
+    if HTTP_TOKEN.fullmatch(name) is None:
         raise ValueError(f"'{name}' is not a valid name: use letters, digits and !#$%&'*+-.^_`|~")
     return name
 

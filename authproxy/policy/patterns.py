@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from authproxy.errors import BadTarget
 from authproxy.policy.target import decode_segment
+from authproxy.standards.http import HTTP_TOKEN
 
 __all__ = [
     "NOT_ADMITTED",
@@ -29,7 +30,6 @@ Segment: TypeAlias = str | None
 # A set of paths: segments, and whether any rest may follow ("**").
 Shape: TypeAlias = tuple[tuple[Segment, ...], bool]
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # How a rule admits a request method, best first; used to rank rules of equal path specificity.
@@ -91,7 +91,7 @@ def _parse_methods(text: str) -> frozenset[str] | None:
     for method in text.split(","):
         if method == "*":
             raise ValueError("'*' means every method and cannot be listed with others")
-        if _TOKEN.fullmatch(method) is None:
+        if HTTP_TOKEN.fullmatch(method) is None:
             raise ValueError(f"{method!r} is not an HTTP method (write e.g. GET or GET,HEAD)")
         if method != method.upper():
             # Methods are case-sensitive on the wire; a lower-case rule would never match a GET.

@@ -1,4 +1,4 @@
-"""The proxied port (a router-less aiohttp web.Server) and the admin application.
+"""The proxied port: a router-less aiohttp web.Server (the admin application is authproxy.serve.admin).
 
 The proxied port serves nothing of its own: every request goes through the gate, then to the upstream or to
 a rendered denial. The one broad `except` of the package lives here, as the outermost boundary.
@@ -30,8 +30,6 @@ __all__ = [
     "AccessRecord",
     "Observer",
     "ProxyHandler",
-    "ServiceState",
-    "build_admin_app",
     "build_proxy_server",
 ]
 
@@ -230,42 +228,3 @@ def build_proxy_server(handler: ProxyHandler, *, head_timeout: float = HEAD_TIME
         auto_decompress=False,  # request bodies pass as sent, Content-Encoding included
         read_bufsize=READ_BUFSIZE,
     )
-
-
-@dataclass(slots=True)
-class ServiceState:
-    """Lifecycle facts the admin port reports: set to draining when shutdown starts."""
-
-    draining: bool = False
-
-
-HOLDER = web.AppKey("holder", RuntimeHolder)
-STATE = web.AppKey("state", ServiceState)
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    del request
-    return web.json_response({"status": "ok"})
-
-
-async def _readyz(request: web.Request) -> web.Response:
-    if request.app[STATE].draining:
-        return web.json_response({"status": "draining"}, status=503)
-    runtime = request.app[HOLDER].current
-    if not runtime.keys.ready:
-        waiting = sorted({getattr(s, "url", "?") for _, s in runtime.remotes if not s.ready})
-        return web.json_response({"status": "keys_not_ready", "waiting_for": waiting}, status=503)
-    return web.json_response({"status": "ready"})
-
-
-def build_admin_app(
-    holder: RuntimeHolder, state: ServiceState, admin_routes: Iterable[web.AbstractRouteDef] = ()
-) -> web.Application:
-    """`/healthz`, `/readyz`, plus `admin_routes` (the extension point /metrics plugs into)."""
-    app = web.Application()
-    app[HOLDER] = holder
-    app[STATE] = state
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_routes(admin_routes)
-    return app

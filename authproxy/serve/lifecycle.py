@@ -21,43 +21,18 @@ from authproxy.errors import ConfigError
 from authproxy.logs import configure_logging, get_logger
 from authproxy.proxy.forward import Forwarder
 from authproxy.proxy.protocol import HEAD_TIMEOUT
-from authproxy.proxy.server import (
-    Observer,
-    ProxyHandler,
-    ServiceState,
-    build_admin_app,
-    build_proxy_server,
-)
+from authproxy.proxy.server import Observer, ProxyHandler, build_proxy_server
 from authproxy.runtime import Runtime, RuntimeHolder, load_runtime
+from authproxy.serve.admin import ServiceState, build_admin_app
 from authproxy.serve.metrics import Metrics
 from authproxy.serve.reload import Reloader, ReloadOptions
+from authproxy.serve.settings import DEFAULT_GRACE, DEFAULT_RELOAD_INTERVAL, ServeSettings
+from authproxy.serve.workers import Supervisor
 
-__all__ = [
-    "DEFAULT_GRACE",
-    "DEFAULT_RELOAD_INTERVAL",
-    "GRACE_ENV",
-    "ProxyService",
-    "WorkerRole",
-    "run_async",
-    "run_server",
-    "shutdown_grace",
-]
+__all__ = ["ProxyService", "WorkerRole", "run_async", "run_server"]
 
-GRACE_ENV = "AUTHPROXY_SHUTDOWN_GRACE"
-DEFAULT_GRACE = 25.0  # inside Kubernetes' default 30 s terminationGracePeriodSeconds
-DEFAULT_RELOAD_INTERVAL = 1.0  # seconds between checks of the config and key files
 _ADMIN_GRACE = 1.0
 _BACKLOG = 1024
-
-
-def shutdown_grace() -> float:
-    """Seconds in-flight requests get after SIGTERM: $AUTHPROXY_SHUTDOWN_GRACE, else 25."""
-    raw = os.environ.get(GRACE_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_GRACE
-    except ValueError:
-        return DEFAULT_GRACE
-    return value if value >= 0 else DEFAULT_GRACE
 
 
 def _bound(runner: web.BaseRunner) -> tuple[str, int]:
@@ -163,11 +138,13 @@ def _stop_when_orphaned(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) ->
     loop.add_reader(fd, readable)
 
 
-async def _serve(rt: Runtime, reload: ReloadOptions, worker: WorkerRole | None = None) -> int:
+async def _serve(
+    rt: Runtime, reload: ReloadOptions, settings: ServeSettings, worker: WorkerRole | None = None
+) -> int:
     log = get_logger("authproxy.serve.lifecycle")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    service = ProxyService(RuntimeHolder(rt), grace=shutdown_grace(), reload=reload, worker=worker)
+    service = ProxyService(RuntimeHolder(rt), grace=settings.grace, reload=reload, worker=worker)
     handlers: dict[int, Callable[[], None]] = {
         signal.SIGTERM: stop.set,
         signal.SIGINT: stop.set,
@@ -190,7 +167,7 @@ async def _serve(rt: Runtime, reload: ReloadOptions, worker: WorkerRole | None =
             upstream=rt.config.upstream.url,
         )
         await stop.wait()
-        log.info("shutting down", grace_s=shutdown_grace())
+        log.info("shutting down", grace_s=settings.grace)
         return 0
     finally:
         await service.stop()
@@ -202,7 +179,7 @@ async def _serve(rt: Runtime, reload: ReloadOptions, worker: WorkerRole | None =
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
-        import uvloop
+        import uvloop  # optional at run time: not installed on every platform
     except ImportError:
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
@@ -241,10 +218,11 @@ def run_server(
     if worker is None:  # a worker stays quiet: its supervisor has logged them
         for warning in rt.warnings:
             get_logger("authproxy.config").warning("config warning", problem=str(warning))
+    settings = ServeSettings.from_environment()
     if workers > 1 and worker is None:
-        from authproxy.serve.workers import Supervisor
-
-        supervisor = Supervisor(rt, workers, upstream=upstream, reload_interval=reload_interval)
+        supervisor = Supervisor(
+            rt, workers, upstream=upstream, reload_interval=reload_interval, grace=settings.grace
+        )
         return run_async(supervisor.run())
     reload = ReloadOptions(listen, upstream, reload_interval if reload_interval > 0 else None)
-    return run_async(_serve(rt, reload, worker))
+    return run_async(_serve(rt, reload, settings, worker))

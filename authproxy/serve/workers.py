@@ -31,7 +31,7 @@ from aiohttp import web
 from authproxy.config.model import Address
 from authproxy.logs import get_logger
 from authproxy.runtime import Runtime
-from authproxy.serve.lifecycle import shutdown_grace
+from authproxy.serve.settings import DEFAULT_GRACE, DEFAULT_RELOAD_INTERVAL
 from authproxy.serve.workers_admin import Fleet, Worker, build_supervisor_admin, worker_ready
 
 __all__ = [
@@ -139,13 +139,15 @@ class Supervisor:
         count: int,
         *,
         upstream: str | None = None,
-        reload_interval: float = 1.0,
+        reload_interval: float = DEFAULT_RELOAD_INTERVAL,
+        grace: float = DEFAULT_GRACE,
     ) -> None:
         self.fleet = Fleet()
         self._config = rt.config
         self._count = count
         self._upstream = upstream
         self._reload_interval = reload_interval
+        self._grace = grace
         self._listen = str(rt.config.listen)  # the port resolved once bound (port 0)
         self._restarts_at: deque[float] = deque()
         self._failed = False
@@ -274,14 +276,14 @@ class Supervisor:
     async def _stop_all(self) -> list[int]:
         """SIGTERM every worker, wait for the drain (bounded by the grace period), then kill stragglers."""
         self.fleet.draining = True
-        self._log.info("shutting down", grace_s=shutdown_grace(), workers=self._count)
+        self._log.info("shutting down", grace_s=self._grace, workers=self._count)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._signal_all(signal.SIGTERM)
         processes = [w.process for w in self.fleet.workers if w.process is not None]
         try:
-            async with asyncio.timeout(shutdown_grace() + 5.0):
+            async with asyncio.timeout(self._grace + 5.0):
                 return list(await asyncio.gather(*(p.wait() for p in processes)))
         except TimeoutError:
             for process in processes:

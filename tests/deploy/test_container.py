@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from container_rig import Docker, Proxy, docker_cli, free_port, health, poll
-from upstream_thread import ThreadedUpstream
+
+from tests.rigs.container import ContainerProxy, Docker, docker_cli, free_port, health
+from tests.rigs.polling import wait_until
+from tests.rigs.threaded_upstream import ThreadedUpstream
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "container"
@@ -132,7 +134,7 @@ def proxy(
     upstream: ThreadedUpstream,
     hs_secret: bytes,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Proxy]:
+) -> Iterator[ContainerProxy]:
     etc = tmp_path_factory.mktemp("etc-authproxy")
     (etc / "keys").mkdir()
     (etc / "keys" / "jwt-secret").write_bytes(hs_secret)
@@ -158,14 +160,14 @@ def proxy(
         args += ["--env", f"{key}={value}"]
     docker(*args, image)
     try:
-        yield Proxy(name, port, admin_port, docker)
+        yield ContainerProxy(name, port, admin_port, docker)
     finally:
         docker("rm", "--force", name, check=False)
 
 
 @pytest.fixture(scope="module")
-def healthy_proxy(proxy: Proxy) -> Proxy:
-    poll(lambda: health(proxy) == "healthy", "the image's HEALTHCHECK to report healthy")
+def healthy_proxy(proxy: ContainerProxy) -> ContainerProxy:
+    wait_until(lambda: health(proxy) == "healthy", "the image's HEALTHCHECK to report healthy")
     return proxy
 
 
@@ -178,12 +180,12 @@ def test_image_declares_user_ports_healthcheck_and_entrypoint(docker: Docker, im
     assert config["Healthcheck"]["Test"][:2] == ["CMD", "python3"]
 
 
-def test_healthcheck_turns_healthy(healthy_proxy: Proxy) -> None:
+def test_healthcheck_turns_healthy(healthy_proxy: ContainerProxy) -> None:
     assert health(healthy_proxy) == "healthy"
     assert healthy_proxy.get("/readyz", admin=True)[0] == 200
 
 
-def test_process_runs_as_uid_and_gid_10001(healthy_proxy: Proxy) -> None:
+def test_process_runs_as_uid_and_gid_10001(healthy_proxy: ContainerProxy) -> None:
     pid = healthy_proxy.docker.inspect(healthy_proxy.name)["State"]["Pid"]
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     ids = {line.split(":")[0]: line.split()[1:] for line in status if line.startswith(("Uid:", "Gid:"))}
@@ -191,7 +193,7 @@ def test_process_runs_as_uid_and_gid_10001(healthy_proxy: Proxy) -> None:
 
 
 def test_valid_token_is_forwarded_with_200(
-    healthy_proxy: Proxy, upstream: ThreadedUpstream, mint: Any
+    healthy_proxy: ContainerProxy, upstream: ThreadedUpstream, mint: Any
 ) -> None:
     status, body = healthy_proxy.get("/agents", mint({"sub": "alice", "scopes": ["agents:read"]}))
     assert status == 200, healthy_proxy.logs()
@@ -199,7 +201,9 @@ def test_valid_token_is_forwarded_with_200(
     assert "/agents" in upstream.paths()
 
 
-def test_request_without_token_is_refused_with_401(healthy_proxy: Proxy, upstream: ThreadedUpstream) -> None:
+def test_request_without_token_is_refused_with_401(
+    healthy_proxy: ContainerProxy, upstream: ThreadedUpstream
+) -> None:
     before = len(upstream.paths())
     status, body = healthy_proxy.get("/agents")
     assert status == 401, healthy_proxy.logs()
@@ -208,7 +212,7 @@ def test_request_without_token_is_refused_with_401(healthy_proxy: Proxy, upstrea
 
 
 def test_token_with_short_scopes_is_refused_with_403(
-    healthy_proxy: Proxy, upstream: ThreadedUpstream, mint: Any
+    healthy_proxy: ContainerProxy, upstream: ThreadedUpstream, mint: Any
 ) -> None:
     before = len(upstream.paths())
     status, body = healthy_proxy.get("/agents", mint({"sub": "bob", "scopes": ["teams:read"]}))
@@ -218,7 +222,7 @@ def test_token_with_short_scopes_is_refused_with_403(
 
 
 def test_docker_stop_drains_in_flight_request_and_exits_0(
-    healthy_proxy: Proxy, upstream: ThreadedUpstream, mint: Any
+    healthy_proxy: ContainerProxy, upstream: ThreadedUpstream, mint: Any
 ) -> None:
     # Last in this module: it ends the shared container.
     token = mint({"sub": "carol", "scopes": ["agents:read"]})
@@ -232,7 +236,9 @@ def test_docker_stop_drains_in_flight_request_and_exits_0(
     with subprocess.Popen(stop_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as stop:
         try:
             # /readyz turns 503 once SIGTERM has reached authproxy (PID 1: exec-form ENTRYPOINT).
-            poll(lambda: healthy_proxy.get("/readyz", admin=True)[0] == 503, "authproxy to start draining")
+            wait_until(
+                lambda: healthy_proxy.get("/readyz", admin=True)[0] == 503, "authproxy to start draining"
+            )
         finally:
             upstream.slow_release.set()
             in_flight.join(timeout=60)

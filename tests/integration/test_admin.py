@@ -11,8 +11,10 @@ import pytest
 import structlog
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
-from keyutil import public_jwk
-from proxyrig import ProxyFactory, RecordingUpstream, RunningProxy, TokenFactory
+
+from tests.rigs.keys import TokenFactory, public_jwk
+from tests.rigs.proxy import ProxyFactory, RunningProxy
+from tests.rigs.upstream import RecordingUpstream
 
 
 async def test_healthz_answers_ok(proxy: RunningProxy, client: aiohttp.ClientSession) -> None:

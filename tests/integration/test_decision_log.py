@@ -5,29 +5,32 @@ scopes, subject and token id, never the token; the detail of allowed requests is
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import structlog
-from keyutil import Mint
-from opsrig import Launch, OpsProxy, ops_launcher, status_of
-from proxyrig import AUDIENCE, RecordingUpstream, TokenFactory, config_text
+
+from tests.rigs.config import AUDIENCE, config_text
+from tests.rigs.keys import Mint, TokenFactory
+from tests.rigs.polling import status_of
+from tests.rigs.proxy import Launch, RunningProxy, proxies
+from tests.rigs.upstream import RecordingUpstream
 
 ACCESS_FIELDS = {"method", "path", "status", "decision", "reason", "route", "subject", "latency_ms"}
 
 
 @pytest.fixture
 async def launch() -> AsyncIterator[Launch]:
-    async with ops_launcher() as start:
+    async with proxies() as start:
         yield start
 
 
 async def proxy_with_rate(
     launch: Launch, tmp_path: Path, upstream: RecordingUpstream, secret: bytes, rate: str | None
-) -> OpsProxy:
+) -> RunningProxy:
     text = config_text(upstream.url, secret)
     if rate is not None:
         text = text.replace("  format: json\n", f"  format: json\n  allow_sample_rate: {rate}\n")
@@ -36,7 +39,7 @@ async def proxy_with_rate(
     return await launch(path)
 
 
-def request_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def request_lines(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [entry for entry in logs if entry["event"] == "request"]
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from proxyrig import AUTHPROXY
+
+from tests.rigs.serve import AUTHPROXY
 
 
 @dataclass
@@ -26,17 +27,17 @@ def parse_curl(line: str, exports: dict[str, str]) -> Curl:
     command, expected = line.split("# ->")
     words = shlex.split(command)
     method, headers, data, url = "GET", {}, None, ""
-    words = iter(words[1:])
-    for word in words:
+    args = iter(words[1:])
+    for word in args:
         if word == "-X":
-            method = next(words)
+            method = next(args)
         elif word == "-H":
-            name, value = next(words).split(": ", 1)
+            name, value = next(args).split(": ", 1)
             for var, token in exports.items():
                 value = value.replace(f"${var}", token)
             headers[name] = value
         elif word == "-d":
-            data = next(words)
+            data = next(args)
         elif not word.startswith("-"):
             url = word
     return Curl(method, url, headers, data, int(expected))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from proxyrig import RecordingUpstream, RunningProxy, TokenFactory
 from yarl import URL
 
 from authproxy.cli.explain import explain
+from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import RunningProxy
+from tests.rigs.upstream import RecordingUpstream
 
 CASES = [
     ("no token", "GET", "/private/x", None),

@@ -10,16 +10,20 @@ import socket
 import aiohttp
 import pytest
 import structlog
-from proxyrig import ProxyFactory, RecordingUpstream, RunningProxy, TokenFactory, raw_exchange
+from yarl import URL
 
 from authproxy.runtime import load_runtime
+from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import ProxyFactory, RunningProxy
+from tests.rigs.raw import raw_exchange
+from tests.rigs.upstream import RecordingUpstream
 
 
 async def test_query_string_reaches_upstream_byte_for_byte(
     proxy: RunningProxy, upstream: RecordingUpstream, client: aiohttp.ClientSession, auth: dict[str, str]
 ) -> None:
     target = "/a%20b?x=%2F&y=1+2&z=%7e&empty=&flag"
-    url = aiohttp.client.URL(proxy.url + target, encoded=True)
+    url = URL(proxy.url + target, encoded=True)
     async with client.get(url, headers=auth) as resp:
         assert resp.status == 200
     assert upstream.last().raw_path == target
@@ -298,7 +302,7 @@ async def test_internal_error_answers_json_500(
     proxy: RunningProxy, upstream: RecordingUpstream, client: aiohttp.ClientSession, auth: dict[str, str]
 ) -> None:
     holder = proxy.service.holder
-    holder.swap(dataclasses.replace(holder.current, table=_BrokenTable()))
+    holder.swap(dataclasses.replace(holder.current, table=_BrokenTable()))  # type: ignore[arg-type]
     with structlog.testing.capture_logs() as logs:
         async with client.get(proxy.url + "/boom", headers=auth) as resp:
             assert resp.status == 500
@@ -314,7 +318,7 @@ async def test_filtered_listing_is_never_forwarded_unfiltered(
     text = proxy.config_path.read_text().replace("policy:\n", "policy:\n  preset: agentos\n", 1)
     proxy.config_path.write_text(text)
     holder = proxy.service.holder
-    holder.swap(load_runtime(proxy.config_path))
+    holder.swap(await asyncio.to_thread(load_runtime, proxy.config_path))
     headers = {"Authorization": f"Bearer {token('agents:alpha:read')}"}
     async with client.get(proxy.url + "/agents", headers=headers) as resp:
         body = await resp.read()
@@ -327,7 +331,7 @@ async def test_listing_that_cannot_be_filtered_answers_502(
     proxy = await start_proxy(upstream.url)
     text = proxy.config_path.read_text().replace("policy:\n", "policy:\n  preset: agentos\n", 1)
     proxy.config_path.write_text(text)
-    proxy.service.holder.swap(load_runtime(proxy.config_path))
+    proxy.service.holder.swap(await asyncio.to_thread(load_runtime, proxy.config_path))
     headers = {"Authorization": f"Bearer {token('teams:red:read')}"}
     async with client.get(proxy.url + "/teams", headers=headers) as resp:  # the upstream answers an object
         assert resp.status == 502

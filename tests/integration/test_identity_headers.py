@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from proxyrig import (
-    IDENTITY_HEADERS,
-    ProxyFactory,
-    RecordingUpstream,
-    RunningProxy,
-    TokenFactory,
-    raw_exchange,
-)
+
+from tests.rigs.config import IDENTITY_HEADERS
+from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import ProxyFactory, RunningProxy
+from tests.rigs.raw import raw_exchange
+from tests.rigs.upstream import RecordingUpstream
 
 
 def identity_seen(upstream: RecordingUpstream) -> dict[str, list[str]]:

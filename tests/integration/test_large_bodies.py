@@ -8,15 +8,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from proxyrig import (
-    RecordingUpstream,
-    RunningProxy,
-    ServeFactory,
-    ServeProcess,
-    config_text,
-    pattern_body,
-    pattern_hash,
-)
+
+from tests.rigs.config import config_text
+from tests.rigs.proxy import RunningProxy
+from tests.rigs.serve import ServeFactory, ServeProcess
+from tests.rigs.upstream import RecordingUpstream, pattern_body, pattern_hash
 
 GIB = 1024**3
 MIB = 1024**2

@@ -9,10 +9,14 @@ import contextlib
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwks_server import running_jwks_server
-from keyutil import public_jwk
-from opsrig import poll, scrape, status_of, value
-from proxyrig import ProxyFactory, RecordingUpstream, RunningProxy, TokenFactory, raw_exchange
+
+from tests.rigs.jwks import running_jwks_server
+from tests.rigs.keys import TokenFactory, public_jwk
+from tests.rigs.metrics import scrape, value
+from tests.rigs.polling import poll, status_of
+from tests.rigs.proxy import ProxyFactory, RunningProxy
+from tests.rigs.raw import raw_exchange
+from tests.rigs.upstream import RecordingUpstream
 
 REQUESTS = "authproxy_requests_total"
 

@@ -12,10 +12,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwks_server import running_jwks_server
-from keyutil import Mint, public_jwk
-from opsrig import poll, scrape, status_of, value
-from proxyrig import AUDIENCE, ProxyFactory, RecordingUpstream, ServeFactory, config_text
+
+from tests.rigs.config import AUDIENCE, config_text
+from tests.rigs.jwks import running_jwks_server
+from tests.rigs.keys import Mint, public_jwk
+from tests.rigs.metrics import scrape, value
+from tests.rigs.polling import poll, status_of
+from tests.rigs.proxy import ProxyFactory
+from tests.rigs.serve import ServeFactory
+from tests.rigs.upstream import RecordingUpstream
 
 
 async def readyz(client: aiohttp.ClientSession, admin_url: str) -> tuple[int, dict[str, Any]]:

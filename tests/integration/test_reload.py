@@ -16,15 +16,20 @@ import aiohttp
 import pytest
 import structlog
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwks_server import JWKS_PATH, running_jwks_server
-from keyutil import Mint, public_jwk
-from opsrig import Launch, ops_launcher, poll, scrape, status_of, value
-from proxyrig import AUDIENCE, RecordingUpstream, ServeFactory, TokenFactory, config_text
+
+from tests.rigs.config import AUDIENCE, config_text
+from tests.rigs.jwks import JWKS_PATH, running_jwks_server
+from tests.rigs.keys import Mint, TokenFactory, public_jwk
+from tests.rigs.metrics import scrape, value
+from tests.rigs.polling import poll, status_of
+from tests.rigs.proxy import Launch, proxies
+from tests.rigs.serve import ServeFactory
+from tests.rigs.upstream import RecordingUpstream
 
 
 @pytest.fixture
 async def launch() -> AsyncIterator[Launch]:
-    async with ops_launcher() as start:
+    async with proxies() as start:
         yield start
 
 

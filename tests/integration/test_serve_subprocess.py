@@ -8,7 +8,11 @@ import socket
 from pathlib import Path
 
 import aiohttp
-from proxyrig import AUTHPROXY, RecordingUpstream, ServeFactory, TokenFactory, config_text
+
+from tests.rigs.config import config_text
+from tests.rigs.keys import TokenFactory
+from tests.rigs.serve import AUTHPROXY, ServeFactory
+from tests.rigs.upstream import RecordingUpstream
 
 
 async def run_to_exit(*args: str) -> tuple[int, bytes, bytes]:

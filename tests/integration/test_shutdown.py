@@ -9,7 +9,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from proxyrig import RecordingUpstream, ServeFactory, config_text
+
+from tests.rigs.config import config_text
+from tests.rigs.serve import ServeFactory
+from tests.rigs.upstream import RecordingUpstream
 
 
 @pytest.fixture

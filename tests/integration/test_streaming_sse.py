@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import aiohttp
-from proxyrig import RecordingUpstream, RunningProxy
+
+from tests.rigs.proxy import RunningProxy
+from tests.rigs.upstream import RecordingUpstream
 
 
 async def test_sse_first_event_arrives_while_upstream_holds_stream_open(

@@ -7,7 +7,9 @@ import socket
 
 import aiohttp
 import pytest
-from proxyrig import BLOCK, ProxyFactory, RecordingUpstream, RunningProxy
+
+from tests.rigs.proxy import ProxyFactory, RunningProxy
+from tests.rigs.upstream import BLOCK, RecordingUpstream
 
 
 def closed_port() -> int:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from proxyrig import RecordingUpstream, RunningProxy, TokenFactory
+
+from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import RunningProxy
+from tests.rigs.upstream import RecordingUpstream
 
 
 async def test_websocket_text_and_binary_are_relayed_both_ways(

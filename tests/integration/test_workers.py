@@ -14,10 +14,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from opsrig import poll, scrape, value
-from proxyrig import AUTHPROXY, RecordingUpstream, ServeFactory, ServeProcess, TokenFactory, config_text
 
 from authproxy.serve.workers import MAX_RESTARTS
+from tests.rigs.config import config_text
+from tests.rigs.keys import TokenFactory
+from tests.rigs.metrics import scrape, value
+from tests.rigs.polling import poll
+from tests.rigs.serve import AUTHPROXY, ServeFactory, ServeProcess
+from tests.rigs.upstream import RecordingUpstream
 
 
 @pytest.fixture

@@ -8,15 +8,18 @@ import time
 from typing import Any
 
 import pytest
-from attack_rig import AUDIENCE, ISSUER, Proxy, TappedUpstream, exchange
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from keyutil import hmac_token, mint_token, public_pem, raw_token
 from multidict import CIMultiDict
 
 from authproxy.gate import authorize
 from authproxy.proxy.responses import render_decision
+from tests.rigs.config import ATTACK_AUDIENCE, ATTACK_ISSUER
+from tests.rigs.keys import hmac_token, mint_token, public_pem, raw_token
+from tests.rigs.proxy import RunningProxy
+from tests.rigs.raw import exchange
+from tests.rigs.tapped import TappedUpstream
 
 pytestmark = pytest.mark.usefixtures("upstream")
 
@@ -80,8 +83,8 @@ def tokens(draw: st.DrawFn, key: rsa.RSAPrivateKey) -> str | None:
     now = int(time.time())
     claims: dict[str, Any] = {
         "sub": draw(st.sampled_from(["alice", "bob"])),
-        "aud": AUDIENCE if kind != "wrong-aud" else "elsewhere",
-        "iss": ISSUER,
+        "aud": ATTACK_AUDIENCE if kind != "wrong-aud" else "elsewhere",
+        "iss": ATTACK_ISSUER,
         "scopes": draw(st.lists(st.sampled_from(SCOPES), max_size=3, unique=True)),
     }
     if kind == "alg-none":
@@ -99,7 +102,9 @@ def _request(method: str, target: str, token: str | None) -> tuple[bytes, CIMult
     return (head + "\r\n").encode(), headers
 
 
-async def _check(proxy: Proxy, upstream: TappedUpstream, method: str, target: str, token: str | None) -> None:
+async def _check(
+    proxy: RunningProxy, upstream: TappedUpstream, method: str, target: str, token: str | None
+) -> None:
     upstream.reset()
     request, headers = _request(method, target, token)
     decision = await authorize(proxy.service.holder.current, method, target, headers)
@@ -137,7 +142,7 @@ SETTINGS = settings(
 @SETTINGS
 @given(data=st.data())
 async def test_random_request_is_forwarded_only_when_authorized_and_unchanged(
-    proxy: Proxy, upstream: TappedUpstream, rsa_private_key: rsa.RSAPrivateKey, data: st.DataObject
+    proxy: RunningProxy, upstream: TappedUpstream, rsa_private_key: rsa.RSAPrivateKey, data: st.DataObject
 ) -> None:
     method = data.draw(st.sampled_from(METHODS), label="method")
     target = data.draw(targets(), label="target")
@@ -148,7 +153,7 @@ async def test_random_request_is_forwarded_only_when_authorized_and_unchanged(
 @SETTINGS
 @given(data=st.data())
 async def test_random_scopes_on_known_routes_are_forwarded_only_when_authorized(
-    proxy: Proxy, upstream: TappedUpstream, rsa_private_key: rsa.RSAPrivateKey, data: st.DataObject
+    proxy: RunningProxy, upstream: TappedUpstream, rsa_private_key: rsa.RSAPrivateKey, data: st.DataObject
 ) -> None:
     # Fewer malformed paths, more near-misses of real rules: the scope evaluation is what is exercised.
     method, path = data.draw(st.sampled_from(ROUTES), label="route")

@@ -4,16 +4,12 @@ thinks the caller is. Raw sockets throughout, so names, case, repeats and unders
 from __future__ import annotations
 
 import pytest
-from attack_rig import (
-    IDENTITY_HEADERS,
-    Answer,
-    Proxy,
-    ProxyFactory,
-    TappedUpstream,
-    TokenFactory,
-    exchange,
-    request_bytes,
-)
+
+from tests.rigs.config import IDENTITY_HEADERS
+from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import AttackProxyFactory, RunningProxy
+from tests.rigs.raw import Answer, exchange, request_bytes
+from tests.rigs.tapped import TappedUpstream
 
 pytestmark = pytest.mark.usefixtures("upstream")
 
@@ -22,7 +18,7 @@ def _auth(token: str) -> tuple[str, str]:
     return ("Authorization", f"Bearer {token}")
 
 
-async def _one(proxy: Proxy, request: bytes) -> Answer:
+async def _one(proxy: RunningProxy, request: bytes) -> Answer:
     answers = await exchange(proxy.port, request)
     assert len(answers) == 1, answers
     return answers[0]
@@ -33,7 +29,7 @@ async def _one(proxy: Proxy, request: bytes) -> Answer:
 
 @pytest.mark.parametrize("method", ["get", "Get", "gET", "delete", "post"])
 async def test_lowercase_method_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, method: str
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, method: str
 ) -> None:
     # Even with the admin scope: an upstream that upper-cases methods must never see one we did not judge.
     answer = await _one(proxy, request_bytes("/agents", method=method, headers=[_auth(token("proxy:admin"))]))
@@ -44,7 +40,7 @@ async def test_lowercase_method_is_refused(
 
 @pytest.mark.parametrize("method", ["FOO", "G3T", "GET_", "BREW"])
 async def test_unknown_method_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, method: str
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, method: str
 ) -> None:
     answer = await _one(proxy, request_bytes("/agents", method=method, headers=[_auth(token("agents:read"))]))
     assert answer.status == 400
@@ -54,7 +50,7 @@ async def test_unknown_method_is_refused(
 
 @pytest.mark.parametrize("method", ["PURGE", "PROPFIND", "TRACE", "PUT", "PATCH", "OPTIONS"])
 async def test_method_no_rule_names_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, method: str
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, method: str
 ) -> None:
     # Known to the parser, named by no rule for /agents: unmapped, so 403 for a token scoped to GET /agents.
     answer = await _one(proxy, request_bytes("/agents", method=method, headers=[_auth(token("agents:read"))]))
@@ -63,7 +59,7 @@ async def test_method_no_rule_names_is_refused(
 
 
 @pytest.mark.parametrize("target", ["/public/x", "proxy.test:443", "127.0.0.1:80"])
-async def test_connect_is_refused(proxy: Proxy, upstream: TappedUpstream, target: str) -> None:
+async def test_connect_is_refused(proxy: RunningProxy, upstream: TappedUpstream, target: str) -> None:
     # /public/** admits every method; CONNECT must still never open a tunnel to the upstream.
     answer = await _one(proxy, request_bytes(target, method="CONNECT"))
     assert answer.status == 400
@@ -82,7 +78,7 @@ OVERRIDES = [
 
 @pytest.mark.parametrize("name", OVERRIDES)
 async def test_method_override_header_cannot_change_the_method(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, name: str
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, name: str
 ) -> None:
     # Allowed to GET /sessions, not to DELETE anything: the override must not reach the upstream.
     headers = [_auth(token("sessions:read")), (name, "DELETE")]
@@ -95,7 +91,7 @@ async def test_method_override_header_cannot_change_the_method(
 
 
 async def test_method_override_on_a_denied_request_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     headers = [_auth(token("agents:read")), ("X-HTTP-Method-Override", "GET")]
     answer = await _one(proxy, request_bytes("/sessions/s1", method="DELETE", headers=headers))
@@ -120,7 +116,7 @@ SPOOFS = [
 
 @pytest.mark.parametrize("spoof", SPOOFS)
 async def test_spoofed_identity_headers_are_replaced(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, spoof: list[tuple[str, str]]
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, spoof: list[tuple[str, str]]
 ) -> None:
     answer = await _one(
         proxy, request_bytes("/agents", headers=[_auth(token("agents:read", sub="alice")), *spoof])
@@ -133,7 +129,7 @@ async def test_spoofed_identity_headers_are_replaced(
 
 @pytest.mark.parametrize("spoof", SPOOFS)
 async def test_spoofed_identity_headers_on_a_public_route_are_removed(
-    proxy: Proxy, upstream: TappedUpstream, spoof: list[tuple[str, str]]
+    proxy: RunningProxy, upstream: TappedUpstream, spoof: list[tuple[str, str]]
 ) -> None:
     answer = await _one(proxy, request_bytes("/public/x", headers=spoof))
     assert answer.status == 200
@@ -146,7 +142,7 @@ async def test_spoofed_identity_headers_on_a_public_route_are_removed(
     ["X-Auth-User-Id", "x-auth-user-id, X-Auth-Scopes", "X_Auth_User_Id", "keep-alive, X-Auth-Scopes"],
 )
 async def test_connection_header_cannot_strip_an_identity_header(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, connection: str
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, connection: str
 ) -> None:
     # Hop-by-hop removal of what `Connection` names happens before our identity headers are set.
     headers = [_auth(token("agents:read", sub="alice")), ("Connection", connection)]
@@ -158,7 +154,7 @@ async def test_connection_header_cannot_strip_an_identity_header(
     assert received.header("X-Auth-Scopes") == ["agents:read"]
 
 
-async def test_spoofed_forwarding_headers_are_replaced(proxy: Proxy, upstream: TappedUpstream) -> None:
+async def test_spoofed_forwarding_headers_are_replaced(proxy: RunningProxy, upstream: TappedUpstream) -> None:
     spoof = [
         ("X-Forwarded-For", "10.0.0.1"),
         ("X_Forwarded_For", "10.0.0.2"),
@@ -180,7 +176,7 @@ async def test_spoofed_forwarding_headers_are_replaced(proxy: Proxy, upstream: T
 
 
 async def test_duplicate_authorization_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     headers = [_auth(token("agents:read")), _auth(token("proxy:admin"))]
     answer = await _one(proxy, request_bytes("/sessions", headers=headers))
@@ -193,7 +189,7 @@ async def test_duplicate_authorization_is_refused(
     "value", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Bearer a b", "Bearer  {t}", "Token {t}", "{t}"]
 )
 async def test_malformed_authorization_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, value: str
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, value: str
 ) -> None:
     answer = await _one(
         proxy, request_bytes("/agents", headers=[("Authorization", value.format(t=token("agents:read")))])
@@ -203,7 +199,7 @@ async def test_malformed_authorization_is_refused(
 
 
 async def test_header_beats_cookie_when_both_are_sent(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     # sources: [header, cookie]: the header is judged; an admin cookie alongside changes nothing.
     headers = [_auth(token("agents:read")), ("Cookie", f"access_token={token('proxy:admin')}")]
@@ -213,7 +209,7 @@ async def test_header_beats_cookie_when_both_are_sent(
 
 
 async def test_invalid_header_token_does_not_fall_back_to_the_cookie(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     headers = [("Authorization", "Bearer garbage"), ("Cookie", f"access_token={token('sessions:read')}")]
     answer = await _one(proxy, request_bytes("/sessions", headers=headers))
@@ -222,7 +218,7 @@ async def test_invalid_header_token_does_not_fall_back_to_the_cookie(
 
 
 async def test_cookie_beats_header_when_configured_first(
-    start_proxy: ProxyFactory, upstream: TappedUpstream, token: TokenFactory
+    start_proxy: AttackProxyFactory, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     proxy = await start_proxy(sources="cookie, header")
     headers = [_auth(token("proxy:admin")), ("Cookie", f"access_token={token('agents:read')}")]
@@ -240,7 +236,7 @@ async def test_cookie_beats_header_when_configured_first(
     ],
 )
 async def test_duplicate_token_cookie_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, cookies: list[str]
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, cookies: list[str]
 ) -> None:
     values = {"low": token("agents:read"), "admin": token("proxy:admin")}
     headers = [("Cookie", c.format(**values)) for c in cookies]
@@ -250,7 +246,7 @@ async def test_duplicate_token_cookie_is_refused(
 
 
 async def test_lookalike_cookie_name_is_not_a_token(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     admin = token("proxy:admin")
     headers = [("Cookie", f"Access_Token={admin}; access_token_x={admin}; xaccess_token={admin}")]
@@ -265,7 +261,7 @@ async def test_lookalike_cookie_name_is_not_a_token(
 
 @pytest.mark.parametrize("host", ["admin.internal", "127.0.0.1:9901", "evil.test/sessions", "localhost"])
 async def test_host_header_cannot_choose_the_upstream_or_the_route(
-    proxy: Proxy, upstream: TappedUpstream, host: str
+    proxy: RunningProxy, upstream: TappedUpstream, host: str
 ) -> None:
     request = f"GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
     answer = await _one(proxy, request)
@@ -276,7 +272,7 @@ async def test_host_header_cannot_choose_the_upstream_or_the_route(
     assert received.header("X-Forwarded-Host") == [host]
 
 
-async def test_duplicate_host_is_refused(proxy: Proxy, upstream: TappedUpstream) -> None:
+async def test_duplicate_host_is_refused(proxy: RunningProxy, upstream: TappedUpstream) -> None:
     request = (
         b"GET /public/x HTTP/1.1\r\nHost: proxy.test\r\nHost: admin.internal\r\nConnection: close\r\n\r\n"
     )
@@ -286,14 +282,14 @@ async def test_duplicate_host_is_refused(proxy: Proxy, upstream: TappedUpstream)
     upstream.assert_nothing_forwarded()
 
 
-async def test_missing_host_on_http11_is_refused(proxy: Proxy, upstream: TappedUpstream) -> None:
+async def test_missing_host_on_http11_is_refused(proxy: RunningProxy, upstream: TappedUpstream) -> None:
     answer = await _one(proxy, b"GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert answer.status == 400
     upstream.assert_nothing_forwarded()
 
 
 async def test_absolute_form_with_another_host_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     request = request_bytes("http://admin.internal/sessions", headers=[_auth(token("proxy:admin"))])
     answer = await _one(proxy, request)
@@ -308,7 +304,7 @@ async def test_absolute_form_with_another_host_is_refused(
     "sub", ["a\x0bb", "a\x01b", "a\x7fb", "a\x1bb", "a\rb", "a\nX-Auth-Scopes: proxy:admin"]
 )
 async def test_claim_with_control_character_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, sub: str
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, sub: str
 ) -> None:
     answer = await _one(proxy, request_bytes("/agents", headers=[_auth(token("agents:read", sub=sub))]))
     assert answer.status == 401
@@ -323,7 +319,7 @@ async def test_claim_with_control_character_is_refused(
     "scope", ["zz proxy:admin", "proxy:admin ", "\tproxy:admin", "x\u2028proxy:admin", ""]
 )
 async def test_scope_with_whitespace_cannot_widen_the_forwarded_scopes(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, scope: str
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, scope: str
 ) -> None:
     # The proxy judged one odd scope; the space-separated X-Auth-Scopes would hand the upstream two.
     answer = await _one(proxy, request_bytes("/agents", headers=[_auth(token("agents:read", scope))]))

@@ -8,7 +8,11 @@ Every request goes over a raw socket, so the target reaches the proxy byte for b
 from __future__ import annotations
 
 import pytest
-from attack_rig import Proxy, TappedUpstream, TokenFactory, exchange, request_bytes
+
+from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import RunningProxy
+from tests.rigs.raw import exchange, request_bytes
+from tests.rigs.tapped import TappedUpstream
 
 pytestmark = pytest.mark.usefixtures("upstream")
 
@@ -61,7 +65,7 @@ AMBIGUOUS = [
 
 @pytest.mark.parametrize("target", AMBIGUOUS)
 async def test_ambiguous_path_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, target: str
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, target: str
 ) -> None:
     # With a token that would pass any rule: the refusal must come before rules and tokens are read.
     answers = await exchange(proxy.port, request_bytes(target, headers=_auth(token("proxy:admin"))))
@@ -82,7 +86,7 @@ async def test_ambiguous_path_is_refused(
     ids=["nul", "overlong-utf8", "raw-utf8", "space", "tab"],
 )
 async def test_raw_control_or_non_ascii_byte_in_path_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, raw_target: bytes
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, raw_target: bytes
 ) -> None:
     head = b"GET " + raw_target + b" HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n"
     auth = f"Authorization: Bearer {token('proxy:admin')}\r\n\r\n".encode()
@@ -106,7 +110,7 @@ async def test_raw_control_or_non_ascii_byte_in_path_is_refused(
     ],
 )
 async def test_lookalike_path_is_judged_literally(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, target: str, status: int
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, target: str, status: int
 ) -> None:
     # A token good for GET /agents only: a lookalike is another route (unmapped: 403), never /agents.
     answers = await exchange(proxy.port, request_bytes(target, headers=_auth(token("agents:read"))))
@@ -119,7 +123,7 @@ async def test_lookalike_path_is_judged_literally(
 
 @pytest.mark.parametrize("target", ["/AGENTS", "/agents.", "/agents/"])
 async def test_lookalike_path_without_token_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, target: str
+    proxy: RunningProxy, upstream: TappedUpstream, target: str
 ) -> None:
     answers = await exchange(proxy.port, request_bytes(target))
     assert [a.status for a in answers] == [401]
@@ -127,7 +131,7 @@ async def test_lookalike_path_without_token_is_refused(
 
 
 async def test_trailing_slash_is_the_same_route_and_forwarded_as_sent(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     answers = await exchange(proxy.port, request_bytes("/agents/", headers=_auth(token("agents:read"))))
     assert [a.status for a in answers] == [200]
@@ -135,7 +139,7 @@ async def test_trailing_slash_is_the_same_route_and_forwarded_as_sent(
 
 
 async def test_encoded_slash_in_a_parameter_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     # agents:a:run for agent "a", aimed at agent "a/../b" through an encoded slash.
     target = "/agents/a%2F..%2Fb/runs"
@@ -149,7 +153,7 @@ async def test_encoded_slash_in_a_parameter_is_refused(
     "target", ["/agents?/../public/x", "/agents?next=/../public/x", "/agents?x=%2F..%2Fpublic", "/agents?#"]
 )
 async def test_dot_segments_in_query_do_not_reach_a_public_route(
-    proxy: Proxy, upstream: TappedUpstream, target: str
+    proxy: RunningProxy, upstream: TappedUpstream, target: str
 ) -> None:
     answers = await exchange(proxy.port, request_bytes(target))
     assert answers[0].status in (400, 401)
@@ -160,7 +164,7 @@ async def test_dot_segments_in_query_do_not_reach_a_public_route(
     "query", ["?/../agents", "?next=/../../agents", "?a=%2F..%2Fagents&b=%00", "?%7e=%7E"]
 )
 async def test_query_is_forwarded_byte_for_byte_and_never_read_as_path(
-    proxy: Proxy, upstream: TappedUpstream, query: str
+    proxy: RunningProxy, upstream: TappedUpstream, query: str
 ) -> None:
     answers = await exchange(proxy.port, request_bytes("/public/x" + query))
     assert [a.status for a in answers] == [200]
@@ -168,7 +172,7 @@ async def test_query_is_forwarded_byte_for_byte_and_never_read_as_path(
 
 
 async def test_empty_query_is_forwarded_without_its_question_mark(
-    proxy: Proxy, upstream: TappedUpstream
+    proxy: RunningProxy, upstream: TappedUpstream
 ) -> None:
     # The one place the upstream's bytes differ: the client library (yarl) cannot carry an empty query.
     # The path is untouched, and "/x?" and "/x" name the same resource for every HTTP server.
@@ -180,7 +184,7 @@ async def test_empty_query_is_forwarded_without_its_question_mark(
 @pytest.mark.parametrize("target", ["/healthz", "/readyz", "/metrics"])
 @pytest.mark.parametrize("user_agent", ["curl/8", "kube-probe/1.30", "ELB-HealthChecker/2.0"])
 async def test_admin_paths_are_not_public_on_the_proxied_port(
-    proxy: Proxy, upstream: TappedUpstream, target: str, user_agent: str
+    proxy: RunningProxy, upstream: TappedUpstream, target: str, user_agent: str
 ) -> None:
     # Health and metrics live on the admin port only; no path or User-Agent opens a way past the gate.
     answers = await exchange(proxy.port, request_bytes(target, headers=[("User-Agent", user_agent)]))

@@ -10,23 +10,19 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from attack_rig import (
-    Answer,
-    Proxy,
-    ProxyFactory,
-    TappedUpstream,
-    TokenFactory,
-    exchange,
-    fetch,
-    request_bytes,
-)
+
+from tests.rigs.client import fetch
+from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import AttackProxyFactory, RunningProxy
+from tests.rigs.raw import Answer, exchange, request_bytes
+from tests.rigs.tapped import TappedUpstream
 
 pytestmark = pytest.mark.usefixtures("upstream")
 
 MEGABYTE = 1024 * 1024
 
 
-async def _one(proxy: Proxy, request: bytes) -> Answer:
+async def _one(proxy: RunningProxy, request: bytes) -> Answer:
     answers = await exchange(proxy.port, request)
     assert len(answers) == 1, answers
     return answers[0]
@@ -38,7 +34,7 @@ def _json_refusal(answer: Answer, status: int, detail: str) -> None:
     assert answer.json() == {"detail": detail, "error": "bad_request"}
 
 
-async def test_megabyte_token_is_refused_with_431(proxy: Proxy, upstream: TappedUpstream) -> None:
+async def test_megabyte_token_is_refused_with_431(proxy: RunningProxy, upstream: TappedUpstream) -> None:
     token = "eyJhbGciOiJSUzI1NiJ9." + "A" * MEGABYTE + ".sig"
     answer = await _one(proxy, request_bytes("/agents", headers=[("Authorization", f"Bearer {token}")]))
     _json_refusal(answer, 431, "request header fields too large")
@@ -46,7 +42,7 @@ async def test_megabyte_token_is_refused_with_431(proxy: Proxy, upstream: Tapped
     upstream.assert_nothing_forwarded()
 
 
-async def test_megabyte_cookie_is_refused_with_431(proxy: Proxy, upstream: TappedUpstream) -> None:
+async def test_megabyte_cookie_is_refused_with_431(proxy: RunningProxy, upstream: TappedUpstream) -> None:
     answer = await _one(
         proxy, request_bytes("/agents", headers=[("Cookie", "access_token=" + "A" * MEGABYTE)])
     )
@@ -54,26 +50,30 @@ async def test_megabyte_cookie_is_refused_with_431(proxy: Proxy, upstream: Tappe
     upstream.assert_nothing_forwarded()
 
 
-async def test_oversized_header_name_is_refused_with_431(proxy: Proxy, upstream: TappedUpstream) -> None:
+async def test_oversized_header_name_is_refused_with_431(
+    proxy: RunningProxy, upstream: TappedUpstream
+) -> None:
     answer = await _one(proxy, request_bytes("/public/x", headers=[("X-" + "N" * 20_000, "v")]))
     _json_refusal(answer, 431, "request header fields too large")
     upstream.assert_nothing_forwarded()
 
 
-async def test_too_many_headers_are_refused_with_431(proxy: Proxy, upstream: TappedUpstream) -> None:
+async def test_too_many_headers_are_refused_with_431(proxy: RunningProxy, upstream: TappedUpstream) -> None:
     answer = await _one(proxy, request_bytes("/public/x", headers=[(f"X-H{i}", "v") for i in range(200)]))
     _json_refusal(answer, 431, "too many request header fields")
     upstream.assert_nothing_forwarded()
 
 
-async def test_oversized_request_line_is_refused_with_414(proxy: Proxy, upstream: TappedUpstream) -> None:
+async def test_oversized_request_line_is_refused_with_414(
+    proxy: RunningProxy, upstream: TappedUpstream
+) -> None:
     answer = await _one(proxy, request_bytes("/public/" + "a" * 10_000))
     _json_refusal(answer, 414, "request line too long")
     upstream.assert_nothing_forwarded()
 
 
 async def test_parser_refusal_never_echoes_the_request(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     # aiohttp's own 400 quotes the bytes around the error; ours is a fixed phrase.
     secret = token("proxy:admin")
@@ -85,7 +85,7 @@ async def test_parser_refusal_never_echoes_the_request(
 
 
 async def test_header_within_the_limit_is_forwarded(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     # The limit is set for tokens up to the verifier's own: an 8 KiB header, aiohttp's default cap, passes.
     headers = [("Authorization", f"Bearer {token('agents:read')}"), ("X-Big", "v" * 12_000)]
@@ -103,7 +103,7 @@ async def _closed_by_proxy(reader: asyncio.StreamReader) -> bytes:
     return bytes(data)
 
 
-async def test_slowloris_head_is_cut_off(start_proxy: ProxyFactory, upstream: TappedUpstream) -> None:
+async def test_slowloris_head_is_cut_off(start_proxy: AttackProxyFactory, upstream: TappedUpstream) -> None:
     proxy = await start_proxy(head_timeout=0.5)
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
     try:
@@ -128,7 +128,7 @@ async def test_slowloris_head_is_cut_off(start_proxy: ProxyFactory, upstream: Ta
 
 
 async def test_idle_connection_is_closed_after_the_head_timeout(
-    start_proxy: ProxyFactory, upstream: TappedUpstream
+    start_proxy: AttackProxyFactory, upstream: TappedUpstream
 ) -> None:
     proxy = await start_proxy(head_timeout=0.5)
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
@@ -142,7 +142,7 @@ async def test_idle_connection_is_closed_after_the_head_timeout(
 
 
 async def test_slow_second_head_on_a_kept_alive_connection_is_cut_off(
-    start_proxy: ProxyFactory, upstream: TappedUpstream
+    start_proxy: AttackProxyFactory, upstream: TappedUpstream
 ) -> None:
     proxy = await start_proxy(head_timeout=0.5)
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
@@ -159,7 +159,7 @@ async def test_slow_second_head_on_a_kept_alive_connection_is_cut_off(
 
 
 @pytest.fixture
-async def idle_sockets(proxy: Proxy) -> AsyncIterator[list[asyncio.StreamWriter]]:
+async def idle_sockets(proxy: RunningProxy) -> AsyncIterator[list[asyncio.StreamWriter]]:
     writers: list[asyncio.StreamWriter] = []
     yield writers
     for writer in writers:
@@ -170,7 +170,7 @@ async def idle_sockets(proxy: Proxy) -> AsyncIterator[list[asyncio.StreamWriter]
 
 
 async def test_many_idle_connections_do_not_starve_a_request(
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     token: TokenFactory,
     client: aiohttp.ClientSession,
@@ -188,7 +188,7 @@ async def test_many_idle_connections_do_not_starve_a_request(
 
 @pytest.mark.parametrize(("scopes", "status"), [(None, 401), ((), 403), (("agents:read",), 403)])
 async def test_websocket_without_authorization_is_refused(
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     token: TokenFactory,
     client: aiohttp.ClientSession,
@@ -203,7 +203,7 @@ async def test_websocket_without_authorization_is_refused(
 
 
 async def test_websocket_with_authorization_is_relayed_as_a_baseline(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, client: aiohttp.ClientSession
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, client: aiohttp.ClientSession
 ) -> None:
     headers = {"Authorization": f"Bearer {token('ws:use')}"}
     async with client.ws_connect(proxy.url + "/ws/chat", headers=headers) as ws:

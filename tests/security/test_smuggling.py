@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from attack_rig import Proxy, ProxyFactory, TappedUpstream, TokenFactory, exchange, parse_answers, raw_http
+
+from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import AttackProxyFactory, RunningProxy
+from tests.rigs.raw import exchange, parse_answers, raw_http
+from tests.rigs.tapped import TappedUpstream
 
 pytestmark = pytest.mark.usefixtures("upstream")
 
@@ -21,7 +25,7 @@ def _head(request_line: str, *headers: str) -> bytes:
     return "\r\n".join([request_line, "Host: proxy.test", *headers]).encode() + b"\r\n\r\n"
 
 
-async def _refused_400(proxy: Proxy, upstream: TappedUpstream, request: bytes) -> None:
+async def _refused_400(proxy: RunningProxy, upstream: TappedUpstream, request: bytes) -> None:
     answers = await exchange(proxy.port, request)
     assert [a.status for a in answers] == [400]
     assert answers[0].json()["error"] == "bad_request"
@@ -37,7 +41,7 @@ async def _refused_400(proxy: Proxy, upstream: TappedUpstream, request: bytes) -
     ],
 )
 async def test_content_length_with_transfer_encoding_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, framing: tuple[str, str]
+    proxy: RunningProxy, upstream: TappedUpstream, framing: tuple[str, str]
 ) -> None:
     request = _head("POST /public/x HTTP/1.1", *framing) + _chunked(SMUGGLED)
     await _refused_400(proxy, upstream, request)
@@ -45,7 +49,7 @@ async def test_content_length_with_transfer_encoding_is_refused(
 
 @pytest.mark.parametrize("lengths", [("5", "6"), ("5", "5"), ("5, 6", None), ("5, 5", None), ("+5", None)])
 async def test_two_content_lengths_are_refused(
-    proxy: Proxy, upstream: TappedUpstream, lengths: tuple[str, str | None]
+    proxy: RunningProxy, upstream: TappedUpstream, lengths: tuple[str, str | None]
 ) -> None:
     headers = [f"Content-Length: {n}" for n in lengths if n is not None]
     await _refused_400(proxy, upstream, _head("POST /public/x HTTP/1.1", *headers) + b"hello!")
@@ -73,7 +77,7 @@ async def test_two_content_lengths_are_refused(
     ],
 )
 async def test_obfuscated_transfer_encoding_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, header: str
+    proxy: RunningProxy, upstream: TappedUpstream, header: str
 ) -> None:
     await _refused_400(proxy, upstream, _head("POST /public/x HTTP/1.1", header) + _chunked(SMUGGLED))
 
@@ -88,7 +92,7 @@ async def test_obfuscated_transfer_encoding_is_refused(
     ids=["space-fold", "tab-fold", "first-header-folded"],
 )
 async def test_obs_fold_header_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, request_bytes: bytes
+    proxy: RunningProxy, upstream: TappedUpstream, request_bytes: bytes
 ) -> None:
     await _refused_400(proxy, upstream, request_bytes)
 
@@ -105,13 +109,13 @@ async def test_obs_fold_header_is_refused(
     ids=["bare-lf", "bare-cr", "nul-in-value", "space-in-name", "empty-name"],
 )
 async def test_malformed_line_endings_and_names_are_refused(
-    proxy: Proxy, upstream: TappedUpstream, request_bytes: bytes
+    proxy: RunningProxy, upstream: TappedUpstream, request_bytes: bytes
 ) -> None:
     await _refused_400(proxy, upstream, request_bytes)
 
 
 async def test_pipelined_unauthorized_request_is_refused(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     first = _head("GET /agents HTTP/1.1", f"Authorization: Bearer {token('agents:read')}")
     second = _head("GET /sessions HTTP/1.1")
@@ -123,7 +127,9 @@ async def test_pipelined_unauthorized_request_is_refused(
     assert [r.raw_path for r in upstream.requests] == ["/agents"]
 
 
-async def test_request_smuggled_in_a_chunked_body_is_refused(proxy: Proxy, upstream: TappedUpstream) -> None:
+async def test_request_smuggled_in_a_chunked_body_is_refused(
+    proxy: RunningProxy, upstream: TappedUpstream
+) -> None:
     # No token: the body (which holds a request) is discarded, and the request after it is judged alone.
     first = _head("POST /agents/a/runs HTTP/1.1", "Transfer-Encoding: chunked") + _chunked(SMUGGLED)
     second = _head("GET /sessions HTTP/1.1", "Connection: close")
@@ -134,7 +140,7 @@ async def test_request_smuggled_in_a_chunked_body_is_refused(proxy: Proxy, upstr
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 async def test_request_smuggled_in_an_authorized_body_stays_a_body(
-    proxy: Proxy, upstream: TappedUpstream, token: TokenFactory, chunked: bool
+    proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory, chunked: bool
 ) -> None:
     auth = f"Authorization: Bearer {token('agents:run')}"
     if chunked:
@@ -152,7 +158,7 @@ async def test_request_smuggled_in_an_authorized_body_stays_a_body(
 
 
 async def test_request_behind_a_refused_websocket_upgrade_is_refused(
-    proxy: Proxy, upstream: TappedUpstream
+    proxy: RunningProxy, upstream: TappedUpstream
 ) -> None:
     upgrade = _head(
         "GET /ws/chat HTTP/1.1",
@@ -167,7 +173,7 @@ async def test_request_behind_a_refused_websocket_upgrade_is_refused(
 
 
 async def test_request_behind_an_h2c_upgrade_is_refused(
-    start_proxy: ProxyFactory, upstream: TappedUpstream
+    start_proxy: AttackProxyFactory, upstream: TappedUpstream
 ) -> None:
     # aiohttp drops what follows a non-WebSocket upgrade request; the head timeout then ends the connection.
     proxy = await start_proxy(head_timeout=0.5)
@@ -185,7 +191,7 @@ async def test_request_behind_an_h2c_upgrade_is_refused(
 
 
 async def test_expect_continue_is_not_granted_to_a_denied_request(
-    proxy: Proxy, upstream: TappedUpstream
+    proxy: RunningProxy, upstream: TappedUpstream
 ) -> None:
     # A denied client is never invited to upload: the first thing it reads is the 401.
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
@@ -201,5 +207,7 @@ async def test_expect_continue_is_not_granted_to_a_denied_request(
 
 
 @pytest.mark.parametrize("version", ["HTTP/1.2", "HTTP/3.0", "HTTP/1.1x", "HTTPS/1.1", "HTTP/1"])
-async def test_unknown_http_version_is_refused(proxy: Proxy, upstream: TappedUpstream, version: str) -> None:
+async def test_unknown_http_version_is_refused(
+    proxy: RunningProxy, upstream: TappedUpstream, version: str
+) -> None:
     await _refused_400(proxy, upstream, _head(f"GET /public/x {version}", "Connection: close"))

@@ -10,25 +10,44 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from attack_rig import AUDIENCE, ISSUER, Proxy, TappedUpstream, TokenFactory, fetch, rs256_raw
 from cryptography.hazmat.primitives.asymmetric import rsa
-from keyutil import b64url, hmac_token, jwks, new_rsa_key, public_jwk, public_pem, raw_token
 
 from authproxy.auth.verify import MAX_TOKEN_LENGTH
 from authproxy.proxy.protocol import MAX_FIELD_SIZE
+from tests.rigs.client import fetch
+from tests.rigs.config import ATTACK_AUDIENCE, ATTACK_ISSUER
+from tests.rigs.keys import (
+    TokenFactory,
+    b64url,
+    hmac_token,
+    jwks,
+    new_rsa_key,
+    public_jwk,
+    public_pem,
+    raw_token,
+    rs256_raw,
+)
+from tests.rigs.proxy import RunningProxy
+from tests.rigs.tapped import TappedUpstream
 
 pytestmark = pytest.mark.usefixtures("upstream")
 
 
 def _claims(**extra: Any) -> dict[str, Any]:
     now = int(time.time())
-    base = {"sub": "mallory", "aud": AUDIENCE, "iss": ISSUER, "scopes": ["agents:read"], "iat": now}
+    base = {
+        "sub": "mallory",
+        "aud": ATTACK_AUDIENCE,
+        "iss": ATTACK_ISSUER,
+        "scopes": ["agents:read"],
+        "iat": now,
+    }
     return {**base, "exp": now + 300, **extra}
 
 
 async def _refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     token: str,
     *,
@@ -52,7 +71,7 @@ def attacker_key() -> rsa.RSAPrivateKey:
 
 
 async def test_valid_token_is_forwarded_as_a_baseline(
-    client: aiohttp.ClientSession, proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    client: aiohttp.ClientSession, proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     reply = await fetch(client, proxy, "/agents", token=token("agents:read"))
     assert reply.status == 200
@@ -61,7 +80,7 @@ async def test_valid_token_is_forwarded_as_a_baseline(
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
 async def test_alg_none_is_refused(
-    client: aiohttp.ClientSession, proxy: Proxy, upstream: TappedUpstream, alg: str
+    client: aiohttp.ClientSession, proxy: RunningProxy, upstream: TappedUpstream, alg: str
 ) -> None:
     forged = raw_token({"alg": alg, "typ": "JWT"}, _claims(scopes=["proxy:admin"]))
     await _refused(client, proxy, upstream, forged, reason="algorithm not allowed")
@@ -69,7 +88,7 @@ async def test_alg_none_is_refused(
 
 async def test_hs256_signed_with_rsa_public_key_is_refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     rsa_private_key: rsa.RSAPrivateKey,
 ) -> None:
@@ -84,7 +103,7 @@ async def test_hs256_signed_with_rsa_public_key_is_refused(
 )
 async def test_kid_injection_is_refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     attacker_key: rsa.RSAPrivateKey,
     kid: str,
@@ -95,7 +114,7 @@ async def test_kid_injection_is_refused(
 
 
 async def test_hs256_with_kid_pointing_at_an_empty_file_is_refused(
-    client: aiohttp.ClientSession, proxy: Proxy, upstream: TappedUpstream
+    client: aiohttp.ClientSession, proxy: RunningProxy, upstream: TappedUpstream
 ) -> None:
     forged = hmac_token({"alg": "HS256", "kid": "../../../../dev/null"}, _claims(), b"")
     await _refused(client, proxy, upstream, forged, reason="algorithm not allowed")
@@ -129,7 +148,7 @@ async def attacker_jwks(attacker_key: rsa.RSAPrivateKey) -> AsyncIterator[_Attac
 @pytest.mark.parametrize("member", ["jku", "x5u", "jwk"])
 async def test_key_location_headers_are_ignored_and_refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     attacker_key: rsa.RSAPrivateKey,
     attacker_jwks: _AttackerKeyServer,
@@ -159,14 +178,14 @@ async def test_key_location_headers_are_ignored_and_refused(
 )
 async def test_token_outside_its_lifetime_is_refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     token: TokenFactory,
     claims: dict[str, Any],
     reason: str,
 ) -> None:
     now = int(time.time())
-    shifted = {k: now + v if isinstance(v, int) else v for k, v in claims.items()}
+    shifted: dict[str, Any] = {k: now + v if isinstance(v, int) else v for k, v in claims.items()}
     await _refused(client, proxy, upstream, token("agents:read", **shifted), reason=reason)
 
 
@@ -177,10 +196,10 @@ async def test_token_outside_its_lifetime_is_refused(
         ({"aud": None}, "audience mismatch"),
         ({"aud": ["someone-else", "another"]}, "audience mismatch"),
         ({"aud": 42}, "aud claim has the wrong type"),
-        ({"aud": [AUDIENCE, 42]}, "aud claim has the wrong type"),
+        ({"aud": [ATTACK_AUDIENCE, 42]}, "aud claim has the wrong type"),
         ({"iss": "https://evil.test"}, "issuer mismatch"),
         ({"iss": None}, "issuer mismatch"),
-        ({"iss": ISSUER + "/"}, "issuer mismatch"),
+        ({"iss": ATTACK_ISSUER + "/"}, "issuer mismatch"),
     ],
     ids=[
         "wrong-aud",
@@ -195,7 +214,7 @@ async def test_token_outside_its_lifetime_is_refused(
 )
 async def test_wrong_or_missing_audience_or_issuer_is_refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     token: TokenFactory,
     claims: dict[str, Any],
@@ -205,14 +224,14 @@ async def test_wrong_or_missing_audience_or_issuer_is_refused(
 
 
 async def test_empty_scopes_are_refused(
-    client: aiohttp.ClientSession, proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    client: aiohttp.ClientSession, proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     body = await _refused(client, proxy, upstream, token(), status=403)
     assert body["missing_scopes"] == ["agents:read"]
 
 
 async def test_empty_scope_string_is_refused(
-    client: aiohttp.ClientSession, proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    client: aiohttp.ClientSession, proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     await _refused(client, proxy, upstream, token(scopes="  "), status=403)
 
@@ -224,7 +243,7 @@ async def test_empty_scope_string_is_refused(
 )
 async def test_scopes_of_wrong_type_are_refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     rsa_private_key: rsa.RSAPrivateKey,
     scopes: object,
@@ -235,7 +254,7 @@ async def test_scopes_of_wrong_type_are_refused(
 
 
 async def test_token_just_over_the_verifier_limit_is_refused(
-    client: aiohttp.ClientSession, proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    client: aiohttp.ClientSession, proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     # Within the header limits, so the verifier itself sees it and refuses before any decoding.
     oversized = token("agents:read", padding="x" * 12_000)
@@ -261,7 +280,7 @@ async def test_token_just_over_the_verifier_limit_is_refused(
     ],
 )
 async def test_malformed_token_is_refused(
-    client: aiohttp.ClientSession, proxy: Proxy, upstream: TappedUpstream, garbage: str
+    client: aiohttp.ClientSession, proxy: RunningProxy, upstream: TappedUpstream, garbage: str
 ) -> None:
     reply = await fetch(client, proxy, "/agents", headers={"Authorization": f"Bearer {garbage}"})
     assert reply.status == 401
@@ -271,14 +290,14 @@ async def test_malformed_token_is_refused(
 
 async def test_duplicate_claims_are_refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     rsa_private_key: rsa.RSAPrivateKey,
 ) -> None:
     # Signed with the real key: only the ambiguity (which "scopes" counts?) is wrong.
     now = int(time.time())
     payload = (
-        f'{{"sub":"u","aud":"{AUDIENCE}","iss":"{ISSUER}","iat":{now},"exp":{now + 300},'
+        f'{{"sub":"u","aud":"{ATTACK_AUDIENCE}","iss":"{ATTACK_ISSUER}","iat":{now},"exp":{now + 300},'
         '"scopes":[],"scopes":["proxy:admin"]}'
     ).encode()
     forged = rs256_raw(b'{"alg":"RS256","typ":"JWT"}', payload, rsa_private_key)
@@ -287,7 +306,7 @@ async def test_duplicate_claims_are_refused(
 
 async def test_duplicate_header_members_are_refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     rsa_private_key: rsa.RSAPrivateKey,
 ) -> None:
@@ -299,7 +318,7 @@ async def test_duplicate_header_members_are_refused(
 @pytest.mark.parametrize("crit", [["exp"], ["b64"], ["urn:example:unknown"], []])
 async def test_unknown_critical_header_is_refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     rsa_private_key: rsa.RSAPrivateKey,
     crit: list[str],
@@ -311,7 +330,7 @@ async def test_unknown_critical_header_is_refused(
 
 async def test_signature_from_another_key_is_refused(
     client: aiohttp.ClientSession,
-    proxy: Proxy,
+    proxy: RunningProxy,
     upstream: TappedUpstream,
     attacker_key: rsa.RSAPrivateKey,
 ) -> None:
@@ -320,7 +339,7 @@ async def test_signature_from_another_key_is_refused(
 
 
 async def test_token_in_the_query_string_is_ignored(
-    client: aiohttp.ClientSession, proxy: Proxy, upstream: TappedUpstream, token: TokenFactory
+    client: aiohttp.ClientSession, proxy: RunningProxy, upstream: TappedUpstream, token: TokenFactory
 ) -> None:
     reply = await fetch(client, proxy, f"/agents?access_token={token('agents:read')}")
     assert reply.status == 401

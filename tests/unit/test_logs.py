@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-from keyutil import Mint
 
 from authproxy.config.model import LoggingConfig
 from authproxy.logs import configure_logging, get_logger, redact, redact_text
+from tests.rigs.keys import Mint
 
 
 @pytest.fixture(autouse=True)

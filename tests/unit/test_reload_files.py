@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from keyutil import new_rsa_key, public_jwk
 
 from authproxy.config import load_text
 from authproxy.serve.reload import fingerprint, watched_files
+from tests.rigs.keys import new_rsa_key, public_jwk
 
 SECRET = "0123456789abcdef0123456789abcdef"
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from agentos_harness import (
+
+from tests.rigs.agentos import (
     PROXY_CONFIG,
     AgentOSServer,
+    ProxyProcess,
     Running,
-    RunningProxy,
     spawn,
     start_authproxy,
     stop,
@@ -56,7 +57,7 @@ def agentos_open(agentos_servers: dict[str, AgentOSServer]) -> AgentOSServer:
 @pytest.fixture(scope="session")
 def authproxy_agentos(
     agentos_open: AgentOSServer, tmp_path_factory: pytest.TempPathFactory, hs_secret: bytes
-) -> Iterator[RunningProxy]:
+) -> Iterator[ProxyProcess]:
     """`authproxy serve` with `preset: agentos` in front of the open AgentOS; the header only, as AgentOS."""
     yield from _authproxy(agentos_open, tmp_path_factory, hs_secret, "[header]")
 
@@ -64,14 +65,14 @@ def authproxy_agentos(
 @pytest.fixture(scope="session")
 def authproxy_agentos_cookie(
     agentos_open: AgentOSServer, tmp_path_factory: pytest.TempPathFactory, hs_secret: bytes
-) -> Iterator[RunningProxy]:
+) -> Iterator[ProxyProcess]:
     """The same, also reading the `access_token` cookie (which AgentOS's built-in wiring never reads)."""
     yield from _authproxy(agentos_open, tmp_path_factory, hs_secret, "[header, cookie]")
 
 
 def _authproxy(
     upstream: AgentOSServer, tmp_path_factory: pytest.TempPathFactory, secret: bytes, sources: str
-) -> Iterator[RunningProxy]:
+) -> Iterator[ProxyProcess]:
     config = tmp_path_factory.mktemp("authproxy") / "agentos.yaml"
     text = PROXY_CONFIG.format(
         upstream=upstream.url, secret=secret.decode(), audience=upstream.os_id, sources=sources

@@ -13,9 +13,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from agentos_harness import AgentOSServer, RunningProxy
-from app_factory import AGENT_IDS, TEAM_IDS, WORKFLOW_IDS
-from keyutil import Mint
+
+from tests.rigs.agentos import AgentOSServer, ProxyProcess
+from tests.rigs.agentos_app import AGENT_IDS, TEAM_IDS, WORKFLOW_IDS
+from tests.rigs.keys import Mint
 
 pytestmark = pytest.mark.agentos
 
@@ -141,7 +142,7 @@ async def test_agentos_open_lists_every_agent_without_token(
 async def test_authproxy_answers_as_agentos_rbac_for_token(
     name: str,
     agentos_rbac: AgentOSServer,
-    authproxy_agentos: RunningProxy,
+    authproxy_agentos: ProxyProcess,
     mint: Mint,
     http: aiohttp.ClientSession,
 ) -> None:
@@ -176,7 +177,7 @@ async def test_listing_returns_the_same_items_as_agentos_for_token(
     name: str,
     path: str,
     agentos_rbac: AgentOSServer,
-    authproxy_agentos: RunningProxy,
+    authproxy_agentos: ProxyProcess,
     mint: Mint,
     http: aiohttp.ClientSession,
 ) -> None:
@@ -203,7 +204,7 @@ async def test_head_is_held_to_the_get_rule_for_token(
     agno_status: int,
     our_status: int,
     agentos_rbac: AgentOSServer,
-    authproxy_agentos: RunningProxy,
+    authproxy_agentos: ProxyProcess,
     mint: Mint,
     http: aiohttp.ClientSession,
 ) -> None:
@@ -216,7 +217,7 @@ async def test_head_is_held_to_the_get_rule_for_token(
 
 
 async def test_cookie_token_is_refused_like_agentos_when_cookies_are_not_configured(
-    agentos_rbac: AgentOSServer, authproxy_agentos: RunningProxy, mint: Mint, http: aiohttp.ClientSession
+    agentos_rbac: AgentOSServer, authproxy_agentos: ProxyProcess, mint: Mint, http: aiohttp.ClientSession
 ) -> None:
     cookie = {"Cookie": f"access_token={mint({'sub': 'u', 'aud': agentos_rbac.os_id, 'scopes': ADMIN})}"}
     assert (await send(http, agentos_rbac.url, "GET", "/agents", cookie)).status == 401
@@ -229,7 +230,7 @@ async def test_cookie_token_is_refused_like_agentos_when_cookies_are_not_configu
 async def test_cookie_token_answers_as_agentos_header_token_when_cookies_are_configured(
     name: str,
     agentos_rbac: AgentOSServer,
-    authproxy_agentos_cookie: RunningProxy,
+    authproxy_agentos_cookie: ProxyProcess,
     mint: Mint,
     http: aiohttp.ClientSession,
 ) -> None:
@@ -257,7 +258,7 @@ async def test_token_handling_differs_from_agentos_as_documented(
     agno_status: int,
     our_status: int,
     agentos_rbac: AgentOSServer,
-    authproxy_agentos: RunningProxy,
+    authproxy_agentos: ProxyProcess,
     mint: Mint,
     http: aiohttp.ClientSession,
 ) -> None:
@@ -279,7 +280,7 @@ async def test_route_checked_from_the_body_is_stricter_than_agentos(
     path: str,
     scopes: list[str],
     agentos_rbac: AgentOSServer,
-    authproxy_agentos: RunningProxy,
+    authproxy_agentos: ProxyProcess,
     mint: Mint,
     http: aiohttp.ClientSession,
 ) -> None:
@@ -292,7 +293,7 @@ async def test_route_checked_from_the_body_is_stricter_than_agentos(
 
 
 async def test_config_lists_every_agent_where_agentos_filters_by_read_scope(
-    agentos_rbac: AgentOSServer, authproxy_agentos: RunningProxy, mint: Mint, http: aiohttp.ClientSession
+    agentos_rbac: AgentOSServer, authproxy_agentos: ProxyProcess, mint: Mint, http: aiohttp.ClientSession
 ) -> None:
     scopes = ["config:read", "agents:agno-agent:read"]
     headers = {"Authorization": f"Bearer {mint({'sub': 'u', 'aud': agentos_rbac.os_id, 'scopes': scopes})}"}
@@ -316,7 +317,7 @@ async def test_workflow_websocket_upgrade_needs_family_run_scope(
     scopes: list[str] | None,
     outcome: int,
     agentos_rbac: AgentOSServer,
-    authproxy_agentos: RunningProxy,
+    authproxy_agentos: ProxyProcess,
     mint: Mint,
     http: aiohttp.ClientSession,
 ) -> None:

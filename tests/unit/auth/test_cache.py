@@ -4,13 +4,14 @@ from types import MappingProxyType
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from keyutil import Mint, StaticRemote, new_hs_secret
 
 from authproxy.auth.cache import CacheStats, VerificationCache
 from authproxy.auth.keys import KeyEntry, KeyRing
-from authproxy.auth.verify import VerifiedToken, Verifier
+from authproxy.auth.verified import VerifiedToken
+from authproxy.auth.verify import Verifier
 from authproxy.config.model import JwtConfig, SecretKey
 from authproxy.errors import InvalidToken, KeyNotFound
+from tests.rigs.keys import Mint, StaticRemote, new_hs_secret
 
 NOW = 1_800_000_000.0
 

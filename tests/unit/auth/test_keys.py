@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
-from keyutil import StaticRemote, jwks, new_ec_key, public_jwk, public_pem, secret_jwk
 
 from authproxy.auth.keys import KeyEntry, KeyRing, RemoteKeys, entries_from_jwks, entry_from_pem
 from authproxy.config.model import JwksFile, JwksUrl, JwtConfig, OidcIssuer, PublicKeyFile, SecretKey
+from tests.rigs.keys import StaticRemote, jwks, new_ec_key, public_jwk, public_pem, secret_jwk
 
 ALL = frozenset({"HS256", "HS384", "HS512", "RS256", "PS256", "ES256", "ES384", "ES512", "EdDSA"})
 

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from keyutil import (
+
+from authproxy.auth.keys import KeyEntry, KeyRing, entries_from_jwks
+from authproxy.auth.verify import MAX_TOKEN_LENGTH, Verifier
+from authproxy.config.model import JwksFile, JwtConfig, KeySource, PublicKeyFile, SecretKey
+from authproxy.errors import InvalidToken, KeyNotFound
+from tests.rigs.keys import (
     ALL_ALGORITHMS,
     Mint,
     SigningKeys,
@@ -24,11 +29,6 @@ from keyutil import (
     public_pem,
     raw_token,
 )
-
-from authproxy.auth.keys import KeyEntry, KeyRing, entries_from_jwks
-from authproxy.auth.verify import MAX_TOKEN_LENGTH, Verifier
-from authproxy.config.model import JwksFile, JwtConfig, KeySource, PublicKeyFile, SecretKey
-from authproxy.errors import InvalidToken, KeyNotFound
 
 NOW = 1_800_000_000.0
 

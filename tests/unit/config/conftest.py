@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import textwrap
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,9 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from authproxy.config import load_with_warnings
-from authproxy.config.model import Config
-from authproxy.errors import ConfigError
+from tests.rigs.configdir import ConfigDir, KeyFiles
 
 # The smallest valid head of a config: tests append sections from line 8 on.
 _HEAD = """\
@@ -34,50 +29,10 @@ def head() -> str:
     return _HEAD
 
 
-@dataclass
-class ConfigDir:
-    """A config file written into a scratch directory that is also the working directory, so every
-    problem reads `config.yaml:LINE: ...` and relative key paths read as written."""
-
-    path: Path
-    preset_dir: Path | None = None
-
-    def write(self, text: str, name: str = "config.yaml") -> str:
-        (self.path / name).write_text(textwrap.dedent(text))
-        return name
-
-    def load(self, text: str, env: Mapping[str, str] | None = None) -> tuple[Config, list[str]]:
-        name = self.write(text)
-        config, warnings = load_with_warnings(name, {} if env is None else env, preset_dir=self.preset_dir)
-        return config, [str(w) for w in warnings]
-
-    def config(self, text: str, env: Mapping[str, str] | None = None) -> Config:
-        return self.load(text, env)[0]
-
-    def warnings(self, text: str, env: Mapping[str, str] | None = None) -> list[str]:
-        return self.load(text, env)[1]
-
-    def errors(self, text: str, env: Mapping[str, str] | None = None) -> list[str]:
-        with pytest.raises(ConfigError) as caught:
-            self.load(text, env)
-        return [str(p) for p in caught.value.problems]
-
-
 @pytest.fixture
 def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigDir:
     monkeypatch.chdir(tmp_path)
     return ConfigDir(tmp_path)
-
-
-@dataclass(frozen=True)
-class KeyFiles:
-    """Public PEMs (and one private PEM) in a directory of their own."""
-
-    dir: Path
-
-    def copy_to(self, target: Path, *names: str) -> None:
-        for name in names:
-            (target / name).write_bytes((self.dir / name).read_bytes())
 
 
 PrivateKey = (

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import ConfigDir
+    from tests.rigs.configdir import ConfigDir
 
 
 def test_allow_sample_rate_defaults_to_every_request(cfg: ConfigDir, head: str) -> None:

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from authproxy.config.build import parse_duration
+from authproxy.config.values import parse_duration
 
 if TYPE_CHECKING:
-    from conftest import ConfigDir
+    from tests.rigs.configdir import ConfigDir
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from authproxy.config import load
 from authproxy.config.model import SecretKey
 
 if TYPE_CHECKING:
-    from conftest import ConfigDir
+    from tests.rigs.configdir import ConfigDir
 
 TEXT = """\
 upstream:

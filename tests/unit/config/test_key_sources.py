@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from authproxy.config import load
 from authproxy.config.model import JwksFile, JwksUrl, OidcIssuer, PublicKeyFile, SecretKey
+from authproxy.errors import ConfigError
 
 if TYPE_CHECKING:
-    from conftest import ConfigDir, KeyFiles
+    from tests.rigs.configdir import ConfigDir, KeyFiles
 
 SECRET = "0123456789abcdef0123456789abcdef"
 
@@ -52,7 +54,6 @@ def test_secret_file_is_read_relative_to_the_config_directory(cfg: ConfigDir) ->
     (cfg.path / "conf").mkdir()
     (cfg.path / "conf" / "jwt-secret").write_bytes(SECRET.encode() + b"\n")
     cfg.write(jwt("HS256", "- secret_file: jwt-secret\n  kid: file"), "conf/config.yaml")
-    from authproxy.config import load
 
     config = load("conf/config.yaml", {})
     assert config.jwt.keys == (SecretKey(SECRET.encode(), 6, "conf/jwt-secret", "file"),)
@@ -179,8 +180,6 @@ def test_unusable_public_key_file_is_refused(
 def test_missing_public_key_file_names_the_resolved_path(cfg: ConfigDir) -> None:
     (cfg.path / "etc").mkdir()
     cfg.write(jwt("RS256", "- public_key_file: keys/public.pem"), "etc/config.yaml")
-    from authproxy.config import load
-    from authproxy.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         load("etc/config.yaml", {})

@@ -14,7 +14,7 @@ from authproxy.config import PRESET_DIR
 from authproxy.config.model import PublicRule, RouteRule
 
 if TYPE_CHECKING:
-    from conftest import ConfigDir
+    from tests.rigs.configdir import ConfigDir
 
 
 def policy(head: str, body: str) -> str:

@@ -12,7 +12,7 @@ from authproxy.config.source import MapNode, Scalar, SeqNode, parse
 from authproxy.errors import ConfigError
 
 if TYPE_CHECKING:
-    from conftest import ConfigDir
+    from tests.rigs.configdir import ConfigDir
 
 
 def test_parse_locates_every_value_on_its_line() -> None:

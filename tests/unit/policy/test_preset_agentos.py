@@ -134,7 +134,7 @@ def agentos_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return agent_os.get_app()
 
 
-def served_routes(app: Any) -> Iterator[tuple[str, str, Any]]:
+def served_routes(app: Any) -> Iterator[tuple[str, Any, Any]]:
     """(method, path template, route) for every HTTP route, WebSocket routes as GET."""
     from fastapi import routing
     from starlette.routing import WebSocketRoute
@@ -154,7 +154,8 @@ def served_routes(app: Any) -> Iterator[tuple[str, str, Any]]:
 def handler_scopes(route: Any) -> set[str]:
     """The `require_resource_access(family, action, id)` checks among a route's dependencies."""
     found: set[str] = set()
-    pending = list(getattr(route, "dependant", None).dependencies) if hasattr(route, "dependant") else []
+    dependant: Any = getattr(route, "dependant", None)
+    pending = list(dependant.dependencies) if dependant is not None else []
     while pending:
         dependency = pending.pop()
         pending.extend(dependency.dependencies)

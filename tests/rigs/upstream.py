@@ -1,62 +1,24 @@
-"""Parts of the integration rig (fixtures in conftest.py): the recording upstream, the proxy config, and
-the `authproxy serve` subprocess handle.
+"""The recording upstream: a real aiohttp server on 127.0.0.1 that records every request (body hashed, not
+held) and offers endpoints a test steers (held SSE streams, slow answers, resets, websockets).
 
-The upstream's slow and streaming endpoints wait on asyncio.Events the test sets, so no test sleeps; a
-subprocess announces its ports in its `listening` log line, so nothing guesses when it is ready.
+The slow and streaming endpoints wait on asyncio.Events the test sets, so no test sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import json
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from authproxy.serve.lifecycle import ProxyService
+from tests.rigs.raw import HeaderLines
 
-AUDIENCE = "authproxy-tests"
-IDENTITY_HEADERS = ("X-Auth-User-Id", "X-Auth-Session-Id", "X-Auth-Scopes")
 BLOCK = bytes(range(256)) * 1024  # 256 KiB of a known pattern: big bodies are this, repeated
-AUTHPROXY = str(Path(sys.executable).with_name("authproxy"))
-
-CONFIG = """\
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-upstream:
-  url: {upstream}
-  connect_timeout: {connect_timeout}
-  read_timeout: {read_timeout}
-jwt:
-  algorithms: [{algorithms}]
-  keys:
-{keys}
-  audience: {audience}
-policy:
-  admin_scope: proxy:admin
-  public:
-    - /public/**
-  routes:
-    "* /**": [proxy:use]
-    "GET /private/**": [private:read]
-forward:
-  identity_headers:
-    user_id: X-Auth-User-Id
-    session_id: X-Auth-Session-Id
-    scopes: X-Auth-Scopes
-  strip_authorization: {strip_authorization}
-logging:
-  level: info
-  format: json
-"""
 
 
 def pattern_hash(size: int) -> str:
@@ -77,20 +39,14 @@ async def pattern_body(size: int) -> AsyncIterator[bytes]:
         yield BLOCK[:rest]
 
 
-# --- the recording upstream --------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class Recorded:
+class Recorded(HeaderLines):
     method: str
     raw_path: str  # path and query exactly as they arrived
     headers: tuple[tuple[str, str], ...]
     body_sha256: str
     body_length: int
     peer_port: int
-
-    def header(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k.lower() == name.lower()]
 
 
 @dataclass
@@ -278,104 +234,29 @@ _ENDPOINTS: dict[str, Callable[[RecordingUpstream, web.BaseRequest], Awaitable[w
 }
 
 
-# --- the proxy, in process -----------------------------------------------------------------------------
+@asynccontextmanager
+async def serving(server: web.Server) -> AsyncIterator[str]:
+    """Serve `server` on 127.0.0.1 with an OS-chosen port; yields its http:// URL, cleans up on exit."""
+    runner = web.ServerRunner(server, shutdown_timeout=1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
 
 
-@dataclass
-class RunningProxy:
-    service: ProxyService
-    url: str  # the proxied port
-    admin_url: str
-    config_path: Path
-
-
-class ProxyFactory(Protocol):
-    async def __call__(self, upstream_url: str, **options: Any) -> RunningProxy: ...
-
-
-def config_text(upstream_url: str, secret: bytes, **options: Any) -> str:
-    values = {
-        "upstream": upstream_url,
-        "connect_timeout": "2s",
-        "read_timeout": "30s",
-        "keys": f'    - secret: "{secret.decode()}"',
-        "audience": AUDIENCE,
-        "strip_authorization": "false",
-        "algorithms": "HS256",
-    }
-    values.update(options)
-    return CONFIG.format(**values)
-
-
-class TokenFactory(Protocol):
-    def __call__(self, *scopes: str, sub: str = "user-1", **claims: Any) -> str: ...
-
-
-# --- the proxy, as `authproxy serve` in a subprocess ----------------------------------------------------
-
-
-class LogLines:
-    """The JSON lines a subprocess prints, collected as they come; `wait_for` wakes on each new line."""
-
-    def __init__(self) -> None:
-        self.lines: list[dict[str, Any]] = []
-        self.ended = False
-        self._changed = asyncio.Condition()
-
-    async def collect(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
-            with contextlib.suppress(json.JSONDecodeError):
-                parsed = json.loads(line)
-                async with self._changed:
-                    self.lines.append(parsed)
-                    self._changed.notify_all()
-        async with self._changed:
-            self.ended = True
-            self._changed.notify_all()
-
-    def find(self, event: str) -> dict[str, Any] | None:
-        return next((line for line in self.lines if line.get("event") == event), None)
-
-    async def wait_for(self, event: str) -> dict[str, Any]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.ended or self.find(event) is not None)
-        found = self.find(event)
-        assert found is not None, f"the process ended without logging {event!r}"
-        return found
-
-
-@dataclass
-class ServeProcess:
-    process: asyncio.subprocess.Process
-    log: LogLines
-    url: str = ""
-    admin_url: str = ""
-    stderr: bytes = b""
-
-    def rss_kib(self, field_name: str = "VmRSS") -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-        raise AssertionError(f"{field_name} not in /proc/{self.process.pid}/status")
-
-    async def finish(self) -> int:
-        """Wait for the exit; the code, with stdout fully collected."""
-        assert self.process.stderr is not None
-        self.stderr = await self.process.stderr.read()
-        return await self.process.wait()
-
-
-class ServeFactory(Protocol):
-    async def __call__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> ServeProcess: ...
-
-
-async def raw_exchange(url: str, request: bytes) -> bytes:
-    """Send `request` as written on a fresh connection; everything the proxy sends back until it closes."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(request)
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    return data
+@asynccontextmanager
+async def recording_upstream() -> AsyncIterator[RecordingUpstream]:
+    """A started RecordingUpstream; held streams are released before it stops."""
+    up = RecordingUpstream()
+    # auto_decompress off: the recorder hashes the bytes that arrived, not what they decode to.
+    server = web.Server(up.handle, access_log=None, auto_decompress=False, handler_cancellation=True)
+    async with serving(server) as url:
+        up.url = url
+        try:
+            yield up
+        finally:
+            up.sse_release.set()
+            up.slow_release.set()

@@ -1,5 +1,6 @@
 """A real identity provider stand-in on 127.0.0.1 that a test steers: which JWKS it serves, how it fails,
-and how many requests it saw. Started and torn down by `running_jwks_server()`."""
+and how many requests it saw. Started and torn down by `running_jwks_server()`. Also the helpers that
+drive a JwksSource deterministically (a fake clock, joined fetches)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import socket
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from authproxy.auth.jwks import JwksSource
 
 JWKS_PATH = "/jwks.json"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -195,3 +198,39 @@ async def running_jwks_server(tls: ssl.SSLContext | None = None) -> AsyncIterato
     finally:
         server.release.set()
         await runner.cleanup()
+
+
+# --- driving a JwksSource deterministically --------------------------------------------------------------
+
+RS256 = frozenset({"RS256"})
+INTERVAL = 30.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+MakeSource = Callable[..., JwksSource]
+
+
+async def loaded(source: JwksSource) -> JwksSource:
+    """Start and complete the first fetch (joined, not waited for)."""
+    await source.start()
+    await source.refresh_for_unknown_kid(None)
+    return source
+
+
+async def refresh_now(source: JwksSource, clock: FakeClock, kid: str | None = None) -> bool:
+    clock.advance(INTERVAL + 1)
+    return await source.refresh_for_unknown_kid(kid)
+
+
+def kids(source: JwksSource) -> set[str | None]:
+    return {entry.kid for entry in source.entries}

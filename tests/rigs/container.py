@@ -1,4 +1,4 @@
-"""The docker CLI bound to a private engine, a running proxy container, and polling."""
+"""The docker CLI bound to a private engine, and a running proxy container."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import json
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ class Docker:
 
 
 @dataclass(frozen=True)
-class Proxy:
+class ContainerProxy:
     name: str
     port: int
     admin_port: int
@@ -63,15 +61,6 @@ class Proxy:
         return result.stdout + result.stderr
 
 
-def poll(condition: Callable[[], bool], what: str, *, within: float = 120, every: float = 0.2) -> None:
-    """Re-checks `condition` until it holds; fails after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(every)
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -88,7 +77,7 @@ def docker_cli() -> str:
     return shutil.which("docker") or "docker"
 
 
-def health(proxy: Proxy) -> str:
+def health(proxy: ContainerProxy) -> str:
     state = proxy.docker.inspect(proxy.name)["State"]
     if not state["Running"]:
         pytest.fail(f"the container exited ({state['ExitCode']}):\n{proxy.logs()}")

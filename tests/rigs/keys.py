@@ -1,5 +1,4 @@
-"""Real key material and tokens for every test suite (`from keyutil import ...`; tests/ is on sys.path
-because tests/conftest.py lives there).
+"""Real key material and tokens for every test suite.
 
 Nothing here is mocked: keys are generated with cryptography and tokens are signed with PyJWT, except
 the deliberately forged ones (`raw_token`, `hmac_token`) that PyJWT refuses to produce.
@@ -17,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from authproxy.auth.keys import KeyEntry
@@ -183,6 +182,20 @@ def hmac_token(header: dict[str, Any], payload: dict[str, Any] | bytes, secret: 
     signing_input = f"{_segment(header)}.{body}"
     signature = hmac.new(secret, signing_input.encode(), digest).digest()
     return f"{signing_input}.{b64url(signature)}"
+
+
+def rs256_raw(header: bytes, payload: bytes, key: rsa.RSAPrivateKey) -> str:
+    """An RS256 token over header and payload bytes exactly as given (duplicate members included), signed
+    with a real key: what PyJWT will not produce."""
+    signing_input = f"{b64url(header)}.{b64url(payload)}"
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64url(signature)}"
+
+
+class TokenFactory(Protocol):
+    """A suite's `token(*scopes, sub=…, **claims)` fixture: a token its proxy accepts."""
+
+    def __call__(self, *scopes: str, sub: str = "user-1", **claims: Any) -> str: ...
 
 
 class StaticRemote:

@@ -1,4 +1,5 @@
-"""Start, probe and stop a real AgentOS subprocess (app_factory.py) for the differential suite."""
+"""Start, probe and stop a real AgentOS subprocess (agentos_app.py) and an `authproxy serve` in front of it,
+for the differential suite (its own thread blocks on them)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-APP_FACTORY = Path(__file__).with_name("app_factory.py")
+from tests.rigs.serve import AUTHPROXY
+
+APP_FACTORY = Path(__file__).with_name("agentos_app.py")
 OS_ID = "authproxy-test-os"
 READY_TIMEOUT = 90.0  # seconds for one /health request; the listening socket queues it until uvicorn serves
 
@@ -86,8 +89,6 @@ def stop(running: Running) -> None:
 
 # --- authproxy, as `authproxy serve -c` in a subprocess, in front of the open AgentOS ----------------------
 
-AUTHPROXY = str(Path(sys.executable).with_name("authproxy"))
-
 PROXY_CONFIG = """\
 listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
@@ -110,14 +111,14 @@ logging:
 
 
 @dataclass(slots=True)
-class RunningProxy:
+class ProxyProcess:
     url: str
     process: subprocess.Popen[bytes]
     lines: list[dict[str, Any]]  # the JSON log lines, collected by a reader thread
     reader: threading.Thread
 
 
-def start_authproxy(config: Path) -> RunningProxy:
+def start_authproxy(config: Path) -> ProxyProcess:
     """Start `authproxy serve -c CONFIG`; returns once it logged `listening` (its port is read from that)."""
     process = subprocess.Popen(
         [AUTHPROXY, "serve", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -135,7 +136,7 @@ def start_authproxy(config: Path) -> RunningProxy:
     # Keep draining: a full pipe would block the proxy's per-request log writes.
     reader = threading.Thread(target=_drain, args=(process.stdout, lines), daemon=True)
     reader.start()
-    return RunningProxy(f"http://{lines[-1]['proxy']}", process, lines, reader)
+    return ProxyProcess(f"http://{lines[-1]['proxy']}", process, lines, reader)
 
 
 def _drain(stream: IO[bytes], lines: list[dict[str, Any]]) -> None:
@@ -144,7 +145,7 @@ def _drain(stream: IO[bytes], lines: list[dict[str, Any]]) -> None:
             lines.append(json.loads(raw))
 
 
-def stop_authproxy(proxy: RunningProxy) -> None:
+def stop_authproxy(proxy: ProxyProcess) -> None:
     if proxy.process.poll() is None:
         proxy.process.terminate()
         try:

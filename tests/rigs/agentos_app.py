@@ -1,6 +1,6 @@
 """A real Agno AgentOS for the differential suite, run as a subprocess by conftest.py.
 
-    python app_factory.py --mode rbac|open --db FILE --fd N --os-id ID
+    python agentos_app.py --mode rbac|open --db FILE --fd N --os-id ID
 
 `--fd` is a listening TCP socket the parent bound on 127.0.0.1 with an OS-chosen port and passed down,
 so the parent knows the port before this process starts. `rbac` turns AgentOS's own JWT RBAC on (HS256,

@@ -1,0 +1,18 @@
+"""VerifiedToken: what a successful verification yields, and what the verification cache holds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["VerifiedToken"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    claims: Mapping[str, Any]  # read-only view; shared by every request that presents the same token
+    exp: float
+    nbf: float | None
+    kid: str | None
+    alg: str

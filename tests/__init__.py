@@ -1,0 +1,1 @@
+"""authproxy's tests; the shared rig is the `tests.rigs` package."""
