@@ -1,4 +1,4 @@
-"""The streamed HTTP relay over one pooled client session; the only place aiohttp client errors are read.
+"""The streamed HTTP relay: requests through the lean upstream client, WebSocket upgrades through aiohttp's.
 
 Before the response starts, a failure is an UpstreamError the server renders (502/504). After it starts, the
 only honest signal left is to abort the client connection: a truncated body must never look complete.
@@ -6,6 +6,8 @@ only honest signal left is to abort the client connection: a truncated body must
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,14 +19,18 @@ from yarl import URL
 from authproxy.config.model import UpstreamConfig
 from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from authproxy.proxy.headers import response_headers
+from authproxy.proxy.upstream import (
+    KEEPALIVE,
+    Exchange,
+    UpstreamPool,
+    UpstreamTarget,
+    request_head,
+    write_body,
+)
 
 __all__ = ["READ_CHUNK", "Forwarder", "Relayed"]
 
-READ_CHUNK = 256 * 1024  # large reads: fewer loop turns per byte; flow control bounds what is buffered
-_POOL_LIMIT = 1024
-# Shorter than the idle timeout of common upstream servers (uvicorn: 5 s), so we close an idle pooled
-# connection before the upstream does, instead of racing its close with a POST we cannot retry.
-_KEEPALIVE = 4.0
+READ_CHUNK = 256 * 1024  # WebSocket and key-fetch reads through aiohttp's client
 _WS_MAX_MESSAGE = 16 * 1024 * 1024
 
 Outcome = Literal["complete", "upstream_failed", "client_gone"]
@@ -44,14 +50,29 @@ class _Upstream:
 
     config: UpstreamConfig
     base: str  # scheme://host[:port][/base-path] without a trailing slash
-    timeout: aiohttp.ClientTimeout
+    pool: UpstreamPool
 
     @classmethod
     def of(cls, config: UpstreamConfig) -> _Upstream:
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=config.connect_timeout, sock_read=config.read_timeout
+        base = config.url.rstrip("/")
+        url = URL(base)
+        assert url.host is not None and url.port is not None  # the config checked the URL
+        tls = ssl.create_default_context() if url.scheme == "https" else None
+        target = UpstreamTarget(
+            host=url.host,
+            port=url.port,
+            host_header=url.raw_authority,
+            base_path=url.raw_path.rstrip("/"),
+            ssl=tls,
+            server_hostname=url.host,
         )
-        return cls(config, config.url.rstrip("/"), timeout)
+        return cls(config, base, UpstreamPool(target, config.connect_timeout))
+
+    def request_head(self, request: web.BaseRequest, headers: Headers, chunked: bool) -> bytes:
+        target = self.pool.target
+        return request_head(
+            request.method, target.base_path + request.raw_path, target.host_header, headers, chunked
+        )
 
     def url(self, raw_target: str) -> URL:
         # encoded=True: the authorized bytes go out as received, nothing re-quoted or normalised.
@@ -79,7 +100,8 @@ class Forwarder:
         self._upstream: _Upstream | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=_POOL_LIMIT, keepalive_timeout=_KEEPALIVE)
+        # WebSocket upgrades only; every other request goes through the lean pool in _Upstream.
+        connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE)
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,  # bytes pass unchanged, Content-Encoding included
@@ -90,6 +112,8 @@ class Forwarder:
         )
 
     async def close(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pool.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -99,49 +123,59 @@ class Forwarder:
             raise RuntimeError("Forwarder.start() was not awaited")
         upstream = self._upstream
         if upstream is None or upstream.config is not config:
+            if upstream is not None:
+                upstream.pool.close()  # a reload changed the upstream: idle connections to the old one go
             upstream = self._upstream = _Upstream.of(config)
         return self._session, upstream
 
     async def forward(self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers) -> Relayed:
         """Relay `request` (raw target, streamed body) and stream the answer back. Raises UpstreamError."""
-        session, upstream = self._prepare(config)
+        _, upstream = self._prepare(config)
+        has_body = request.body_exists
+        chunked = has_body and request.content_length is None  # the client sent chunked: so do we
+        target = upstream.pool.target
+        head = request_head(
+            request.method, target.base_path + request.raw_path, target.host_header, headers, chunked
+        )
+        exchange, conn = await upstream.pool.open(config.read_timeout, head_only=request.method == "HEAD")
+        writer: asyncio.Task[None] | None = None
         try:
-            answer = await session.request(
-                request.method,
-                upstream.url(request.raw_path),
-                headers=headers,
-                data=request.content if request.body_exists else None,
-                allow_redirects=False,
-                timeout=upstream.timeout,
-            )
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _translate(error) from error
-        try:
-            return await _relay(request, answer)
+            assert conn.transport is not None
+            conn.transport.write(head)
+            if has_body:
+                writer = asyncio.ensure_future(write_body(conn, exchange, request.content, chunked))
+            else:
+                exchange.request_sent = True
+            status, reason, raw_headers = await exchange.response_head()
+            return await _relay(request, exchange, status, reason, raw_headers)
         finally:
-            answer.close()
+            if writer is not None and not writer.done():
+                writer.cancel()  # answered (or failed) before the body was sent: the connection is not reused
+            exchange.release()
 
     async def fetch_bounded(
         self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, limit: int
     ) -> tuple[int, CIMultiDict[str], bytes]:
         """A bodiless request whose whole answer (at most `limit` bytes) is read: for filtered listings."""
-        session, upstream = self._prepare(config)
+        _, upstream = self._prepare(config)
+        target = upstream.pool.target
+        head = request_head(
+            request.method, target.base_path + request.raw_path, target.host_header, headers, False
+        )
+        exchange, conn = await upstream.pool.open(config.read_timeout, head_only=request.method == "HEAD")
         try:
-            async with session.request(
-                request.method,
-                upstream.url(request.raw_path),
-                headers=headers,
-                allow_redirects=False,
-                timeout=upstream.timeout,
-            ) as answer:
-                body = bytearray()
-                async for chunk in answer.content.iter_chunked(READ_CHUNK):
-                    body += chunk
-                    if len(body) > limit:
-                        raise UpstreamUnavailable("the listing response is too large to filter")
-                return answer.status, response_headers(answer.headers), bytes(body)
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _translate(error) from error
+            assert conn.transport is not None
+            conn.transport.write(head)
+            exchange.request_sent = True
+            status, _, raw_headers = await exchange.response_head()
+            body = bytearray()
+            while chunk := await exchange.read():
+                body += chunk
+                if len(body) > limit:
+                    raise UpstreamUnavailable("the listing response is too large to filter")
+            return status, response_headers(CIMultiDict(raw_headers)), bytes(body)
+        finally:
+            exchange.release()
 
     async def open_websocket(
         self, config: UpstreamConfig, raw_target: str, headers: Headers, protocols: tuple[str, ...]
@@ -170,37 +204,35 @@ class _CoalescingResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-async def _relay(request: web.BaseRequest, answer: aiohttp.ClientResponse) -> Relayed:
+async def _relay(
+    request: web.BaseRequest, exchange: Exchange, status: int, reason: str, raw_headers: Headers
+) -> Relayed:
     response = _CoalescingResponse(
-        status=answer.status, reason=answer.reason, headers=response_headers(answer.headers)
+        status=status, reason=reason or None, headers=response_headers(CIMultiDict(raw_headers))
     )
-    content = answer.content
     try:
         await response.prepare(request)
-        ready = content.read_nowait(READ_CHUNK)  # what arrived with the head, without waiting
-        if content.at_eof():
+        ready = exchange.read_nowait()  # what arrived with the head, without waiting
+        if exchange.at_eof():
             await response.write_eof(ready)  # head, body and end together
-            return Relayed(response, answer.status, "complete")
+            return Relayed(response, status, "complete")
         if ready:
             await response.write(ready)
         else:
             request.writer.send_headers()  # nothing yet (an SSE stream): the client gets its head now
-    except (aiohttp.ClientError, TimeoutError):
-        _abort(request)
-        return Relayed(response, answer.status, "upstream_failed")
     except ConnectionError:
-        return Relayed(response, answer.status, "client_gone")
+        return Relayed(response, status, "client_gone")
     while True:
         try:
-            chunk = await content.read(READ_CHUNK)
-        except (TimeoutError, aiohttp.ClientError):
+            chunk = await exchange.read()
+        except UpstreamError:
             _abort(request)
-            return Relayed(response, answer.status, "upstream_failed")
+            return Relayed(response, status, "upstream_failed")
         try:
             if not chunk:
                 await response.write_eof()
-                return Relayed(response, answer.status, "complete")
+                return Relayed(response, status, "complete")
             # Written as it arrives: the transport sends at once, so SSE events are never held back.
             await response.write(chunk)
         except ConnectionError:
-            return Relayed(response, answer.status, "client_gone")
+            return Relayed(response, status, "client_gone")
