@@ -7,7 +7,9 @@ only honest signal left is to abort the client connection: a truncated body must
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +37,7 @@ _WS_MAX_MESSAGE = 16 * 1024 * 1024
 
 Outcome = Literal["complete", "upstream_failed", "client_gone"]
 Headers = list[tuple[str, str]]
+Body = bytes | aiohttp.StreamReader | None  # a whole body, the client's stream, or none
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +71,9 @@ class _Upstream:
         )
         return cls(config, base, UpstreamPool(target, config.connect_timeout))
 
-    def request_head(self, request: web.BaseRequest, headers: Headers, chunked: bool) -> bytes:
+    def request_head(self, method: str, raw_target: str, headers: Headers, chunked: bool) -> bytes:
         target = self.pool.target
-        return request_head(
-            request.method, target.base_path + request.raw_path, target.host_header, headers, chunked
-        )
+        return request_head(method, target.base_path + raw_target, target.host_header, headers, chunked)
 
     def url(self, raw_target: str) -> URL:
         # encoded=True: the authorized bytes go out as received, nothing re-quoted or normalised.
@@ -128,53 +129,69 @@ class Forwarder:
             upstream = self._upstream = _Upstream.of(config)
         return self._session, upstream
 
-    async def forward(self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers) -> Relayed:
-        """Relay `request` (raw target, streamed body) and stream the answer back. Raises UpstreamError."""
-        _, upstream = self._prepare(config)
-        has_body = request.body_exists
-        chunked = has_body and request.content_length is None  # the client sent chunked: so do we
-        target = upstream.pool.target
-        head = request_head(
-            request.method, target.base_path + request.raw_path, target.host_header, headers, chunked
-        )
-        exchange, conn = await upstream.pool.open(config.read_timeout, head_only=request.method == "HEAD")
-        writer: asyncio.Task[None] | None = None
-        try:
-            assert conn.transport is not None
-            conn.transport.write(head)
-            if has_body:
-                writer = asyncio.ensure_future(write_body(conn, exchange, request.content, chunked))
-            else:
-                exchange.request_sent = True
+    async def forward(
+        self,
+        request: web.BaseRequest,
+        config: UpstreamConfig,
+        headers: Headers,
+        raw_target: str | None = None,
+        body: bytes | None = None,
+    ) -> Relayed:
+        """Relay `request` and stream the answer back. Raises UpstreamError.
+
+        The raw target and the streamed body go as received, unless a content-checked request passes the
+        target and the whole body its checks left.
+        """
+        sent: Body = body if body is not None else (request.content if request.body_exists else None)
+        target = raw_target or request.raw_path
+        async with self._send(request.method, target, config, headers, sent) as exchange:
             status, reason, raw_headers = await exchange.response_head()
             return await _relay(request, exchange, status, reason, raw_headers)
-        finally:
-            if writer is not None and not writer.done():
-                writer.cancel()  # answered (or failed) before the body was sent: the connection is not reused
-            exchange.release()
 
     async def fetch_bounded(
         self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, limit: int
     ) -> tuple[int, CIMultiDict[str], bytes]:
         """A bodiless request whose whole answer (at most `limit` bytes) is read: for filtered listings."""
+        return await self.exchange(request.method, request.raw_path, config, headers, None, limit)
+
+    async def exchange(
+        self, method: str, raw_target: str, config: UpstreamConfig, headers: Headers, data: Body, limit: int
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        """One request whose whole answer is read, at most `limit` bytes (over it: UpstreamUnavailable)."""
+        async with self._send(method, raw_target, config, headers, data) as exchange:
+            status, _, raw_headers = await exchange.response_head()
+            answer = bytearray()
+            while chunk := await exchange.read():
+                answer += chunk
+                if len(answer) > limit:
+                    raise UpstreamUnavailable("the upstream response is too large to check")
+            return status, response_headers(CIMultiDict(raw_headers)), bytes(answer)
+
+    @contextlib.asynccontextmanager
+    async def _send(
+        self, method: str, raw_target: str, config: UpstreamConfig, headers: Headers, body: Body
+    ) -> AsyncIterator[Exchange]:
+        """Write the request (head at once, a streamed body alongside) and yield its exchange."""
         _, upstream = self._prepare(config)
-        target = upstream.pool.target
-        head = request_head(
-            request.method, target.base_path + request.raw_path, target.host_header, headers, False
+        # A streamed body without a declared length goes chunked, as the client sent it.
+        chunked = isinstance(body, aiohttp.StreamReader) and not any(
+            name.lower() == "content-length" for name, _ in headers
         )
-        exchange, conn = await upstream.pool.open(config.read_timeout, head_only=request.method == "HEAD")
+        head = upstream.request_head(method, raw_target, headers, chunked)
+        exchange, conn = await upstream.pool.open(config.read_timeout, head_only=method == "HEAD")
+        writer: asyncio.Task[None] | None = None
         try:
             assert conn.transport is not None
-            conn.transport.write(head)
-            exchange.request_sent = True
-            status, _, raw_headers = await exchange.response_head()
-            body = bytearray()
-            while chunk := await exchange.read():
-                body += chunk
-                if len(body) > limit:
-                    raise UpstreamUnavailable("the listing response is too large to filter")
-            return status, response_headers(CIMultiDict(raw_headers)), bytes(body)
+            if isinstance(body, aiohttp.StreamReader):
+                conn.transport.write(head)
+                writer = asyncio.ensure_future(write_body(conn, exchange, body, chunked))
+            else:
+                conn.transport.write(head + body if body else head)  # a known body leaves with its head
+                exchange.request_sent = True
+            yield exchange
         finally:
+            if writer is not None and not writer.done():
+                writer.cancel()  # answered (or failed) before the body was sent: the connection is not reused
             exchange.release()
 
     async def open_websocket(
