@@ -1,4 +1,4 @@
-"""The streamed HTTP relay over one pooled client session; the only place aiohttp client errors are read.
+"""The streamed HTTP relay: requests through the lean upstream client, WebSocket upgrades through aiohttp's.
 
 Before the response starts, a failure is an UpstreamError the server renders (502/504). After it starts, the
 only honest signal left is to abort the client connection: a truncated body must never look complete.
@@ -6,6 +6,10 @@ only honest signal left is to abort the client connection: a truncated body must
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,18 +21,23 @@ from yarl import URL
 from authproxy.config.model import UpstreamConfig
 from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from authproxy.proxy.headers import response_headers
+from authproxy.proxy.upstream import (
+    KEEPALIVE,
+    Exchange,
+    UpstreamPool,
+    UpstreamTarget,
+    request_head,
+    write_body,
+)
 
 __all__ = ["READ_CHUNK", "Forwarder", "Relayed"]
 
-READ_CHUNK = 256 * 1024  # large reads: fewer loop turns per byte; flow control bounds what is buffered
-_POOL_LIMIT = 1024
-# Shorter than the idle timeout of common upstream servers (uvicorn: 5 s), so we close an idle pooled
-# connection before the upstream does, instead of racing its close with a POST we cannot retry.
-_KEEPALIVE = 4.0
+READ_CHUNK = 256 * 1024  # WebSocket and key-fetch reads through aiohttp's client
 _WS_MAX_MESSAGE = 16 * 1024 * 1024
 
 Outcome = Literal["complete", "upstream_failed", "client_gone"]
 Headers = list[tuple[str, str]]
+Body = bytes | aiohttp.StreamReader | None  # a whole body, the client's stream, or none
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +53,27 @@ class _Upstream:
 
     config: UpstreamConfig
     base: str  # scheme://host[:port][/base-path] without a trailing slash
-    timeout: aiohttp.ClientTimeout
+    pool: UpstreamPool
 
     @classmethod
     def of(cls, config: UpstreamConfig) -> _Upstream:
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=config.connect_timeout, sock_read=config.read_timeout
+        base = config.url.rstrip("/")
+        url = URL(base)
+        assert url.host is not None and url.port is not None  # the config checked the URL
+        tls = ssl.create_default_context() if url.scheme == "https" else None
+        target = UpstreamTarget(
+            host=url.host,
+            port=url.port,
+            host_header=url.raw_authority,
+            base_path=url.raw_path.rstrip("/"),
+            ssl=tls,
+            server_hostname=url.host,
         )
-        return cls(config, config.url.rstrip("/"), timeout)
+        return cls(config, base, UpstreamPool(target, config.connect_timeout))
+
+    def request_head(self, method: str, raw_target: str, headers: Headers, chunked: bool) -> bytes:
+        target = self.pool.target
+        return request_head(method, target.base_path + raw_target, target.host_header, headers, chunked)
 
     def url(self, raw_target: str) -> URL:
         # encoded=True: the authorized bytes go out as received, nothing re-quoted or normalised.
@@ -79,7 +101,8 @@ class Forwarder:
         self._upstream: _Upstream | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=_POOL_LIMIT, keepalive_timeout=_KEEPALIVE)
+        # WebSocket upgrades only; every other request goes through the lean pool in _Upstream.
+        connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE)
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,  # bytes pass unchanged, Content-Encoding included
@@ -90,6 +113,8 @@ class Forwarder:
         )
 
     async def close(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pool.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -99,49 +124,75 @@ class Forwarder:
             raise RuntimeError("Forwarder.start() was not awaited")
         upstream = self._upstream
         if upstream is None or upstream.config is not config:
+            if upstream is not None:
+                upstream.pool.close()  # a reload changed the upstream: idle connections to the old one go
             upstream = self._upstream = _Upstream.of(config)
         return self._session, upstream
 
-    async def forward(self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers) -> Relayed:
-        """Relay `request` (raw target, streamed body) and stream the answer back. Raises UpstreamError."""
-        session, upstream = self._prepare(config)
-        try:
-            answer = await session.request(
-                request.method,
-                upstream.url(request.raw_path),
-                headers=headers,
-                data=request.content if request.body_exists else None,
-                allow_redirects=False,
-                timeout=upstream.timeout,
-            )
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _translate(error) from error
-        try:
-            return await _relay(request, answer)
-        finally:
-            answer.close()
+    async def forward(
+        self,
+        request: web.BaseRequest,
+        config: UpstreamConfig,
+        headers: Headers,
+        raw_target: str | None = None,
+        body: bytes | None = None,
+    ) -> Relayed:
+        """Relay `request` and stream the answer back. Raises UpstreamError.
+
+        The raw target and the streamed body go as received, unless a content-checked request passes the
+        target and the whole body its checks left.
+        """
+        sent: Body = body if body is not None else (request.content if request.body_exists else None)
+        target = raw_target or request.raw_path
+        async with self._send(request.method, target, config, headers, sent) as exchange:
+            status, reason, raw_headers = await exchange.response_head()
+            return await _relay(request, exchange, status, reason, raw_headers)
 
     async def fetch_bounded(
         self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, limit: int
     ) -> tuple[int, CIMultiDict[str], bytes]:
         """A bodiless request whose whole answer (at most `limit` bytes) is read: for filtered listings."""
-        session, upstream = self._prepare(config)
+        return await self.exchange(request.method, request.raw_path, config, headers, None, limit)
+
+    async def exchange(
+        self, method: str, raw_target: str, config: UpstreamConfig, headers: Headers, data: Body, limit: int
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        """One request whose whole answer is read, at most `limit` bytes (over it: UpstreamUnavailable)."""
+        async with self._send(method, raw_target, config, headers, data) as exchange:
+            status, _, raw_headers = await exchange.response_head()
+            answer = bytearray()
+            while chunk := await exchange.read():
+                answer += chunk
+                if len(answer) > limit:
+                    raise UpstreamUnavailable("the upstream response is too large to check")
+            return status, response_headers(CIMultiDict(raw_headers)), bytes(answer)
+
+    @contextlib.asynccontextmanager
+    async def _send(
+        self, method: str, raw_target: str, config: UpstreamConfig, headers: Headers, body: Body
+    ) -> AsyncIterator[Exchange]:
+        """Write the request (head at once, a streamed body alongside) and yield its exchange."""
+        _, upstream = self._prepare(config)
+        # A streamed body without a declared length goes chunked, as the client sent it.
+        chunked = isinstance(body, aiohttp.StreamReader) and not any(
+            name.lower() == "content-length" for name, _ in headers
+        )
+        head = upstream.request_head(method, raw_target, headers, chunked)
+        exchange, conn = await upstream.pool.open(config.read_timeout, head_only=method == "HEAD")
+        writer: asyncio.Task[None] | None = None
         try:
-            async with session.request(
-                request.method,
-                upstream.url(request.raw_path),
-                headers=headers,
-                allow_redirects=False,
-                timeout=upstream.timeout,
-            ) as answer:
-                body = bytearray()
-                async for chunk in answer.content.iter_chunked(READ_CHUNK):
-                    body += chunk
-                    if len(body) > limit:
-                        raise UpstreamUnavailable("the listing response is too large to filter")
-                return answer.status, response_headers(answer.headers), bytes(body)
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _translate(error) from error
+            assert conn.transport is not None
+            if isinstance(body, aiohttp.StreamReader):
+                conn.transport.write(head)
+                writer = asyncio.ensure_future(write_body(conn, exchange, body, chunked))
+            else:
+                conn.transport.write(head + body if body else head)  # a known body leaves with its head
+                exchange.request_sent = True
+            yield exchange
+        finally:
+            if writer is not None and not writer.done():
+                writer.cancel()  # answered (or failed) before the body was sent: the connection is not reused
+            exchange.release()
 
     async def open_websocket(
         self, config: UpstreamConfig, raw_target: str, headers: Headers, protocols: tuple[str, ...]
@@ -170,37 +221,35 @@ class _CoalescingResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-async def _relay(request: web.BaseRequest, answer: aiohttp.ClientResponse) -> Relayed:
+async def _relay(
+    request: web.BaseRequest, exchange: Exchange, status: int, reason: str, raw_headers: Headers
+) -> Relayed:
     response = _CoalescingResponse(
-        status=answer.status, reason=answer.reason, headers=response_headers(answer.headers)
+        status=status, reason=reason or None, headers=response_headers(CIMultiDict(raw_headers))
     )
-    content = answer.content
     try:
         await response.prepare(request)
-        ready = content.read_nowait(READ_CHUNK)  # what arrived with the head, without waiting
-        if content.at_eof():
+        ready = exchange.read_nowait()  # what arrived with the head, without waiting
+        if exchange.at_eof():
             await response.write_eof(ready)  # head, body and end together
-            return Relayed(response, answer.status, "complete")
+            return Relayed(response, status, "complete")
         if ready:
             await response.write(ready)
         else:
             request.writer.send_headers()  # nothing yet (an SSE stream): the client gets its head now
-    except (aiohttp.ClientError, TimeoutError):
-        _abort(request)
-        return Relayed(response, answer.status, "upstream_failed")
     except ConnectionError:
-        return Relayed(response, answer.status, "client_gone")
+        return Relayed(response, status, "client_gone")
     while True:
         try:
-            chunk = await content.read(READ_CHUNK)
-        except (TimeoutError, aiohttp.ClientError):
+            chunk = await exchange.read()
+        except UpstreamError:
             _abort(request)
-            return Relayed(response, answer.status, "upstream_failed")
+            return Relayed(response, status, "upstream_failed")
         try:
             if not chunk:
                 await response.write_eof()
-                return Relayed(response, answer.status, "complete")
+                return Relayed(response, status, "complete")
             # Written as it arrives: the transport sends at once, so SSE events are never held back.
             await response.write(chunk)
         except ConnectionError:
-            return Relayed(response, answer.status, "client_gone")
+            return Relayed(response, status, "client_gone")

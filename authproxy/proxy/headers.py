@@ -109,7 +109,7 @@ def _identity_value(field: str, decision: Decision) -> str | None:
     return value
 
 
-def response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def response_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
     """The upstream response's headers minus hop-by-hop ones and any its `Connection` names."""
     named = _connection_named(headers.getall("Connection", ()))
     return CIMultiDict(

@@ -7,6 +7,7 @@ a rendered denial. The one broad `except` of the package lives here, as the oute
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -209,11 +210,10 @@ class ProxyHandler:
         return web.Response(status=500)
 
     def _emit(self, record: AccessRecord) -> None:
-        fields = record.fields()
-        if record.status >= 500 or record.outcome == "upstream_failed":
-            self._log.warning("request", **fields)
-        else:
-            self._log.info("request", **fields)
+        failed = record.status >= 500 or record.outcome == "upstream_failed"
+        level = logging.WARNING if failed else logging.INFO
+        if self._log.is_enabled_for(level):  # with the access line off, its fields are never built
+            self._log.log(level, "request", **record.fields())
         for observe in self._observers:
             observe(record)
 
