@@ -154,7 +154,11 @@ class PolicyConfig:
 @dataclass(frozen=True, slots=True)
 class ForwardConfig:
     # identity field ("user_id" | "session_id" | "scopes") -> header name set on the upstream request
-    identity_headers: tuple[tuple[str, str], ...] = ()
+    identity_headers: tuple[tuple[str, str], ...] = (
+        ("user_id", "X-Auth-User-Id"),
+        ("session_id", "X-Auth-Session-Id"),
+        ("scopes", "X-Auth-Scopes"),
+    )
     strip_authorization: bool = False
 
 
