@@ -84,6 +84,8 @@ class JwksUrl:
     line: int
     refresh_interval: float = 300.0  # used when the response has no Cache-Control max-age
     allow_insecure_http: bool = False
+    # At most one refetch per this many seconds for tokens naming a kid we lack (a rotated-in key).
+    unknown_kid_refresh_interval: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class OidcIssuer:
     line: int
     refresh_interval: float = 300.0
     allow_insecure_http: bool = False
+    unknown_kid_refresh_interval: float = 10.0
 
 
 KeySource = SecretKey | PublicKeyFile | JwksFile | JwksUrl | OidcIssuer
