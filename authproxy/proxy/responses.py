@@ -93,7 +93,9 @@ def _detail(decision: Decision, error: DenialCode, preset: str | None) -> str:
     if error == "missing_token":
         return "Authorization header missing"  # AgentOS reads the header only
     if error == "invalid_token":
-        return _AGNO_INVALID.get(decision.reason, f"Invalid token: {decision.reason}")
+        reason = decision.reason
+        # Agno appends PyJWT's message, which starts with a capital ("Signature verification failed").
+        return _AGNO_INVALID.get(reason, f"Invalid token: {reason[:1].upper()}{reason[1:]}")
     if decision.required_scopes:
         return f"Insufficient permissions. Required scope(s): {', '.join(decision.required_scopes)}"
     return "Insufficient permissions"
