@@ -145,6 +145,17 @@ async def test_upstream_failure_and_websocket_refusal_carry_no_version_banner(
     assert upstream.requests == []
 
 
+async def test_websocket_upgrade_carries_no_version_banner(
+    start_with: StartWith, upstream: RecordingUpstream, client: aiohttp.ClientSession, token: TokenFactory
+) -> None:
+    proxy = await start_with(upstream.url, "")
+    headers = {"Authorization": f"Bearer {token('proxy:use')}"}
+    async with client.ws_connect(proxy.url + "/ws", headers=headers) as socket:
+        await socket.send_str("hi")
+        assert (await socket.receive_str()) == "echo:hi|user-1"  # the default identity header arrived
+        assert socket._response.headers.getall("Server") == [SERVER]
+
+
 async def test_admin_port_carries_no_version_banner(
     start_with: StartWith, upstream: RecordingUpstream, client: aiohttp.ClientSession
 ) -> None:
