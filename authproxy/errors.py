@@ -1,12 +1,17 @@
-"""The whole exception tree. Nothing here knows about HTTP: proxy/responses.py maps these to wire answers."""
+"""The whole exception tree. Each request-facing error names its wire code (the `error` field of our JSON
+answers); nothing here knows about HTTP statuses: proxy/responses.py maps codes to wire answers.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal, TypeAlias
 
 __all__ = [
+    "AnswerCode",
     "BadTarget",
     "ConfigError",
+    "DenialCode",
     "HeaderTooLarge",
     "InsufficientScope",
     "InvalidToken",
@@ -18,6 +23,11 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
 ]
+
+# The `error` of a denial the gate decides (Decision.error).
+DenialCode: TypeAlias = Literal["bad_request", "missing_token", "invalid_token", "insufficient_scope"]
+# Every `error` an answer of our own may carry.
+AnswerCode: TypeAlias = DenialCode | Literal["upstream_unavailable", "upstream_timeout", "internal_error"]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -43,6 +53,8 @@ class ConfigError(Exception):
 class RequestRejected(Exception):
     """A request the proxy answers itself, without reaching the upstream."""
 
+    code: ClassVar[DenialCode] = "bad_request"
+
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
@@ -59,9 +71,14 @@ class HeaderTooLarge(RequestRejected):
 class MissingToken(RequestRejected):
     """No token in any configured source on a route that needs one."""
 
+    code: ClassVar[DenialCode] = "missing_token"
+
 
 class InvalidToken(RequestRejected):
-    """A token was presented but cannot be trusted (signature, format, time, aud/iss, alg, ambiguity)."""
+    """A token was presented but cannot be trusted (signature, format, time, aud/iss, alg, ambiguity), or
+    its identity cannot be carried to the upstream (a control character in a claim, whitespace in a scope)."""
+
+    code: ClassVar[DenialCode] = "invalid_token"
 
 
 class KeyNotFound(InvalidToken):
@@ -75,6 +92,8 @@ class KeyNotFound(InvalidToken):
 class InsufficientScope(RequestRejected):
     """A valid token whose scopes fall short of what the route requires."""
 
+    code: ClassVar[DenialCode] = "insufficient_scope"
+
     def __init__(self, reason: str, required: tuple[str, ...], missing: tuple[str, ...]) -> None:
         super().__init__(reason)
         self.required = required
@@ -83,6 +102,8 @@ class InsufficientScope(RequestRejected):
 
 class UpstreamError(Exception):
     """The upstream could not be used; raised only by proxy/forward.py before the response started."""
+
+    code: ClassVar[AnswerCode] = "upstream_unavailable"
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -95,3 +116,5 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     """Connect or read timed out before the response headers arrived."""
+
+    code: ClassVar[AnswerCode] = "upstream_timeout"

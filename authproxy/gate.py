@@ -14,7 +14,14 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from authproxy.auth.claims import Identity, identity_from_claims
 from authproxy.auth.extract import extract_token
-from authproxy.errors import BadTarget, InsufficientScope, KeyNotFound, MissingToken, RequestRejected
+from authproxy.errors import (
+    BadTarget,
+    InsufficientScope,
+    InvalidToken,
+    KeyNotFound,
+    MissingToken,
+    RequestRejected,
+)
 from authproxy.policy.decision import Decision, ListingFilter
 from authproxy.policy.scopes import evaluate
 from authproxy.policy.target import parse_target
@@ -26,20 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["authorize"]
 
-_WIRE_CODE: dict[type[RequestRejected], str] = {
-    BadTarget: "bad_request",
-    MissingToken: "missing_token",
-    InsufficientScope: "insufficient_scope",
-}
-
-
-def _wire_code(error: RequestRejected) -> str:
-    for cls in type(error).__mro__:
-        code = _WIRE_CODE.get(cls)
-        if code is not None:
-            return code
-    return "invalid_token"  # InvalidToken and its subclasses (KeyNotFound)
-
 
 def _deny(error: RequestRejected, match: RouteMatch | None = None) -> Decision:
     required: tuple[str, ...] = ()
@@ -48,7 +41,7 @@ def _deny(error: RequestRejected, match: RouteMatch | None = None) -> Decision:
         required, missing = error.required, error.missing
     return Decision(
         allowed=False,
-        error=_wire_code(error),
+        error=error.code,
         reason=error.reason,
         route=match.route if match is not None else None,
         required_scopes=required,
@@ -67,12 +60,20 @@ async def _verify(rt: Runtime, token: str) -> VerifiedToken:
 
 
 async def authenticate(rt: Runtime, headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> Identity:
-    """The caller's identity from the configured token sources; raises MissingToken / InvalidToken."""
+    """The caller's identity from the configured token sources; raises MissingToken / InvalidToken.
+
+    An identity the identity headers cannot carry is refused here, so no later stage turns an allow into
+    a deny: `explain`, `authproxy test` and the proxy see the same 401.
+    """
     token = extract_token(headers, rt.config.jwt)
     if token is None:
         raise MissingToken("authentication required: no bearer token")
     verified = await _verify(rt, token)
-    return identity_from_claims(verified.claims, rt.config.jwt.claims)
+    identity = identity_from_claims(verified.claims, rt.config.jwt.claims)
+    refusal = rt.header_plan.refusal(identity.user_id, identity.session_id, identity.scopes)
+    if refusal is not None:
+        raise InvalidToken(refusal)
+    return identity
 
 
 async def authorize(

@@ -15,11 +15,11 @@ from authproxy.auth.jwks import JwksSource
 from authproxy.auth.keys import KeyRing, RemoteKeys
 from authproxy.auth.verify import Verifier
 from authproxy.config import load_with_warnings
+from authproxy.config.headers import HeaderPlan
 from authproxy.config.model import Config, JwksUrl, OidcIssuer
 from authproxy.config.values import check_upstream_url, parse_address
 from authproxy.errors import ConfigError, Problem
 from authproxy.policy.table import RouteTable
-from authproxy.proxy.headers import HeaderPlan
 
 __all__ = ["Runtime", "RuntimeHolder", "build_runtime", "load_runtime"]
 

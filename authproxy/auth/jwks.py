@@ -2,7 +2,9 @@
 
 We own the key lifecycle instead of using PyJWKClient (STYLE.md §1.5): fetches are async, a failed or
 empty fetch keeps the last good set, and refreshes triggered by unknown `kid`s are rate-limited and
-shared, so an attacker sending random kids cannot make us hammer the IdP.
+shared, so an attacker sending random kids cannot make us hammer the IdP. Their budget is their own
+(`unknown_kid_refresh_interval`, one per 10 s by default): a scheduled fetch, the startup one included,
+never holds back the first token signed with a key the IdP has just rotated in.
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ class JwksSource:
         self._session: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task[None] | None = None
         self._inflight: asyncio.Task[bool] | None = None
-        self._last_fetch_at: float | None = None
+        self._unknown_kid_interval = source.unknown_kid_refresh_interval
+        self._last_unknown_kid_fetch_at: float | None = None
         # Read by metrics and /readyz. `refreshes` counts successful fetches, changed or not.
         self.refreshes = 0
         self.fetch_failures = 0
@@ -196,15 +199,17 @@ class JwksSource:
         return self.ready
 
     async def refresh_for_unknown_kid(self, kid: str | None) -> bool:
-        """Refetch now unless a fetch started within `min_refresh_interval`; concurrent callers share
-        one fetch. True if the key set changed (or already holds `kid`), so a retry may succeed."""
+        """Join the fetch in flight, or refetch now unless an unknown-kid refetch started within
+        `unknown_kid_refresh_interval`; concurrent callers share one fetch. True if the key set changed
+        (or already holds `kid`), so a retry may succeed."""
         before = self._generation
         if self._inflight is None:
             if self._session is None:
                 return False
-            last = self._last_fetch_at
-            if last is not None and self._clock() - last < self._min_interval:
+            now, last = self._clock(), self._last_unknown_kid_fetch_at
+            if last is not None and now - last < self._unknown_kid_interval:
                 return self._knows(kid)
+            self._last_unknown_kid_fetch_at = now
         await self._refresh()
         return self._generation != before or self._knows(kid)
 
@@ -235,7 +240,6 @@ class JwksSource:
     async def _refresh(self) -> bool:
         """Join the fetch in flight or start one; shielded so one cancelled waiter cannot cancel it."""
         if self._inflight is None:
-            self._last_fetch_at = self._clock()
             self._inflight = asyncio.create_task(self._fetch_and_apply())
         return await asyncio.shield(self._inflight)
 

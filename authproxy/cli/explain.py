@@ -60,7 +60,7 @@ async def explain(
         ids = " ".join(sorted(decision.listing.ids))
         report["listing filter"] = f"{decision.listing.family} limited to: {ids or '(nothing)'}"
     if not decision.allowed:
-        rendered = render_decision(decision)
+        rendered = render_decision(decision, preset=runtime.config.policy.preset)
         report["status"] = str(rendered.status)
         report["error"] = decision.error or ""
         for name, value in rendered.headers:

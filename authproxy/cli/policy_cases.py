@@ -163,6 +163,8 @@ async def run_cases(config: Config, cases: list[Case]) -> list[CaseResult]:
             else:
                 headers.add(test_config.jwt.header, f"Bearer {token}")
         decision = await authorize(runtime, case.method, case.target, headers)
-        status = 200 if decision.allowed else render_decision(decision).status
+        status = (
+            200 if decision.allowed else render_decision(decision, preset=test_config.policy.preset).status
+        )
         results.append(CaseResult(case, status, decision.error, decision.reason))
     return results

@@ -23,6 +23,7 @@ from authproxy.config.fields import (
     read_str,
     read_value,
 )
+from authproxy.config.headers import check_identity_header, normalise
 from authproxy.config.keys import check_families, read_algorithms, read_keys
 from authproxy.config.model import (
     Address,
@@ -39,9 +40,7 @@ from authproxy.config.model import (
 from authproxy.config.rules import read_policy
 from authproxy.config.source import Node, Scalar
 from authproxy.config.values import (
-    check_identity_header,
     check_upstream_url,
-    fold_header,
     parse_address,
     parse_claim_path,
     parse_duration,
@@ -246,7 +245,7 @@ def _forward(report: Report, top: Section, node: Node, token_header: str) -> For
     if section is None:
         return None
     strip = _optional(section, "strip_authorization", lambda p, n: read_bool(report, p, n), False)
-    identity: tuple[tuple[str, str], ...] | None = ()
+    identity: tuple[tuple[str, str], ...] | None = ForwardConfig().identity_headers
     if (headers := section.get("identity_headers")) is not None:
         identity = _identity_headers(report, section, headers, token_header)
     if strip is None or identity is None:
@@ -267,11 +266,11 @@ def _identity_headers(
         header = read_value(report, f"{path}.{name}", value, lambda h: _identity_header(h, token_header))
         if header is None:
             continue
-        if fold_header(header) in seen:
-            first = seen[fold_header(header)]
+        if normalise(header) in seen:
+            first = seen[normalise(header)]
             report.error(value.line, f"{path}.{name}: '{header}' is already used for {first} ({_FOLDING})")
             continue
-        seen[fold_header(header)] = name
+        seen[normalise(header)] = name
         pairs.append((name, header))
     return tuple(pairs) if len(pairs) == len(section.entries) else None
 

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 _SOURCES = ("secret", "secret_file", "public_key_file", "jwks_file", "jwks_url", "oidc_issuer")
-_REMOTE = ("refresh_interval", "allow_insecure_http")
+_REMOTE = ("refresh_interval", "allow_insecure_http", "unknown_kid_refresh_interval")
 _MODIFIERS: dict[str, tuple[str, ...]] = {
     "secret": ("kid",),
     "secret_file": ("kid",),
@@ -260,7 +260,10 @@ def _read_remote(report: Report, item: Section, source: str) -> JwksUrl | OidcIs
     insecure: bool | None = False
     if (node := item.get("allow_insecure_http")) is not None:
         insecure = read_bool(report, item.sub("allow_insecure_http"), node)
-    if url is None or interval is None or insecure is None:
+    unknown_kid: float | None = 10.0
+    if (node := item.get("unknown_kid_refresh_interval")) is not None:
+        unknown_kid = read_duration(report, item.sub("unknown_kid_refresh_interval"), node, positive=True)
+    if url is None or interval is None or insecure is None or unknown_kid is None:
         return None
     try:
         check_fetch_url(url, allow_insecure_http=insecure, issuer=source == "oidc_issuer")
@@ -268,8 +271,8 @@ def _read_remote(report: Report, item: Section, source: str) -> JwksUrl | OidcIs
         report.error(item.entries[source].line, f"{label}: {bad}")
         return None
     if source == "jwks_url":
-        return JwksUrl(url, item.line, interval, insecure)
-    return OidcIssuer(url, item.line, interval, insecure)
+        return JwksUrl(url, item.line, interval, insecure, unknown_kid)
+    return OidcIssuer(url, item.line, interval, insecure, unknown_kid)
 
 
 def _read_file(report: Report, label: str, line: int, raw: str, base_dir: str) -> tuple[str, bytes] | None:

@@ -84,6 +84,8 @@ class JwksUrl:
     line: int
     refresh_interval: float = 300.0  # used when the response has no Cache-Control max-age
     allow_insecure_http: bool = False
+    # At most one refetch per this many seconds for tokens naming a kid we lack (a rotated-in key).
+    unknown_kid_refresh_interval: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class OidcIssuer:
     line: int
     refresh_interval: float = 300.0
     allow_insecure_http: bool = False
+    unknown_kid_refresh_interval: float = 10.0
 
 
 KeySource = SecretKey | PublicKeyFile | JwksFile | JwksUrl | OidcIssuer
@@ -154,7 +157,11 @@ class PolicyConfig:
 @dataclass(frozen=True, slots=True)
 class ForwardConfig:
     # identity field ("user_id" | "session_id" | "scopes") -> header name set on the upstream request
-    identity_headers: tuple[tuple[str, str], ...] = ()
+    identity_headers: tuple[tuple[str, str], ...] = (
+        ("user_id", "X-Auth-User-Id"),
+        ("session_id", "X-Auth-Session-Id"),
+        ("scopes", "X-Auth-Scopes"),
+    )
     strip_authorization: bool = False
 
 

@@ -15,9 +15,7 @@ from authproxy.standards.http import HTTP_TOKEN
 __all__ = [
     "check_fetch_scheme",
     "check_fetch_url",
-    "check_identity_header",
     "check_upstream_url",
-    "fold_header",
     "parse_address",
     "parse_claim_path",
     "parse_duration",
@@ -26,19 +24,6 @@ __all__ = [
 ]
 
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection"}
-    | {"te", "trailer", "transfer-encoding", "upgrade"}
-)
-# Set per hop or by authproxy itself; an identity header by one of these names would break the request.
-_RESERVED = frozenset(
-    {"host", "expect", "content-length", "content-type", "cookie", "forwarded"}
-    | {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-    | {"x-http-method-override", "x-method-override", "x-http-method"}
-    | {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
-)
-
-
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 _DURATION = re.compile(r"([+-]?)(\d+(?:\.\d+)?)(ms|s|m|h|)")
 _DURATION_HELP = "expected a duration such as 10s, 5m, 1h, 250ms or a number of seconds"
@@ -151,19 +136,3 @@ def parse_claim_path(path: str) -> str:
     if any(not part or part != part.strip() for part in path.split(".")):
         raise ValueError(f"'{path}' is not a claim name or a dotted path such as realm_access.roles")
     return path
-
-
-def fold_header(name: str) -> str:
-    """How upstream stacks may read a header name: case-insensitive, `_` as `-`."""
-    return name.lower().replace("_", "-")
-
-
-def check_identity_header(name: str, token_header: str) -> None:
-    """A header authproxy may set on the upstream request; ValueError(message) when it must not."""
-    folded = fold_header(parse_token_name(name))
-    if folded in _HOP_BY_HOP:
-        raise ValueError(f"'{name}' is a hop-by-hop header and never reaches the upstream")
-    if folded in _RESERVED:
-        raise ValueError(f"'{name}' is reserved: the connection or authproxy sets it")
-    if folded == fold_header(token_header):
-        raise ValueError(f"'{name}' is the header the token is read from (jwt.header)")

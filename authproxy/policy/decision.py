@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from authproxy.errors import DenialCode
+
 __all__ = ["Decision", "ListingFilter"]
 
 
@@ -18,8 +20,7 @@ class ListingFilter:
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
-    # Wire code of a denial (bad_request, missing_token, invalid_token, insufficient_scope); None if allowed.
-    error: str | None
+    error: DenialCode | None  # the wire code of a denial (the error class's `code`); None if allowed
     reason: str
     route: str | None = None  # the matched pattern as written ("POST /agents/{agent_id}/runs"), or None
     public: bool = False

@@ -1,8 +1,11 @@
 """Scope evaluation with Agno's semantics, compiled once per rule so that evaluate() is set lookups only.
 
 A required scope compiles to the granted strings that satisfy it. `res:action` is satisfied by `res:action`
-or `res:*:action`; once the route binds an item id, also by `res:<id>:action`. Because only well-formed
-strings are ever looked up, a granted scope with empty parts or more than three parts matches nothing.
+or `res:*:action`; once the route binds an item id, also by `res:<id>:action`. Like Agno, which reads the
+family from the path whatever its mapping table says, a route under `/agents`, `/teams` or `/workflows`
+(optionally after `/a2a`) binds the next segment as that family's item id, with or without the preset.
+Because only well-formed strings are ever looked up, a granted scope with empty parts or more than three parts
+matches nothing.
 """
 
 from __future__ import annotations
@@ -58,21 +61,33 @@ class ScopeResult:
 _ALLOWED = ScopeResult(True, ())
 
 
+@dataclass(frozen=True, slots=True)
+class _ItemPath:
+    """Where a route names one item of an AgentOS family: /agents/<id>/... or /a2a/agents/<id>/..."""
+
+    family: str
+    index: int  # of the id segment
+    literal: str | None  # the id itself when the route spells it out; None for a {param} or '*'
+
+
 def compile_requirement(
     scopes: tuple[str, ...], pattern: RoutePattern, *, preset: str | None
 ) -> ScopeRequirement:
     """Compile a rule's scope list; raise ValueError for a malformed scope or an unbound `{param}`."""
-    family = _bound_family(pattern, preset)
-    needs = tuple(_compile_need(scope, pattern, preset, family) for scope in scopes)
+    item = _item_path(pattern)
+    needs = tuple(_compile_need(scope, pattern, preset, item) for scope in scopes)
     return ScopeRequirement(scopes, needs, _listing(scopes, pattern, preset))
 
 
-def _bound_family(pattern: RoutePattern, preset: str | None) -> str | None:
-    """Under agentos, /agents/{id}/... binds the item id of its family (as Agno reads the path)."""
+def _item_path(pattern: RoutePattern) -> _ItemPath | None:
+    """The family whose item id the path binds, as Agno reads it: `^/(a2a/)?(agents|teams|workflows)/<id>`."""
     s = pattern.segments
-    if preset == "agentos" and len(s) >= 2 and s[0] in AGENTOS_FAMILIES and s[1] is None:
-        return s[0]
-    return None
+    start = 1 if s[:1] == ("a2a",) else 0
+    if len(s) < start + 2 or s[start] not in AGENTOS_FAMILIES:
+        return None
+    family = s[start]
+    assert family is not None  # a member of AGENTOS_FAMILIES
+    return _ItemPath(family, start + 1, s[start + 1])
 
 
 def _listing(scopes: tuple[str, ...], pattern: RoutePattern, preset: str | None) -> tuple[str, str] | None:
@@ -99,7 +114,9 @@ def _split(scope: str) -> list[str]:
     return parts
 
 
-def _compile_need(scope: str, pattern: RoutePattern, preset: str | None, family: str | None) -> _Need:
+def _compile_need(
+    scope: str, pattern: RoutePattern, preset: str | None, item_path: _ItemPath | None
+) -> _Need:
     parts = _split(scope)
     if len(parts) == 1:
         return _Need(scope, frozenset({scope}), -1, (), None)
@@ -108,9 +125,13 @@ def _compile_need(scope: str, pattern: RoutePattern, preset: str | None, family:
     everywhere = frozenset(s for r in names for s in (f"{r}:{action}", f"{r}:*:{action}"))
     per_item = tuple((f"{r}:", f":{action}") for r in names)
     if len(parts) == 2:
-        if family is not None and names[0] == family:
-            return _Need(scope, everywhere, _family_slot(pattern, family), per_item, None)
-        return _Need(scope, everywhere, -1, (), None)
+        if item_path is None or names[0] != item_path.family:
+            return _Need(scope, everywhere, -1, (), None)
+        if item_path.literal is not None:  # the route is about one named item: its per-item grant is fixed
+            return _Need(
+                scope, everywhere | {f"{r}:{item_path.literal}:{action}" for r in names}, -1, (), None
+            )
+        return _Need(scope, everywhere, _family_slot(pattern, item_path), per_item, None)
     item = parts[1]
     if item == "*":
         return _Need(scope, everywhere, -1, (), None)
@@ -142,12 +163,13 @@ def _param_slot(pattern: RoutePattern, name: str, scope: str) -> int:
     return names.index(name)
 
 
-def _family_slot(pattern: RoutePattern, family: str) -> int:
-    name = pattern.param_names[1]
+def _family_slot(pattern: RoutePattern, item_path: _ItemPath) -> int:
+    name = pattern.param_names[item_path.index]
     if name is None:
         # The id must reach evaluate() as a bound parameter; an anonymous '*' is never bound.
+        family = item_path.family
         raise ValueError(
-            f"route {pattern.key!r} checks per-{family} scopes against its second segment: "
+            f"route {pattern.key!r} checks per-{family} scopes against the segment after /{family}: "
             f"name it, e.g. /{family}/{{id}} instead of /{family}/*"
         )
     return _named_params(pattern).index(name)

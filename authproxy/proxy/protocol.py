@@ -18,11 +18,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, InvalidURLError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
-from multidict import CIMultiDict
 
 from authproxy.auth.verify import MAX_TOKEN_LENGTH
 from authproxy.logs import access_logger
-from authproxy.proxy.responses import Rendered, render_error
+from authproxy.proxy.responses import OwnAnswer, render_answer, respond
 
 __all__ = [
     "HEAD_TIMEOUT",
@@ -45,22 +44,22 @@ MAX_HEADERS = 128  # aiohttp's default
 _TOO_MANY_HEADERS = "Too many headers"  # aiohttp raises BadHttpMessage with this text, no subclass
 
 
-def parse_error_answer(error: BaseException | None) -> Rendered:
+def parse_error_answer(error: BaseException | None) -> OwnAnswer:
     """Our answer to a request aiohttp's parser refused (or to an error escaping the handler)."""
     if isinstance(error, LineTooLong):
         if str(error.args[1]) == str(MAX_LINE_SIZE):
-            return render_error(414, "bad_request", "request line too long")
-        return render_error(431, "bad_request", "request header fields too large")
+            return OwnAnswer.REQUEST_LINE_TOO_LONG
+        return OwnAnswer.HEADER_TOO_LARGE
     if isinstance(error, HttpProcessingError):
         if error.message.startswith(_TOO_MANY_HEADERS):
-            return render_error(431, "bad_request", "too many request header fields")
+            return OwnAnswer.TOO_MANY_HEADERS
         if isinstance(error, BadHttpMethod):
-            return render_error(400, "bad_request", "malformed or unsupported request method")
+            return OwnAnswer.BAD_METHOD
         if isinstance(error, InvalidURLError):
-            return render_error(400, "bad_request", "malformed request target")
-        return render_error(400, "bad_request", "malformed HTTP request")
+            return OwnAnswer.BAD_REQUEST_TARGET
+        return OwnAnswer.MALFORMED_REQUEST
     # Not a parse error: ProxyHandler answers its own failures, so this is a bug in the layer below it.
-    return render_error(500, "internal_error", "internal error")
+    return OwnAnswer.INTERNAL_ERROR
 
 
 class _Connection(RequestHandler):
@@ -76,19 +75,17 @@ class _Connection(RequestHandler):
         del status, message  # aiohttp's text quotes the request's own bytes: never sent, never logged
         if request.writer.output_size > 0:
             raise ConnectionError("the answer had already started")
-        rendered = parse_error_answer(exc)
-        if rendered.status >= 500:
+        answer = parse_error_answer(exc)
+        if answer.status >= 500:
             self.log_exception("error below the proxy handler", exc_info=exc)
         access_logger().info(
             "request",
-            status=rendered.status,
+            status=answer.status,
             decision="deny",
-            error="bad_request",
+            error=answer.error,
             outcome="refused_by_parser",
         )
-        response = web.Response(
-            status=rendered.status, headers=CIMultiDict(rendered.headers), body=rendered.body
-        )
+        response = respond(render_answer(answer))
         response.force_close()
         return response
 

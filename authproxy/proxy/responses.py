@@ -1,7 +1,8 @@
-"""THE table from outcome to wire answer: status, JSON body and WWW-Authenticate.
+"""THE table from outcome to wire answer: status, JSON body and headers of every answer of our own.
 
-Every answer authproxy gives itself is rendered here, for the proxy and for `authproxy explain` alike, so the
-two print the same bytes. Bodies carry `detail` (Agno's key, so AgentOS clients keep working) and `error`.
+Denials decided by the gate, upstream failures, the HTTP parser's refusals, the WebSocket handshake refusal
+and the last-resort 500 are all rendered here, for the proxy and for `authproxy explain` alike, so the two
+print the same bytes. Bodies carry `detail` (Agno's key, so AgentOS clients keep working) and `error`.
 A body never echoes the token or a key: reasons are fixed phrases chosen by the stages.
 """
 
@@ -9,22 +10,58 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import Enum
 
-from authproxy.errors import UpstreamError, UpstreamTimeout
+from aiohttp import web
+
+from authproxy.errors import AnswerCode, DenialCode, UpstreamError
 from authproxy.policy.decision import Decision
 
-__all__ = ["REALM", "Rendered", "render_decision", "render_error", "render_upstream_error"]
+__all__ = [
+    "REALM",
+    "SERVER",
+    "OwnAnswer",
+    "Rendered",
+    "render_answer",
+    "render_decision",
+    "render_upstream_error",
+    "respond",
+    "stamp_server",
+]
 
 REALM = "authproxy"
-_JSON = ("Content-Type", "application/json")
+# aiohttp would name itself and its version (`Python/3.11 aiohttp/3.14.5`): a free map of what to attack.
+SERVER = "authproxy"
+_FIXED: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"), ("Server", SERVER))
 
-# wire error code -> HTTP status, for denials decided by the gate
-_DENIAL_STATUS: dict[str, int] = {
+# wire error code -> HTTP status, for denials decided by the gate and for upstream failures
+_STATUS: dict[AnswerCode, int] = {
     "bad_request": 400,
     "missing_token": 401,
     "invalid_token": 401,
     "insufficient_scope": 403,
+    "upstream_unavailable": 502,
+    "upstream_timeout": 504,
+    "internal_error": 500,
 }
+
+
+class OwnAnswer(Enum):
+    """Answers given outside the gate, each with its status, `error` and fixed `detail`."""
+
+    REQUEST_LINE_TOO_LONG = (414, "bad_request", "request line too long")
+    HEADER_TOO_LARGE = (431, "bad_request", "request header fields too large")
+    TOO_MANY_HEADERS = (431, "bad_request", "too many request header fields")
+    BAD_METHOD = (400, "bad_request", "malformed or unsupported request method")
+    BAD_REQUEST_TARGET = (400, "bad_request", "malformed request target")
+    MALFORMED_REQUEST = (400, "bad_request", "malformed HTTP request")
+    BAD_WEBSOCKET_HANDSHAKE = (400, "bad_request", "malformed websocket handshake")
+    INTERNAL_ERROR = (500, "internal_error", "internal error")
+
+    def __init__(self, status: int, error: AnswerCode, detail: str) -> None:
+        self.status = status
+        self.error = error
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,22 +80,47 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_decision(decision: Decision) -> Rendered:
-    """The response for a denial; an allowed decision has no response of its own (ValueError)."""
-    if decision.allowed or decision.error is None:
+# Agno 3.1.10's phrases (agno/os/middleware/jwt.py) for the reasons it words its own way.
+_AGNO_INVALID = {
+    "token expired": "Token has expired",
+    "audience mismatch": "Invalid token audience - token not valid for this AgentOS instance",
+}
+
+
+def _detail(decision: Decision, error: DenialCode, preset: str | None) -> str:
+    if preset != "agentos" or error == "bad_request":
+        return decision.reason
+    if error == "missing_token":
+        return "Authorization header missing"  # AgentOS reads the header only
+    if error == "invalid_token":
+        reason = decision.reason
+        # Agno appends PyJWT's message, which starts with a capital ("Signature verification failed").
+        return _AGNO_INVALID.get(reason, f"Invalid token: {reason[:1].upper()}{reason[1:]}")
+    if decision.required_scopes:
+        return f"Insufficient permissions. Required scope(s): {', '.join(decision.required_scopes)}"
+    return "Insufficient permissions"
+
+
+def render_decision(decision: Decision, *, preset: str | None = None) -> Rendered:
+    """The response for a denial; an allowed decision has no response of its own (ValueError).
+
+    Under `preset: agentos`, `detail` is worded as Agno words it, so clients moved from Agno's middleware
+    show the same messages; `error`, the scope fields and the challenge stay ours.
+    """
+    error = decision.error
+    if decision.allowed or error is None:
         raise ValueError("an allowed decision is forwarded, not rendered")
-    status = _DENIAL_STATUS[decision.error]
-    fields: dict[str, object] = {"detail": decision.reason, "error": decision.error}
-    headers: list[tuple[str, str]] = [_JSON]
-    if decision.error == "missing_token":
+    fields: dict[str, object] = {"detail": _detail(decision, error, preset), "error": error}
+    headers = list(_FIXED)
+    if error == "missing_token":
         headers.append(("WWW-Authenticate", f"Bearer realm={_quoted(REALM)}"))
-    elif decision.error == "invalid_token":
+    elif error == "invalid_token":
         challenge = (
             f"Bearer realm={_quoted(REALM)}, error={_quoted('invalid_token')}, "
             f"error_description={_quoted(decision.reason)}"
         )
         headers.append(("WWW-Authenticate", challenge))
-    elif decision.error == "insufficient_scope":
+    elif error == "insufficient_scope":
         fields["required_scopes"] = list(decision.required_scopes)
         fields["missing_scopes"] = list(decision.missing_scopes)
         challenge = (
@@ -66,15 +128,22 @@ def render_decision(decision: Decision) -> Rendered:
             f"scope={_quoted(' '.join(decision.required_scopes))}"
         )
         headers.append(("WWW-Authenticate", challenge))
-    return Rendered(status, tuple(headers), _body(fields))
+    return Rendered(_STATUS[error], tuple(headers), _body(fields))
 
 
 def render_upstream_error(error: UpstreamError) -> Rendered:
-    if isinstance(error, UpstreamTimeout):
-        return render_error(504, "upstream_timeout", error.reason)
-    return render_error(502, "upstream_unavailable", error.reason)
+    return Rendered(_STATUS[error.code], _FIXED, _body({"detail": error.reason, "error": error.code}))
 
 
-def render_error(status: int, error: str, detail: str) -> Rendered:
-    """Any other answer of our own (431, 500, 502, 504…)."""
-    return Rendered(status, (_JSON,), _body({"detail": detail, "error": error}))
+def render_answer(answer: OwnAnswer) -> Rendered:
+    return Rendered(answer.status, _FIXED, _body({"detail": answer.detail, "error": answer.error}))
+
+
+def respond(rendered: Rendered) -> web.Response:
+    return web.Response(status=rendered.status, headers=rendered.headers, body=rendered.body)
+
+
+async def stamp_server(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare` hook for an aiohttp Application of ours (the admin port): no version banner."""
+    del request
+    response.headers["Server"] = SERVER

@@ -11,19 +11,26 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from aiohttp import HttpVersion11, web
-from multidict import CIMultiDict
 
-from authproxy.errors import InvalidToken, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from authproxy.gate import authorize
 from authproxy.logs import access_logger
 from authproxy.policy.decision import Decision, ListingFilter
 from authproxy.proxy.forward import Forwarder
+from authproxy.proxy.headers import forwarded_headers
 from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
-from authproxy.proxy.responses import Rendered, render_decision, render_error, render_upstream_error
+from authproxy.proxy.responses import (
+    OwnAnswer,
+    Rendered,
+    render_answer,
+    render_decision,
+    render_upstream_error,
+    respond,
+)
 from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
 from authproxy.runtime import Runtime, RuntimeHolder
 
@@ -78,17 +85,9 @@ class AccessRecord:
 Observer = Callable[[AccessRecord], None]
 
 
-def _respond(rendered: Rendered) -> web.Response:
-    return web.Response(status=rendered.status, headers=CIMultiDict(rendered.headers), body=rendered.body)
-
-
 def _sampled(rate: float) -> bool:
     # Sampling log detail, not a security decision: a fast non-cryptographic draw is right.
     return rate >= 1.0 or (rate > 0.0 and random.random() < rate)  # noqa: S311
-
-
-def _deny_identity(decision: Decision, bad: InvalidToken) -> Decision:
-    return replace(decision, allowed=False, error="invalid_token", reason=bad.reason)
 
 
 class ProxyHandler:
@@ -126,18 +125,19 @@ class ProxyHandler:
         decision = record.decision = await authorize(rt, request.method, request.raw_path, request.headers)
         record.decision_ms = (time.perf_counter() - started) * 1000
         if not decision.allowed:
-            return self._answer(record, render_decision(decision))
+            return self._answer(record, render_decision(decision, preset=rt.config.policy.preset))
         record.detail = _sampled(rt.config.logging.allow_sample_rate)
         websocket = is_websocket_upgrade(request.method, request.headers)
         if websocket and not valid_handshake(request):
-            return self._answer(record, render_error(400, "bad_request", "malformed websocket handshake"))
-        try:
-            headers = rt.header_plan.upstream_headers(
-                request.headers, decision, peer=request.remote, proto=request.scheme, websocket=websocket
-            )
-        except InvalidToken as bad:
-            record.decision = _deny_identity(decision, bad)
-            return self._answer(record, render_decision(record.decision))
+            return self._answer(record, render_answer(OwnAnswer.BAD_WEBSOCKET_HANDSHAKE))
+        headers = forwarded_headers(
+            rt.header_plan,
+            request.headers,
+            decision,
+            peer=request.remote,
+            proto=request.scheme,
+            websocket=websocket,
+        )
         try:
             if decision.listing is not None:
                 return await self._filtered_listing(request, rt, headers, record, decision.listing)
@@ -197,17 +197,17 @@ class ProxyHandler:
     @staticmethod
     def _answer(record: AccessRecord, rendered: Rendered) -> web.Response:
         record.status = rendered.status
-        return _respond(rendered)
+        return respond(rendered)
 
     def _fail(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
         record.outcome = "error"
         self._log.exception("unhandled error", method=record.method, path=record.path)
         if request.writer.output_size == 0:
-            return self._answer(record, render_error(500, "internal_error", "internal error"))
+            return self._answer(record, render_answer(OwnAnswer.INTERNAL_ERROR))
         # Bytes already went out: only an abort tells the client the answer is not whole.
         if request.transport is not None:
             request.transport.abort()
-        return web.Response(status=500)
+        return respond(render_answer(OwnAnswer.INTERNAL_ERROR))
 
     def _emit(self, record: AccessRecord) -> None:
         failed = record.status >= 500 or record.outcome == "upstream_failed"

@@ -15,6 +15,7 @@ from multidict import CIMultiDictProxy
 
 from authproxy.config.model import UpstreamConfig
 from authproxy.proxy.forward import Forwarder
+from authproxy.proxy.responses import SERVER
 
 __all__ = ["is_websocket_upgrade", "relay_websocket", "valid_handshake"]
 
@@ -49,8 +50,10 @@ async def relay_websocket(
     remote = await forwarder.open_websocket(upstream, request.raw_path, headers, _protocols(request.headers))
     try:
         client = web.WebSocketResponse(
-            protocols=(remote.protocol,) if remote.protocol else (), autoclose=False
+            protocols=(remote.protocol,) if remote.protocol else (),
+            autoclose=False,
         )
+        client.headers["Server"] = SERVER  # the 101 is ours: no aiohttp version banner
         await client.prepare(request)
         await _Relay(client, remote).run()
         return client

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from authproxy.proxy.responses import stamp_server
 from authproxy.runtime import RuntimeHolder
 
 __all__ = ["ServiceState", "build_admin_app"]
@@ -45,6 +46,7 @@ def build_admin_app(
 ) -> web.Application:
     """`/healthz`, `/readyz`, plus `admin_routes` (the extension point /metrics plugs into)."""
     app = web.Application()
+    app.on_response_prepare.append(stamp_server)  # no aiohttp version banner on the admin port either
     app[HOLDER] = holder
     app[STATE] = state
     app.router.add_get("/healthz", _healthz)

@@ -16,6 +16,9 @@ CASES = [
     ("invalid token", "GET", "/private/x", "not.a.jwt"),
     ("insufficient scope", "GET", "/private/x", "proxy-use-only"),
     ("ambiguous path", "GET", "/public/../private/x", None),
+    # The gate refuses an identity the headers cannot carry: explain and the proxy both answer 401.
+    ("control character in a claim", "GET", "/anything", "control-char-sub"),
+    ("whitespace in a scope", "GET", "/anything", "whitespace-scope"),
 ]
 
 
@@ -30,7 +33,11 @@ async def test_denial_body_is_byte_identical_to_explain(
     client: aiohttp.ClientSession,
     token: TokenFactory,
 ) -> None:
-    presented = token("proxy:use") if token_kind == "proxy-use-only" else token_kind
+    presented = {
+        "proxy-use-only": token("proxy:use"),
+        "control-char-sub": token("proxy:use", sub="alice\r\nX-Auth-Scopes: proxy:admin"),
+        "whitespace-scope": token("proxy:use", "x proxy:admin"),
+    }.get(token_kind or "", token_kind)
     headers = {"Authorization": f"Bearer {presented}"} if presented else {}
     # encoded=True: the target goes out as written, dot-segments included
     async with client.request(method, URL(proxy.url + target, encoded=True), headers=headers) as resp:

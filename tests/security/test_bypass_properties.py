@@ -116,12 +116,8 @@ async def _check(
         # Either the gate's own answer, or the HTTP parser refused the bytes before the gate saw them.
         assert status in (render_decision(decision).status, 400), (method, target, decision)
         return
-    if not upstream.requests:
-        # Stricter than the gate, never looser: the parser refused the bytes (400), or a claim cannot be
-        # carried in an identity header (401).
-        assert status in (400, 401), (method, target, status)
-        upstream.assert_nothing_forwarded()
-        return
+    # The gate's allow is final: nothing after it (identity headers included) may refuse the request.
+    assert upstream.requests, (method, target, status, decision)
     received = upstream.only()
     assert (received.method, received.raw_path) == (method, _forwarded_form(target))
 

@@ -103,6 +103,54 @@ async def test_unknown_kid_flood_is_rate_limited(
     assert server.hits[JWKS_PATH] == 2
 
 
+UNKNOWN_KID_INTERVAL = 10.0  # the default unknown_kid_refresh_interval
+
+
+async def test_key_rotated_in_right_after_startup_is_fetched_at_once(
+    server: JwksServer,
+    make_source: MakeSource,
+    jwk_a: dict[str, Any],
+    jwk_b: dict[str, Any],
+    clock: FakeClock,
+) -> None:
+    server.serve(jwk_a)
+    source = make_source(JwksUrl(server.jwks_url, line=1))
+    await source.start()
+    assert await source.wait_ready(10)  # the scheduled startup fetch
+    server.serve(jwk_a, jwk_b)
+
+    # The IdP signs with B a moment later: its first token triggers a fetch, whatever the scheduled one did.
+    assert await source.refresh_for_unknown_kid("B")
+    assert kids(source) == {"A", "B"}
+    assert server.hits[JWKS_PATH] == 2
+
+    # Flood protection holds: random kids right after get no fetch at all ...
+    flood = [source.refresh_for_unknown_kid(secrets.token_hex(8)) for _ in range(200)]
+    assert not any(await asyncio.gather(*flood))
+    assert server.hits[JWKS_PATH] == 2
+    # ... and once the window has passed, 200 of them share exactly one.
+    clock.advance(UNKNOWN_KID_INTERVAL)
+    server.serve(jwk_b)
+    flood = [source.refresh_for_unknown_kid(secrets.token_hex(8)) for _ in range(200)]
+    assert all(await asyncio.gather(*flood))  # the set changed: A is gone
+    assert server.hits[JWKS_PATH] == 3
+    assert kids(source) == {"B"}
+
+
+async def test_unknown_kid_budget_follows_the_configured_interval(
+    server: JwksServer, make_source: MakeSource, jwk_a: dict[str, Any], clock: FakeClock
+) -> None:
+    server.serve(jwk_a)
+    source = await loaded(make_source(JwksUrl(server.jwks_url, line=1, unknown_kid_refresh_interval=45.0)))
+    assert server.hits[JWKS_PATH] == 1
+    clock.advance(44.0)
+    assert not await source.refresh_for_unknown_kid("X")
+    assert server.hits[JWKS_PATH] == 1
+    clock.advance(1.0)
+    assert not await source.refresh_for_unknown_kid("X")
+    assert server.hits[JWKS_PATH] == 2
+
+
 async def test_unknown_kid_already_loaded_reports_retryable(
     server: JwksServer, make_source: MakeSource, jwk_a: dict[str, Any]
 ) -> None:

@@ -113,7 +113,11 @@ def test_key_url_without_host_is_refused(url: str) -> None:
     ids=lambda c: getattr(c, "url", None) or c.issuer,
 )
 def test_https_loopback_or_opted_in_http_is_accepted(config: JwksUrl | OidcIssuer) -> None:
-    JwksSource(config, RS256)
+    source = JwksSource(config, RS256)
+    first = config.url if isinstance(config, JwksUrl) else config.issuer + "/.well-known/openid-configuration"
+    assert source.url == first
+    assert not source.ready
+    assert source.entries == ()
 
 
 def test_oidc_discovery_url_follows_issuer_path() -> None:

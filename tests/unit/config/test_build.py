@@ -259,8 +259,9 @@ def test_same_port_on_distinct_hosts_is_allowed(cfg: ConfigDir, head: str) -> No
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:7777", "https://api.example.com/base/", "http://[::1]:80"])
-def test_upstream_url_is_accepted(url: str) -> None:
-    check_upstream_url(url)
+def test_upstream_url_is_accepted(cfg: ConfigDir, head: str, url: str) -> None:
+    config = cfg.config(head.replace("http://127.0.0.1:7777", url))
+    assert config.upstream.url == url
 
 
 @pytest.mark.parametrize(
@@ -308,6 +309,22 @@ def test_bad_upstream_url_is_located(cfg: ConfigDir) -> None:
 def test_unsafe_identity_header_is_refused(cfg: ConfigDir, head: str, header: str, message: str) -> None:
     text = head + f"forward:\n  identity_headers:\n    user_id: {header}\n"
     assert cfg.errors(text) == [f"config.yaml:10: forward.identity_headers.user_id: {message}"]
+
+
+DEFAULT_IDENTITY = (
+    ("user_id", "X-Auth-User-Id"),
+    ("session_id", "X-Auth-Session-Id"),
+    ("scopes", "X-Auth-Scopes"),
+)
+
+
+@pytest.mark.parametrize("forward", ["", "forward:\n  strip_authorization: true\n"])
+def test_identity_headers_are_on_by_default(cfg: ConfigDir, head: str, forward: str) -> None:
+    assert cfg.config(head + forward).forward.identity_headers == DEFAULT_IDENTITY
+
+
+def test_identity_headers_are_turned_off_by_an_empty_map(cfg: ConfigDir, head: str) -> None:
+    assert cfg.config(head + "forward:\n  identity_headers: {}\n").forward.identity_headers == ()
 
 
 def test_identity_headers_that_fold_together_are_refused(cfg: ConfigDir, head: str) -> None:

@@ -234,6 +234,18 @@ def test_jwks_url_and_oidc_issuer_are_read(cfg: ConfigDir) -> None:
     )
 
 
+def test_unknown_kid_refresh_interval_defaults_to_ten_seconds_and_is_read(cfg: ConfigDir) -> None:
+    text = jwt(
+        "RS256",
+        "- jwks_url: https://idp.example.com/jwks.json\n"
+        "- oidc_issuer: https://idp.example.com/realms/x\n  unknown_kid_refresh_interval: 2s\n"
+        "- jwks_url: https://idp.example.com/other\n  unknown_kid_refresh_interval: 1m",
+    )
+    keys = cfg.config(text).jwt.keys
+    intervals = [k.unknown_kid_refresh_interval for k in keys if isinstance(k, JwksUrl | OidcIssuer)]
+    assert intervals == [10.0, 2.0, 60.0]
+
+
 @pytest.mark.parametrize("url", ["http://localhost:8080/jwks", "http://[::1]/jwks", "http://127.8.9.10/jwks"])
 def test_http_to_a_loopback_host_is_allowed(cfg: ConfigDir, url: str) -> None:
     key = cfg.config(jwt("RS256", f"- jwks_url: {url}")).jwt.keys[0]
@@ -257,6 +269,10 @@ def test_http_to_a_loopback_host_is_allowed(cfg: ConfigDir, url: str) -> None:
         (
             "- jwks_url: https://idp/jwks\n  refresh_interval: 0s",
             "jwt.keys[0].refresh_interval: must be more than zero",
+        ),
+        (
+            "- jwks_url: https://idp/jwks\n  unknown_kid_refresh_interval: 0s",
+            "jwt.keys[0].unknown_kid_refresh_interval: must be more than zero",
         ),
         (
             "- jwks_url: https://idp/jwks\n  allow_insecure_http: 'true'",

@@ -93,9 +93,30 @@ SEMANTICS = [
     # one-part scopes (OAuth scopes, realm roles) match exactly
     ("GET /x", ("reports",), None, {}, {"reports"}, True),
     ("GET /x", ("reports",), None, {}, {"reports:read"}, False),
-    # without the preset, /agents/{id} binds nothing and `system` is not `config`
-    ("POST /agents/{agent_id}/runs", ("agents:run",), None, {"agent_id": "a1"}, {"agents:a1:run"}, False),
+    # without the preset, `system` is not `config`; the family's id is bound from the path all the same
     ("GET /config", ("config:read",), None, {}, {"system:read"}, False),
+    (RUNS, ("agents:run",), None, {"agent_id": "a1"}, {"agents:a1:run"}, True),
+    (RUNS, ("agents:run",), None, {"agent_id": "a2"}, {"agents:a1:run"}, False),
+    (RUNS, ("agents:run",), None, {"agent_id": "a1"}, {"agents:a1:read"}, False),
+    (RUNS, ("agents:{agent_id}:run",), None, {"agent_id": "a1"}, {"agents:a1:run"}, True),
+    (RUNS, ("agents:{agent_id}:run",), None, {"agent_id": "a2"}, {"agents:a1:run"}, False),
+    ("POST /teams/{tid}/runs", ("teams:run",), None, {"tid": "t1"}, {"teams:t1:run"}, True),
+    ("GET /workflows/{wid}", ("workflows:read",), None, {"wid": "w1"}, {"workflows:w1:read"}, True),
+    # ... also after /a2a, and for an id the route spells out
+    ("POST /a2a/agents/{aid}/v1/message:send", ("agents:run",), None, {"aid": "a1"}, {"agents:a1:run"}, True),
+    (
+        "POST /a2a/agents/{aid}/v1/message:send",
+        ("agents:run",),
+        None,
+        {"aid": "a2"},
+        {"agents:a1:run"},
+        False,
+    ),
+    ("POST /agents/a1/runs", ("agents:run",), None, {}, {"agents:a1:run"}, True),
+    ("POST /agents/a1/runs", ("agents:run",), None, {}, {"agents:a2:run"}, False),
+    # ... but only directly after the family (or /a2a/<family>): /x/agents/{id} is no AgentOS item path
+    ("POST /x/agents/{aid}/runs", ("agents:run",), None, {"aid": "a1"}, {"agents:a1:run"}, False),
+    ("POST /agents", ("agents:run",), None, {}, {"agents:a1:run"}, False),
     # agentos: the family's id is bound from the path
     (RUNS, ("agents:run",), "agentos", {"agent_id": "a1"}, {"agents:run"}, True),
     (RUNS, ("agents:run",), "agentos", {"agent_id": "a1"}, {"agents:*:run"}, True),
@@ -191,14 +212,19 @@ def test_scopes_for_binds_params_and_keeps_others_as_written() -> None:
     assert plain.scopes_for(()) is plain.scopes
 
 
-def test_anonymous_family_wildcard_under_preset_is_refused() -> None:
+@pytest.mark.parametrize("preset", ["agentos", None])
+@pytest.mark.parametrize("key", ["POST /agents/*/runs", "POST /a2a/agents/*/v1/message:send"])
+def test_anonymous_family_wildcard_is_refused_with_or_without_preset(key: str, preset: str | None) -> None:
     with pytest.raises(ValueError, match=r"name it, e.g. /agents/\{id\}"):
-        requirement("POST /agents/*/runs", "agents:run", preset="agentos")
+        requirement(key, "agents:run", preset=preset)
 
 
 def test_anonymous_family_wildcard_is_fine_when_nothing_binds() -> None:
-    requirement("POST /agents/*/runs", "sessions:write", preset="agentos")
-    requirement("POST /agents/*/runs", "agents:run")
+    req = requirement("POST /agents/*/runs", "sessions:write", preset="agentos")
+    assert req.scopes_for(()) == ("sessions:write",)
+    assert check(req, {"sessions:write"}).allowed
+    assert check(req, {"sessions:*:write"}).allowed
+    assert check(req, {"agents:a1:run", "sessions:a1:write"}) == ScopeResult(False, ("sessions:write",))
 
 
 @pytest.mark.parametrize(

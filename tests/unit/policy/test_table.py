@@ -46,7 +46,7 @@ SPECIFIC: list[RouteRule | PublicRule] = [
     route("GET /agents/special", "admin:read"),
     route("POST /agents/{agent_id}/runs", "agents:run"),
     route("/agents/{agent_id}/runs", "agents:other"),
-    route("GET /agents/*/runs/latest", "agents:read"),
+    route("GET /agents/*/runs/latest", "runs:latest"),
     route("GET /agents/**", "agents:deep"),
     route("GET /**", "anything:read"),
     route("GET /reports/**", "reports:read"),
@@ -202,6 +202,13 @@ def test_star_rules_tie_unless_a_star_rule_settles_it() -> None:
     build(route("/a/*", line=1), route("/*/b", line=2), route("/a/b", line=3))
 
 
+PROBES = [
+    (m, p)
+    for m in ("GET", "HEAD", "POST")
+    for p in ("/a/b", "/a/c", "/a/x", "/x/b", "/a/b/c", "/a/x/c", "/x/b/y", "/a/b/c/d", "/a")
+]
+
+
 @pytest.mark.parametrize(
     ("a", "b"),
     [
@@ -217,7 +224,13 @@ def test_star_rules_tie_unless_a_star_rule_settles_it() -> None:
     ],
 )
 def test_rules_that_never_tie_are_accepted(a: str, b: str) -> None:
-    build(route(a, line=1), route(b, line=2))
+    table = build(route(a, line=1), route(b, line=2))
+    assert table.rule_count == 2
+    only_a, only_b = build(route(a)), build(route(b))
+    for probe in PROBES:  # a path only one rule covers goes to that rule
+        alone = {matched(only_a, *probe), matched(only_b, *probe)} - {None}
+        if len(alone) == 1:
+            assert matched(table, *probe) in alone, probe
 
 
 @pytest.mark.parametrize(
@@ -279,7 +292,7 @@ def test_preset_binding_error_is_located() -> None:
     found = problems(route("POST /agents/*/runs", "agents:run", line=12), preset="agentos")
     assert found == [
         "policy.yaml:12: route 'POST /agents/*/runs': route 'POST /agents/*/runs' checks per-agents scopes "
-        "against its second segment: name it, e.g. /agents/{id} instead of /agents/*"
+        "against the segment after /agents: name it, e.g. /agents/{id} instead of /agents/*"
     ]
 
 

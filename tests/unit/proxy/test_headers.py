@@ -1,14 +1,15 @@
-"""HeaderPlan: the drop-set compiled at load, Connection-named headers, and the headers we set."""
+"""HeaderPlan per request: the drop-set compiled at load, Connection-named headers, the headers we set."""
 
 from __future__ import annotations
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from authproxy.config.headers import DEFAULT_IDENTITY_HEADERS, HeaderPlan
 from authproxy.config.model import ForwardConfig, JwtConfig, SecretKey
-from authproxy.errors import InvalidToken
 from authproxy.policy.decision import Decision
-from authproxy.proxy.headers import HeaderPlan, response_headers
+from authproxy.proxy.headers import forwarded_headers, response_headers
+from authproxy.proxy.responses import SERVER
 
 IDENTITY = (("user_id", "X-Auth-User-Id"), ("session_id", "X-Auth-Session-Id"), ("scopes", "X-Auth-Scopes"))
 JWT = JwtConfig(algorithms=("HS256",), keys=(SecretKey(b"s" * 32, 1, "secret"),))
@@ -17,8 +18,10 @@ ALLOWED = Decision(
 )
 
 
-def plan(strip: bool = False, jwt: JwtConfig = JWT) -> HeaderPlan:
-    return HeaderPlan.build(ForwardConfig(identity_headers=IDENTITY, strip_authorization=strip), jwt)
+def plan(
+    strip: bool = False, jwt: JwtConfig = JWT, identity: tuple[tuple[str, str], ...] = IDENTITY
+) -> HeaderPlan:
+    return HeaderPlan.build(ForwardConfig(identity_headers=identity, strip_authorization=strip), jwt)
 
 
 def upstream(
@@ -27,9 +30,11 @@ def upstream(
     *,
     websocket: bool = False,
     strip: bool = False,
+    identity: tuple[tuple[str, str], ...] = IDENTITY,
 ) -> list[tuple[str, str]]:
     headers = CIMultiDictProxy(CIMultiDict(pairs))
-    return plan(strip).upstream_headers(headers, decision, peer="10.0.0.7", proto="http", websocket=websocket)
+    compiled = plan(strip, identity=identity)
+    return forwarded_headers(compiled, headers, decision, peer="10.0.0.7", proto="http", websocket=websocket)
 
 
 def names(pairs: list[tuple[str, str]]) -> list[str]:
@@ -96,10 +101,39 @@ def test_identity_header_absent_when_the_claim_is_absent() -> None:
     assert "x-auth-scopes" not in names(out)
 
 
-@pytest.mark.parametrize("value", ["alice\r\nX-Admin: 1", "alice\nx", "alice\x00"])
-def test_identity_claim_with_control_character_is_refused(value: str) -> None:
-    with pytest.raises(InvalidToken):
-        upstream([], Decision(allowed=True, error=None, reason="ok", subject=value))
+def test_identity_headers_are_on_by_default() -> None:
+    assert ForwardConfig().identity_headers == IDENTITY == DEFAULT_IDENTITY_HEADERS
+
+
+@pytest.mark.parametrize("spoof", ["X-Auth-User-Id", "x_auth_user_id", "X-AUTH-SCOPES", "x-auth_session-id"])
+def test_default_names_are_stripped_when_setting_them_is_off(spoof: str) -> None:
+    out = upstream([(spoof, "admin"), ("X-Other", "kept")], identity=())
+    assert out[0] == ("X-Other", "kept")
+    assert all(v != "admin" for _, v in out)
+
+
+def test_configured_names_are_stripped_along_with_the_defaults() -> None:
+    out = upstream(
+        [("X_Remote_User", "admin"), ("X-Auth-User-Id", "admin")], identity=(("user_id", "X-Remote-User"),)
+    )
+    assert [(k, v) for k, v in out if v in ("admin", "alice")] == [("X-Remote-User", "alice")]
+
+
+@pytest.mark.parametrize("value", ["alice\r\nX-Admin: 1", "alice\nx", "alice\x00", "al\x7fice"])
+def test_identity_claim_with_control_character_is_refused_by_the_plan(value: str) -> None:
+    assert plan().refusal(value, None, frozenset()) == "the user_id claim holds a control character"
+    assert plan().refusal(None, value, frozenset()) == "the session_id claim holds a control character"
+    assert (
+        plan(identity=()).refusal(value, value, frozenset()) is None
+    )  # nothing forwarded, nothing to refuse
+
+
+@pytest.mark.parametrize("scope", ["x proxy:admin", "a\tb", "", "a\nb"])
+def test_scope_that_cannot_travel_space_separated_is_refused_by_the_plan(scope: str) -> None:
+    assert plan().refusal("alice", None, frozenset({"ok", scope})) == (
+        "a scope holds whitespace and cannot be forwarded"
+    )
+    assert plan().refusal("alice", "s\tid", frozenset({"a:read", "b:write"})) is None  # tab is allowed
 
 
 @pytest.mark.parametrize(
@@ -144,7 +178,7 @@ def test_authorization_kept_by_default_and_stripped_when_configured() -> None:
 def test_strip_authorization_follows_the_configured_token_header() -> None:
     jwt = JwtConfig(algorithms=("HS256",), keys=JWT.keys, header="X-Token")
     headers = CIMultiDictProxy(CIMultiDict([("X-Token", "t"), ("Authorization", "Basic x")]))
-    out = plan(True, jwt).upstream_headers(headers, ALLOWED, peer=None, proto="https")
+    out = forwarded_headers(plan(True, jwt), headers, ALLOWED, peer=None, proto="https")
     assert "x-token" not in names(out)
     assert ("Authorization", "Basic x") in out
     assert "x-forwarded-for" not in names(out)
@@ -181,4 +215,14 @@ def test_response_headers_drop_hop_by_hop_and_connection_named() -> None:
         )
     )
     out = response_headers(headers)
-    assert list(out.items()) == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Content-Length", "10")]
+    assert list(out.items()) == [
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+        ("Content-Length", "10"),
+        ("Server", SERVER),  # no upstream Server: ours, never aiohttp's version banner
+    ]
+
+
+def test_response_headers_keep_the_upstreams_server() -> None:
+    out = response_headers(CIMultiDictProxy(CIMultiDict([("Server", "uvicorn")])))
+    assert out.getall("Server") == ["uvicorn"]

@@ -8,6 +8,7 @@ import pytest
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidHeader, InvalidURLError, LineTooLong
 
 from authproxy.proxy.protocol import MAX_FIELD_SIZE, MAX_LINE_SIZE, parse_error_answer
+from authproxy.proxy.responses import SERVER, render_answer
 
 SECRET = b"eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.c2ln"
 
@@ -31,15 +32,15 @@ SECRET = b"eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.c2ln"
     ],
 )
 def test_parse_error_is_answered_with_a_fixed_phrase(error: Exception, status: int, detail: str) -> None:
-    rendered = parse_error_answer(error)
+    rendered = render_answer(parse_error_answer(error))
     assert rendered.status == status
     assert json.loads(rendered.body) == {"detail": detail, "error": "bad_request"}
     assert SECRET not in rendered.body
-    assert dict(rendered.headers) == {"Content-Type": "application/json"}
+    assert dict(rendered.headers) == {"Content-Type": "application/json", "Server": SERVER}
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom " + SECRET.decode()), None])
 def test_error_below_the_handler_is_an_internal_error(error: Exception | None) -> None:
-    rendered = parse_error_answer(error)
+    rendered = render_answer(parse_error_answer(error))
     assert rendered.status == 500
     assert json.loads(rendered.body) == {"detail": "internal error", "error": "internal_error"}
