@@ -13,6 +13,7 @@ __all__ = [
     "KeyNotFound",
     "MissingToken",
     "Problem",
+    "RateLimitBackendError",
     "RequestRejected",
     "UpstreamError",
     "UpstreamTimeout",
@@ -95,3 +96,7 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     """Connect or read timed out before the response headers arrived."""
+
+
+class RateLimitBackendError(Exception):
+    """The shared rate-limit store (Redis) failed or timed out; `rate_limits.redis.on_error` decides."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from authproxy.limits.outcome import RateLimitState
+
 __all__ = ["Decision", "ListingFilter"]
 
 
@@ -18,7 +20,8 @@ class ListingFilter:
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
-    # Wire code of a denial (bad_request, missing_token, invalid_token, insufficient_scope); None if allowed.
+    # Wire code of a denial (bad_request, missing_token, invalid_token, insufficient_scope, rate_limited,
+    # rate_limit_unavailable); None if allowed.
     error: str | None
     reason: str
     route: str | None = None  # the matched pattern as written ("POST /agents/{agent_id}/runs"), or None
@@ -31,3 +34,4 @@ class Decision:
     jti: str | None = None
     listing: ListingFilter | None = None
     params: tuple[tuple[str, str], ...] = field(default=())  # path parameters bound by the route
+    rate_limit: RateLimitState | None = None  # the limits that apply to an authenticated request

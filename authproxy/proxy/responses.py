@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from authproxy.errors import UpstreamError, UpstreamTimeout
+from authproxy.limits.headers import limit_answer
 from authproxy.policy.decision import Decision
 
 __all__ = ["REALM", "Rendered", "render_decision", "render_error", "render_upstream_error"]
@@ -24,6 +25,8 @@ _DENIAL_STATUS: dict[str, int] = {
     "missing_token": 401,
     "invalid_token": 401,
     "insufficient_scope": 403,
+    "rate_limited": 429,
+    "rate_limit_unavailable": 503,
 }
 
 
@@ -66,6 +69,10 @@ def render_decision(decision: Decision) -> Rendered:
             f"scope={_quoted(' '.join(decision.required_scopes))}"
         )
         headers.append(("WWW-Authenticate", challenge))
+    elif decision.rate_limit is not None:
+        extra_fields, extra_headers = limit_answer(decision.rate_limit)
+        fields.update(extra_fields)
+        headers.extend(extra_headers)
     return Rendered(status, tuple(headers), _body(fields))
 
 
