@@ -195,7 +195,9 @@ def _covered(
             if any(s.split(":")[0] == family and s.split(":")[-1] == action for s in rule.scopes)
         )
         if not covered:
-            report.error(key.line, f"{label}: no policy route requires a {family}:...:{action} scope")
+            report.error(
+                key.line, f"{label}: no policy route requires {family}:{action} or {family}:<id>:{action}"
+            )
             return None
         return covered
     try:
