@@ -199,3 +199,32 @@ async def test_redis_down_fails_open_when_configured(
     samples = await scrape(client, proxy.admin_url)
     assert value(samples, "authproxy_rate_limit_backend_errors_total", request="allowed") == 5
     assert value(samples, "authproxy_denials_total") == 0
+
+
+async def test_a_reload_keeps_the_running_budget(
+    launch: Launch,
+    upstream: RecordingUpstream,
+    tmp_path: Path,
+    hs_secret: bytes,
+    client: aiohttp.ClientSession,
+    token: TokenFactory,
+) -> None:
+    config = tmp_path / "reload.yaml"
+    config.write_text(limited_config(upstream.url, hs_secret))
+    proxy = await launch(config)
+    alice = bearer(token, "alice")
+    for path in ("/r1", "/r2"):
+        assert await status_of(client, proxy.url + path, alice) == 200
+    store = proxy.service.holder.current.limits.store
+    config.write_text(limited_config(upstream.url, hs_secret).replace("default: 100/min", "default: 200/min"))
+    assert await proxy.service.reloader.reload("test")
+    limits = proxy.service.holder.current.limits
+    assert limits.store is store  # same backend: the buckets carry over
+    assert limits.config is not None and limits.config.default is not None
+    assert limits.config.default.count == 200
+    assert await status_of(client, proxy.url + "/r3", alice) == 200
+    async with client.get(proxy.url + "/r4", headers=alice) as resp:
+        assert resp.status == 429
+        assert resp.headers["RateLimit-Policy"] == f'"default";q=200;w=60, "{ROUTE}";q=3;w=3600'
+        assert json.loads(await resp.read())["error"] == "rate_limited"
+    assert [r.raw_path for r in upstream.requests] == ["/r1", "/r2", "/r3"]
