@@ -11,6 +11,8 @@ import re
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
+from redis.asyncio.connection import parse_url
+
 from authproxy.config.fields import Report, Section, read_choice, read_duration, read_section, read_str
 from authproxy.config.limits_model import LimitRule, Rate, RateLimitsConfig, RedisOptions
 from authproxy.config.model import PolicyConfig, RouteRule
@@ -91,6 +93,13 @@ def _backend(report: Report, node: Node) -> str | None:
     if scheme not in _BACKEND_SCHEMES:
         report.error(
             node.line, "rate_limits.backend: expected memory or a redis://, rediss:// or unix:// URL"
+        )
+        return None
+    try:
+        parse_url(text)  # what the client will make of it, checked now rather than on the first request
+    except ValueError:
+        report.error(
+            node.line, f"rate_limits.backend: not a valid {scheme}:// URL (port, database or options)"
         )
         return None
     return text

@@ -128,6 +128,13 @@ def test_every_problem_is_located(cfg: ConfigDir, head: str) -> None:
     assert not any("hunter2" in error for error in errors)  # a backend URL may hold a password
 
 
+def test_a_redis_url_the_client_cannot_use_is_refused_without_echoing_it(cfg: ConfigDir, head: str) -> None:
+    errors = cfg.errors(limits(head, "backend: redis://:hunter2@cache:port/0\ndefault: 1/s\n"))
+    assert errors == [
+        "config.yaml:15: rate_limits.backend: not a valid redis:// URL (port, database or options)"
+    ]
+
+
 def test_warnings(cfg: ConfigDir, head: str) -> None:
     assert cfg.warnings(limits(head, "key: user_id\n")) == [
         "config.yaml:14: rate_limits: no default and no routes, so nothing is limited"
