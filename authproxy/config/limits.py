@@ -11,8 +11,6 @@ import re
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
-from redis.asyncio.connection import parse_url
-
 from authproxy.config.fields import Report, Section, read_choice, read_duration, read_section, read_str
 from authproxy.config.limits_model import LimitRule, Rate, RateLimitsConfig, RedisOptions
 from authproxy.config.model import PolicyConfig, RouteRule
@@ -95,6 +93,9 @@ def _backend(report: Report, node: Node) -> str | None:
             node.line, "rate_limits.backend: expected memory or a redis://, rediss:// or unix:// URL"
         )
         return None
+    # Imported here: only a Redis backend pays for loading the client.
+    from redis.asyncio.connection import parse_url
+
     try:
         parse_url(text)  # what the client will make of it, checked now rather than on the first request
     except ValueError:

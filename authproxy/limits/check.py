@@ -14,10 +14,11 @@ from authproxy.auth.claims import Identity
 from authproxy.errors import RateLimitBackendError
 from authproxy.limits.outcome import RateLimitState
 from authproxy.limits.plan import Limits
-from authproxy.limits.redis_store import KEY_PREFIX
 from authproxy.policy.decision import Decision
 
-__all__ = ["apply_limits", "bucket_key"]
+__all__ = ["KEY_PREFIX", "apply_limits", "bucket_key"]
+
+KEY_PREFIX = "authproxy:rl:"
 
 
 def bucket_key(caller: str | None, limit: str) -> str:

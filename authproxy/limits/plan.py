@@ -14,7 +14,6 @@ from authproxy.config.limits_model import Rate, RateLimitsConfig
 from authproxy.limits.bucket import Taken
 from authproxy.limits.memory import MemoryBuckets
 from authproxy.limits.outcome import AppliedLimit
-from authproxy.limits.redis_store import RedisBuckets
 
 __all__ = ["DEFAULT_LIMIT", "NO_LIMITS", "BucketStore", "Limits", "build_limits"]
 
@@ -54,6 +53,9 @@ def _store_for(config: RateLimitsConfig, reuse: Limits | None) -> BucketStore:
             return reuse.store
     if config.backend == "memory":
         return MemoryBuckets()
+    # Only a Redis backend pays for importing the client (a good part of a second on a busy machine).
+    from authproxy.limits.redis_store import RedisBuckets
+
     return RedisBuckets(config.backend, config.redis.timeout)
 
 

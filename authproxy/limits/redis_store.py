@@ -23,9 +23,8 @@ from authproxy.config.limits_model import Rate
 from authproxy.errors import RateLimitBackendError
 from authproxy.limits.bucket import Taken
 
-__all__ = ["KEY_PREFIX", "RedisBuckets"]
+__all__ = ["RedisBuckets"]
 
-KEY_PREFIX = "authproxy:rl:"
 _MAX_CONNECTIONS = 64  # per process; a request holds one for one round trip
 
 # KEYS: the buckets. ARGV: per bucket, its refill rate (tokens/s) and burst.
