@@ -18,6 +18,7 @@ __all__ = [
     "KeyNotFound",
     "MissingToken",
     "Problem",
+    "RateLimitBackendError",
     "RequestRejected",
     "UpstreamError",
     "UpstreamTimeout",
@@ -25,7 +26,14 @@ __all__ = [
 ]
 
 # The `error` of a denial the gate decides (Decision.error).
-DenialCode: TypeAlias = Literal["bad_request", "missing_token", "invalid_token", "insufficient_scope"]
+DenialCode: TypeAlias = Literal[
+    "bad_request",
+    "missing_token",
+    "invalid_token",
+    "insufficient_scope",
+    "rate_limited",  # the gate's rate-limit step (authproxy.limits.check)
+    "rate_limit_unavailable",
+]
 # Every `error` an answer of our own may carry.
 AnswerCode: TypeAlias = DenialCode | Literal["upstream_unavailable", "upstream_timeout", "internal_error"]
 
@@ -118,3 +126,7 @@ class UpstreamTimeout(UpstreamError):
     """Connect or read timed out before the response headers arrived."""
 
     code: ClassVar[AnswerCode] = "upstream_timeout"
+
+
+class RateLimitBackendError(Exception):
+    """The shared rate-limit store (Redis) failed or timed out; `rate_limits.redis.on_error` decides."""

@@ -22,6 +22,7 @@ from authproxy.errors import (
     MissingToken,
     RequestRejected,
 )
+from authproxy.limits.check import apply_limits
 from authproxy.policy.decision import Decision, ListingFilter
 from authproxy.policy.scopes import evaluate
 from authproxy.policy.target import parse_target
@@ -77,7 +78,12 @@ async def authenticate(rt: Runtime, headers: CIMultiDictProxy[str] | CIMultiDict
 
 
 async def authorize(
-    rt: Runtime, method: str, raw_target: str, headers: CIMultiDictProxy[str] | CIMultiDict[str]
+    rt: Runtime,
+    method: str,
+    raw_target: str,
+    headers: CIMultiDictProxy[str] | CIMultiDict[str],
+    *,
+    consume: bool = False,  # take rate-limit tokens: the proxy does, `explain` and `test` only report
 ) -> Decision:
     refused = _refused_method(method)
     if refused is not None:
@@ -94,9 +100,10 @@ async def authorize(
     except RequestRejected as rejected:
         return _deny(rejected, match)
     try:
-        return _authorize_identity(rt, method, match, identity)
+        allowed = _authorize_identity(rt, method, match, identity)
     except InsufficientScope as short:
         return _with_identity(_deny(short, match), identity)
+    return await apply_limits(rt.limits, allowed, identity, consume=consume)
 
 
 def _refused_method(method: str) -> str | None:

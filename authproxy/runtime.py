@@ -19,6 +19,7 @@ from authproxy.config.headers import HeaderPlan
 from authproxy.config.model import Config, JwksUrl, OidcIssuer
 from authproxy.config.values import check_upstream_url, parse_address
 from authproxy.errors import ConfigError, Problem
+from authproxy.limits.plan import NO_LIMITS, Limits, build_limits
 from authproxy.policy.table import RouteTable
 
 __all__ = ["Runtime", "RuntimeHolder", "build_runtime", "load_runtime"]
@@ -34,6 +35,7 @@ class Runtime:
     warnings: tuple[Problem, ...] = ()
     # The remote key sources inside `keys`, each with the identity a reload uses to keep it running.
     remotes: tuple[tuple[Hashable, RemoteKeys], ...] = ()
+    limits: Limits = NO_LIMITS
 
 
 class RuntimeHolder:
@@ -87,6 +89,7 @@ def build_runtime(
         header_plan=HeaderPlan.build(config.forward, config.jwt),
         warnings=warnings,
         remotes=remotes,
+        limits=build_limits(config.rate_limits, reuse=reuse.limits if reuse is not None else None),
     )
 
 

@@ -16,6 +16,7 @@ from types import FrameType
 
 from bench.configs import BENCH_PATH
 from bench.decision import DecisionTiming, combine, time_decision
+from bench.limit_cost import time_limit_checks
 from bench.load import LoadSettings, run_load, write_scripts
 from bench.plan import VARIANTS, Variant
 from bench.procs import ServiceError, Services, peak_rss_kib, rss_kib
@@ -27,7 +28,7 @@ from bench.tokens import KeySet, make_keys
 
 _RESULTS = REPO / "bench" / "results"
 _BIN = Path(sys.executable).parent
-_EXTRA = ("decision", "soak")
+_EXTRA = ("decision", "soak", "limits")
 _DECISION_PASSES = 3
 _MISS_TOKENS = 15_000  # more than authproxy's 10,000-entry verification cache: cycling them, every one misses
 
@@ -35,7 +36,7 @@ _MISS_TOKENS = 15_000  # more than authproxy's 10,000-entry verification cache: 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="smoke test: -d3s, 1 round, 1 s warm-up, no soak")
-    p.add_argument("--only", help="comma list of variants (and/or 'decision', 'soak') to run")
+    p.add_argument("--only", help="comma list of variants (and/or 'decision', 'soak', 'limits') to run")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of discarded warm-up per run")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the median is reported")
@@ -206,6 +207,8 @@ def _run(args: argparse.Namespace, work: Path, res: Results) -> None:
         res.settings += f"; proxy workers {stack.proxy_workers} (authproxy and Envoy)"
         if "decision" in args.selected:
             _decisions(res, stack, keys)
+        if "limits" in args.selected:
+            res.decisions.extend(time_limit_checks(stack.write_config("ap-hs256"), work, keys.token("HS256")))
         variants = [v for v in VARIANTS if v.name in args.selected]
         settings = LoadSettings(args.duration, args.warmup, args.threads, args.connections)
         tokens = _prepare(variants, stack, keys, work, res)

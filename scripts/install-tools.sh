@@ -73,3 +73,15 @@ deploy_engine() {
 deploy_python_tools || deploy_warn "kubernetes-validate/hadolint not installed"
 deploy_helm || deploy_warn "helm not installed"
 deploy_engine || deploy_warn "Docker engine or base image not available; container tests cannot run"
+
+# --- rate limits: a real redis-server for tests/integration/test_rate_limits.py (Debian package) ---
+install_redis() {
+  command -v redis-server >/dev/null && return 0
+  [[ $(id -u) -eq 0 ]] || {
+    echo "install-tools: WARNING: not root, cannot apt-get install redis-server" >&2
+    return 1
+  }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    redis-server >/dev/null
+}
+install_redis || echo "install-tools: WARNING: redis-server not installed; rate-limit tests cannot run" >&2

@@ -59,6 +59,8 @@ async def explain(
     if decision.listing is not None:
         ids = " ".join(sorted(decision.listing.ids))
         report["listing filter"] = f"{decision.listing.family} limited to: {ids or '(nothing)'}"
+    if decision.rate_limit is not None:
+        report["rate limits"] = decision.rate_limit.describe()
     if not decision.allowed:
         rendered = render_decision(decision, preset=runtime.config.policy.preset)
         report["status"] = str(rendered.status)

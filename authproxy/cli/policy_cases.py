@@ -23,13 +23,16 @@ from authproxy.auth.mint import generate_private_key, mint_token
 from authproxy.config.model import Config, PublicKeyFile, SecretKey
 from authproxy.errors import ConfigError, Problem
 from authproxy.gate import authorize
+from authproxy.limits.memory import MemoryBuckets
+from authproxy.limits.plan import build_limits
 from authproxy.proxy.responses import render_decision
 from authproxy.runtime import build_runtime
 from authproxy.standards.jose import HMAC_ALGORITHMS, signing_key_kind
 
 __all__ = ["Case", "CaseResult", "load_cases", "run_cases"]
 
-_CASE_KEYS = {"name", "request", "claims", "headers", "expect", "expect_error", "expired"}
+_CASE_KEYS = {"name", "request", "claims", "headers", "expect", "expect_error", "expired", "repeat"}
+_MAX_REPEAT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class Case:
     expect_error: str | None
     expired: bool
     line: int
+    repeat: int = 1  # sent this many times at one instant (rate limits count them); the last one is checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,10 @@ def _parse_case(item: Any, line: int, path: str, problems: list[Problem]) -> Cas
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         problems.append(Problem(path, line, "`headers` must map names to strings"))
         return None
+    repeat = item.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= _MAX_REPEAT:
+        problems.append(Problem(path, line, f"`repeat` must be a whole number from 1 to {_MAX_REPEAT}"))
+        return None
     method, target = request.split()
     return Case(
         name=str(item.get("name") or request),
@@ -90,6 +98,7 @@ def _parse_case(item: Any, line: int, path: str, problems: list[Problem]) -> Cas
         expect_error=item.get("expect_error"),
         expired=bool(item.get("expired", False)),
         line=line,
+        repeat=repeat,
     )
 
 
@@ -155,6 +164,9 @@ async def run_cases(config: Config, cases: list[Case]) -> list[CaseResult]:
     runtime = build_runtime(test_config)
     results = []
     for case in cases:
+        # Each case starts with full buckets on a clock that stands still, so counts are exact.
+        store = MemoryBuckets(clock=lambda: 0.0)
+        case_runtime = dataclasses.replace(runtime, limits=build_limits(test_config.rate_limits, store=store))
         headers: CIMultiDict[str] = CIMultiDict(case.headers)
         if case.claims is not None or case.expired:
             token = _token_for(case, test_config, signing)
@@ -162,7 +174,8 @@ async def run_cases(config: Config, cases: list[Case]) -> list[CaseResult]:
                 headers.add("Cookie", f"{test_config.jwt.cookie}={token}")
             else:
                 headers.add(test_config.jwt.header, f"Bearer {token}")
-        decision = await authorize(runtime, case.method, case.target, headers)
+        for _ in range(case.repeat):
+            decision = await authorize(case_runtime, case.method, case.target, headers, consume=True)
         status = (
             200 if decision.allowed else render_decision(decision, preset=test_config.policy.preset).status
         )

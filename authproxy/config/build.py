@@ -25,6 +25,7 @@ from authproxy.config.fields import (
 )
 from authproxy.config.headers import check_identity_header, normalise
 from authproxy.config.keys import check_families, read_algorithms, read_keys
+from authproxy.config.limits import read_rate_limits
 from authproxy.config.model import (
     Address,
     ClaimPaths,
@@ -51,7 +52,7 @@ __all__ = ["build", "check_upstream_url", "parse_address", "parse_duration"]
 
 T = TypeVar("T")
 
-_TOP = ("listen", "admin_listen", "upstream", "jwt", "policy", "forward", "logging")
+_TOP = ("listen", "admin_listen", "upstream", "jwt", "policy", "forward", "logging", "rate_limits")
 _UPSTREAM = ("url", "connect_timeout", "read_timeout")
 _JWT = ("algorithms", "keys", "audience", "issuer", "leeway", "sources", "header", "cookie", "claims")
 _CLAIMS = ("user_id", "session_id", "scopes")
@@ -83,6 +84,9 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
     token_header = jwt.header if jwt is not None else _DEFAULT_JWT.header
     forward = _optional(top, "forward", lambda p, n: _forward(report, top, n, token_header), _DEFAULT.forward)
     logging = _optional(top, "logging", lambda p, n: _logging(report, top, n), _DEFAULT.logging)
+    limits = None
+    if (node := top.get("rate_limits")) is not None and policy is not None:
+        limits = read_rate_limits(report, top.key_line("rate_limits"), node, policy)
     if listen is not None and admin is not None:
         _check_listeners(report, top, listen, admin)
     if report.errors or None in (listen, admin, upstream, jwt, policy, forward, logging):
@@ -96,6 +100,7 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
         policy=cast(PolicyConfig, policy),
         forward=cast(ForwardConfig, forward),
         logging=cast(LoggingConfig, logging),
+        rate_limits=limits,
     )
 
 

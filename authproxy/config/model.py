@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from authproxy.config.limits_model import RateLimitsConfig
+
 __all__ = [
     "Address",
     "ClaimPaths",
@@ -182,3 +184,4 @@ class Config:
     policy: PolicyConfig = PolicyConfig()
     forward: ForwardConfig = ForwardConfig()
     logging: LoggingConfig = LoggingConfig()
+    rate_limits: RateLimitsConfig | None = None  # None: nothing is rate-limited

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from authproxy.errors import DenialCode
+from authproxy.limits.outcome import RateLimitState
 
 __all__ = ["Decision", "ListingFilter"]
 
@@ -32,3 +33,4 @@ class Decision:
     jti: str | None = None
     listing: ListingFilter | None = None
     params: tuple[tuple[str, str], ...] = field(default=())  # path parameters bound by the route
+    rate_limit: RateLimitState | None = None  # the limits that apply to an authenticated request

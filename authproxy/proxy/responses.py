@@ -15,6 +15,7 @@ from enum import Enum
 from aiohttp import web
 
 from authproxy.errors import AnswerCode, DenialCode, UpstreamError
+from authproxy.limits.headers import limit_answer
 from authproxy.policy.decision import Decision
 
 __all__ = [
@@ -43,6 +44,8 @@ _STATUS: dict[AnswerCode, int] = {
     "upstream_unavailable": 502,
     "upstream_timeout": 504,
     "internal_error": 500,
+    "rate_limited": 429,
+    "rate_limit_unavailable": 503,
 }
 
 
@@ -88,7 +91,7 @@ _AGNO_INVALID = {
 
 
 def _detail(decision: Decision, error: DenialCode, preset: str | None) -> str:
-    if preset != "agentos" or error == "bad_request":
+    if preset != "agentos" or error in ("bad_request", "rate_limited", "rate_limit_unavailable"):
         return decision.reason
     if error == "missing_token":
         return "Authorization header missing"  # AgentOS reads the header only
@@ -128,6 +131,10 @@ def render_decision(decision: Decision, *, preset: str | None = None) -> Rendere
             f"scope={_quoted(' '.join(decision.required_scopes))}"
         )
         headers.append(("WWW-Authenticate", challenge))
+    elif decision.rate_limit is not None:
+        extra_fields, extra_headers = limit_answer(decision.rate_limit)
+        fields.update(extra_fields)
+        headers.extend(extra_headers)
     return Rendered(_STATUS[error], tuple(headers), _body(fields))
 
 

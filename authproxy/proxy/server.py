@@ -79,6 +79,8 @@ class AccessRecord:
             out.update(error=d.error, required_scopes=d.required_scopes, missing_scopes=d.missing_scopes)
         elif d is not None and self.detail and d.required_scopes:
             out["required_scopes"] = d.required_scopes
+        if d is not None and d.rate_limit is not None:
+            out.update(d.rate_limit.log_fields())
         return out
 
 
@@ -122,7 +124,9 @@ class ProxyHandler:
     async def _handle(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
         rt = self._holder.current  # read once: the whole request runs under this policy
         started = time.perf_counter()
-        decision = record.decision = await authorize(rt, request.method, request.raw_path, request.headers)
+        decision = record.decision = await authorize(
+            rt, request.method, request.raw_path, request.headers, consume=True
+        )
         record.decision_ms = (time.perf_counter() - started) * 1000
         if not decision.allowed:
             return self._answer(record, render_decision(decision, preset=rt.config.policy.preset))

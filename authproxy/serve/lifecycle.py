@@ -115,6 +115,7 @@ class ProxyService:
         finally:
             await self._forwarder.close()
             await self.holder.current.keys.close()
+            await self.holder.current.limits.close()
             await self._admin.cleanup()
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics import Histogram as HistogramChild
 
     from authproxy.auth.keys import RemoteKeys
+    from authproxy.limits.outcome import RateLimitState
     from authproxy.proxy.server import AccessRecord
     from authproxy.runtime import RuntimeHolder
 
@@ -92,6 +93,18 @@ class Metrics:
             registry=r,
         )
         self._upstream_by_kind = {kind: self._upstream_errors.labels(kind) for kind in UPSTREAM_ERROR_KINDS}
+        self._rate_limited = Counter(
+            "authproxy_rate_limited",
+            "Requests refused with 429, by the limit that refused",
+            ("limit",),
+            registry=r,
+        )
+        self._limit_store_errors = Counter(
+            "authproxy_rate_limit_backend_errors",
+            "Rate-limit store failures, by what on_error made of the request (denied/allowed)",
+            ("request",),
+            registry=r,
+        )
         self._denial_by_error: dict[str | None, CounterChild] = {}
         self._children: dict[tuple[str, int, str], _Bound] = {}
         self.reloads = _ReloadTally()
@@ -124,6 +137,8 @@ class Metrics:
             bound.decision.observe(record.decision_ms / 1000)
         if d is not None and not d.allowed:
             self._denied(d.error)
+        if d is not None and d.rate_limit is not None:
+            self._limits(d.allowed, d.rate_limit)
         kind = record.upstream_error or ("interrupted" if record.outcome == "upstream_failed" else None)
         if kind is not None:
             self._upstream_by_kind[kind].inc()
@@ -137,6 +152,12 @@ class Metrics:
         )
         self._children[key] = bound
         return bound
+
+    def _limits(self, allowed: bool, state: RateLimitState) -> None:
+        if state.backend_error:
+            self._limit_store_errors.labels("allowed" if allowed else "denied").inc()
+        elif (refused := state.refused_by) is not None:
+            self._rate_limited.labels(refused.name).inc()
 
     def _denied(self, error: str | None) -> None:
         child = self._denial_by_error.get(error)

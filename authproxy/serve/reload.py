@@ -154,6 +154,8 @@ class Reloader:
                 return self._refuse(trigger, unready)
             self._holder.swap(new)
             await self._retire([s for key, s in running.items() if key not in wanted])
+            if new.limits.store is not old.limits.store:
+                await old.limits.close()
             after = await asyncio.to_thread(fingerprint, watched_files(new.config))
             # A file that changed while it was loaded keeps its older hash, so the next poll reloads it.
             self._seen = {**after, **{path: digest for path, digest in before.items() if path in after}}

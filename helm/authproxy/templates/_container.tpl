@@ -34,6 +34,18 @@ Port and volume names carry an "authproxy-" prefix so they cannot clash with the
     # Worker processes: set explicitly, since the node's CPU count is not this pod's share of it.
     - name: AUTHPROXY_WORKERS
       value: {{ .Values.workers | quote }}
+    {{- with .Values.rateLimits }}
+    {{- if .redisUrlSecret.name }}
+    - name: AUTHPROXY_RATE_LIMIT_BACKEND
+      valueFrom:
+        secretKeyRef:
+          name: {{ .redisUrlSecret.name | quote }}
+          key: {{ .redisUrlSecret.key | quote }}
+    {{- else if .redisUrl }}
+    - name: AUTHPROXY_RATE_LIMIT_BACKEND
+      value: {{ .redisUrl | quote }}
+    {{- end }}
+    {{- end }}
     {{- with .Values.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

@@ -74,6 +74,14 @@ Refuses values that would render a valid-looking but broken deployment.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- with .Values.rateLimits }}
+{{- if and .redisUrl .redisUrlSecret.name }}
+{{- fail "set rateLimits.redisUrl or rateLimits.redisUrlSecret.name, not both" }}
+{{- end }}
+{{- if and (or .redisUrl .redisUrlSecret.name) (not .config) }}
+{{- fail "rateLimits: a Redis URL without rateLimits.config limits nothing" }}
+{{- end }}
+{{- end }}
 {{- if and (eq .Values.mode "gateway") .Values.autoscaling.enabled }}
 {{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}

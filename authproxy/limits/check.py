@@ -1,0 +1,55 @@
+"""apply_limits(): the rate-limit step of the gate, run on a request the policy has allowed.
+
+With `consume` (the proxy) it takes a token from every bucket that applies and turns the allow into a
+`rate_limited` denial (429) when one is empty; when the store fails, `on_error` either denies
+(`rate_limit_unavailable`, 503: the store failed, not the caller) or lets the request through, marked.
+Without `consume` (`authproxy explain`) it only records which limits apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from authproxy.auth.claims import Identity
+from authproxy.errors import DenialCode, RateLimitBackendError
+from authproxy.limits.outcome import RateLimitState
+from authproxy.limits.plan import Limits
+from authproxy.policy.decision import Decision
+
+__all__ = ["KEY_PREFIX", "apply_limits", "bucket_key"]
+
+KEY_PREFIX = "authproxy:rl:"
+
+
+def bucket_key(caller: str | None, limit: str) -> str:
+    # The caller sits in a Redis hash tag, so all of one caller's buckets share a cluster slot.
+    return f"{KEY_PREFIX}{{{caller or ''}}}:{limit}"
+
+
+async def apply_limits(limits: Limits, decision: Decision, identity: Identity, *, consume: bool) -> Decision:
+    applied = limits.for_route(decision.route)
+    config = limits.config
+    if not applied or config is None:
+        return decision
+    caller = identity.user_id if config.key == "user_id" else identity.session_id
+    if not consume or limits.store is None:
+        return replace(decision, rate_limit=RateLimitState(config.key, caller, applied))
+    keys = [(bucket_key(caller, limit.name), limit.rate) for limit in applied]
+    try:
+        taken = await limits.store.take(keys)
+    except RateLimitBackendError:
+        state = RateLimitState(config.key, caller, applied, backend_error=True)
+        if config.redis.on_error == "allow":
+            return replace(decision, rate_limit=state)
+        return _refuse(decision, "rate_limit_unavailable", "rate limit store unavailable", state)
+    state = RateLimitState(config.key, caller, applied, taken.remaining, taken.limiting, taken.retry_after)
+    if taken.allowed:
+        return replace(decision, rate_limit=state)
+    refused = applied[taken.limiting]
+    return _refuse(
+        decision, "rate_limited", f"rate limit {refused.name} ({refused.rate.text}) exceeded", state
+    )
+
+
+def _refuse(decision: Decision, error: DenialCode, reason: str, state: RateLimitState) -> Decision:
+    return replace(decision, allowed=False, error=error, reason=reason, listing=None, rate_limit=state)
