@@ -95,3 +95,12 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     """Connect or read timed out before the response headers arrived."""
+
+
+class ContentRejected(RequestRejected):
+    """A content rule refused the request on what its query, body or looked-up entity holds."""
+
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code

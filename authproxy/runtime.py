@@ -15,6 +15,7 @@ from authproxy.auth.keys import KeyRing, RemoteKeys
 from authproxy.auth.verify import Verifier
 from authproxy.config import load_with_warnings
 from authproxy.config.model import Config, JwksUrl, OidcIssuer
+from authproxy.content.plan import ContentPlans
 from authproxy.errors import ConfigError, Problem
 from authproxy.policy.table import RouteTable
 from authproxy.proxy.headers import HeaderPlan
@@ -32,6 +33,7 @@ class Runtime:
     warnings: tuple[Problem, ...] = ()
     # The remote key sources inside `keys`, each with the identity a reload uses to keep it running.
     remotes: tuple[tuple[Hashable, RemoteKeys], ...] = ()
+    content: ContentPlans = dataclasses.field(default_factory=ContentPlans.empty)  # rules that read content
 
 
 class RuntimeHolder:
@@ -87,6 +89,7 @@ def build_runtime(
         header_plan=HeaderPlan.build(config.forward, config.jwt),
         warnings=warnings,
         remotes=remotes,
+        content=ContentPlans.build(policy.routes),
     )
 
 

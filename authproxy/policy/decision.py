@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from authproxy.content.plan import ContentPlan
+
 __all__ = ["Decision", "ListingFilter"]
 
 
@@ -31,3 +33,6 @@ class Decision:
     jti: str | None = None
     listing: ListingFilter | None = None
     params: tuple[tuple[str, str], ...] = field(default=())  # path parameters bound by the route
+    # The matched rule's content checks, the caller's ids bound (content/plan.py). Carried out after the
+    # gate, it may refuse only on what the request's query, body or named entity holds.
+    content: ContentPlan | None = None

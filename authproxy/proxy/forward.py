@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -18,7 +18,7 @@ from authproxy.config.model import UpstreamConfig
 from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from authproxy.proxy.headers import response_headers
 
-__all__ = ["READ_CHUNK", "Forwarder", "Relayed"]
+__all__ = ["READ_CHUNK", "Forwarder", "Relayed", "continue_upload"]
 
 READ_CHUNK = 256 * 1024  # large reads: fewer loop turns per byte; flow control bounds what is buffered
 _POOL_LIMIT = 1024
@@ -64,6 +64,12 @@ def _translate(error: BaseException) -> UpstreamError:
     if isinstance(error, aiohttp.ClientConnectorError):
         return UpstreamUnavailable("could not connect to the upstream")
     return UpstreamUnavailable("the upstream closed the connection before answering")
+
+
+async def continue_upload(request: web.BaseRequest) -> None:
+    """Answer `Expect: 100-continue` only now, after authorization: a denied client never uploads its body."""
+    if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 def _abort(request: web.BaseRequest) -> None:
@@ -121,16 +127,55 @@ class Forwarder:
         finally:
             answer.close()
 
+    async def forward_to(
+        self,
+        request: web.BaseRequest,
+        config: UpstreamConfig,
+        headers: Headers,
+        raw_target: str,
+        data: bytes | None,
+    ) -> Relayed:
+        """`forward` for a content-checked request: the target and body as the content step left them."""
+        session, upstream = self._prepare(config)
+        try:
+            answer = await session.request(
+                request.method,
+                upstream.url(raw_target),
+                headers=headers,
+                data=data if data is not None else (request.content if request.body_exists else None),
+                allow_redirects=False,
+                timeout=upstream.timeout,
+            )
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _translate(error) from error
+        try:
+            return await _relay(request, answer)
+        finally:
+            answer.close()
+
     async def fetch_bounded(
         self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, limit: int
     ) -> tuple[int, CIMultiDict[str], bytes]:
         """A bodiless request whose whole answer (at most `limit` bytes) is read: for filtered listings."""
+        return await self.exchange(request.method, request.raw_path, config, headers, None, limit)
+
+    async def exchange(
+        self,
+        method: str,
+        raw_target: str,
+        config: UpstreamConfig,
+        headers: Headers,
+        data: bytes | aiohttp.StreamReader | None,
+        limit: int,
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        """One request whose whole answer is read, at most `limit` bytes (over it: UpstreamUnavailable)."""
         session, upstream = self._prepare(config)
         try:
             async with session.request(
-                request.method,
-                upstream.url(request.raw_path),
+                method,
+                upstream.url(raw_target),
                 headers=headers,
+                data=data,
                 allow_redirects=False,
                 timeout=upstream.timeout,
             ) as answer:
@@ -138,7 +183,7 @@ class Forwarder:
                 async for chunk in answer.content.iter_chunked(READ_CHUNK):
                     body += chunk
                     if len(body) > limit:
-                        raise UpstreamUnavailable("the listing response is too large to filter")
+                        raise UpstreamUnavailable("the upstream response is too large to check")
                 return answer.status, response_headers(answer.headers), bytes(body)
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _translate(error) from error

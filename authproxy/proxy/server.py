@@ -12,14 +12,22 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from aiohttp import HttpVersion11, web
+from aiohttp import web
 from multidict import CIMultiDict
 
-from authproxy.errors import InvalidToken, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authproxy.content.step import run_content
+from authproxy.errors import (
+    ContentRejected,
+    InsufficientScope,
+    InvalidToken,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from authproxy.gate import authorize
 from authproxy.logs import access_logger
 from authproxy.policy.decision import Decision, ListingFilter
-from authproxy.proxy.forward import Forwarder
+from authproxy.proxy.forward import Forwarder, continue_upload
 from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
 from authproxy.proxy.responses import Rendered, render_decision, render_error, render_upstream_error
@@ -140,6 +148,8 @@ class ProxyHandler:
             record.decision = _deny_identity(decision, bad)
             return self._answer(record, render_decision(record.decision))
         try:
+            if decision.content is not None:
+                return await self._content(request, rt, headers, record, decision)
             if decision.listing is not None:
                 return await self._filtered_listing(request, rt, headers, record, decision.listing)
             if websocket:
@@ -153,10 +163,37 @@ class ProxyHandler:
     async def _forward(
         self, request: web.BaseRequest, rt: Runtime, headers: list[tuple[str, str]], record: AccessRecord
     ) -> web.StreamResponse:
-        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= HttpVersion11:
-            # Sent only now, after authorization: a denied client never uploads its body.
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await continue_upload(request)
         relayed = await self._forwarder.forward(request, rt.config.upstream, headers)
+        record.status = record.upstream_status = relayed.upstream_status
+        record.outcome = relayed.outcome
+        return relayed.response
+
+    async def _content(
+        self,
+        request: web.BaseRequest,
+        rt: Runtime,
+        headers: list[tuple[str, str]],
+        record: AccessRecord,
+        decision: Decision,
+    ) -> web.StreamResponse:
+        assert decision.content is not None
+        try:
+            relayed = await run_content(
+                request, decision.content, self._forwarder, rt.config.upstream, headers
+            )
+        except InsufficientScope as short:  # an item named in the body the caller holds no scope for
+            record.decision = replace(
+                decision,
+                allowed=False,
+                error="insufficient_scope",
+                reason=short.reason,
+                required_scopes=short.required,
+                missing_scopes=short.missing,
+            )
+            return self._answer(record, render_decision(record.decision))
+        except ContentRejected as refused:
+            return self._answer(record, render_error(refused.status, refused.code, refused.reason))
         record.status = record.upstream_status = relayed.upstream_status
         record.outcome = relayed.outcome
         return relayed.response

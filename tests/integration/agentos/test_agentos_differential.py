@@ -270,7 +270,6 @@ async def test_token_handling_differs_from_agentos_as_documented(
     ("method", "path", "scopes"),
     [
         ("POST", "/schedules", ["schedules:write"]),  # AgentOS checks the scheduled target from the body
-        ("POST", "/eval-runs", ["evals:write", "agents:run"]),  # AgentOS checks the eval's target
         ("GET", "/filesystem/files", ["filesystem:read", "agents:agno-agent:read"]),  # AgentOS narrows
     ],
 )
