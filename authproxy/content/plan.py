@@ -51,8 +51,9 @@ class ContentPlan:
         if self.rule.owner is not None:
             parts.append(f"owner lookup GET {self.rule.owner.target} before forwarding")
         parts += [f"response {r.field} must be {self.claim(r.claim)}" for r in self.rule.response]
-        bound = f"body read up to {self.rule.max_body} bytes" if self.reads_body or self.rule.response else ""
-        return "; ".join(parts + ([bound] if bound else []))
+        read = [w for w, on in (("body", self.reads_body), ("response", bool(self.rule.response))) if on]
+        bound = [f"{' and '.join(read)} read up to {self.rule.max_body} bytes"] if read else []
+        return "; ".join(parts + bound)
 
 
 class ContentPlans:

@@ -107,7 +107,9 @@ def preset_routes(preset: dict[str, Any]) -> dict[str, set[str]]:
     routes: dict[str, set[str]] = {}
     for key, rule in preset["routes"].items():
         method, path = key.split(" ", 1)
-        scopes = rule["scopes"] if isinstance(rule, dict) else rule  # the mapping form keeps them under `scopes`
+        scopes = (
+            rule["scopes"] if isinstance(rule, dict) else rule
+        )  # the mapping form keeps them under `scopes`
         routes[f"{method} {canonical(path)}"] = {family_scope(s) for s in scopes}
     return routes
 
