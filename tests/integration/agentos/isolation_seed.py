@@ -54,6 +54,7 @@ def seed(db_file: str) -> None:
             updated_at=1_700_000_000,
         )
         db.upsert_session(session)
+        db.upsert_run(run, session_id=rows.session_id, user_id=user, run_index=0)  # runs have their own table
         for memory_id in (rows.memory_id, rows.spare_memory_id):
             db.upsert_user_memory(
                 UserMemory(memory=f"{user} likes tea", memory_id=memory_id, user_id=user, topics=["tea"])
