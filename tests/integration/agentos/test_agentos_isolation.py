@@ -123,7 +123,8 @@ def items(answer: Answer, key: str) -> list[tuple[Any, Any]]:
     rows = answer.body["data"] if isinstance(answer.body, dict) else answer.body
     seeded_ids = ("sess-", "mem-", "run-")
     return sorted(
-        (row[key] if str(row[key]).startswith(seeded_ids) else "(created)", row.get("user_id")) for row in rows
+        (row[key] if str(row[key]).startswith(seeded_ids) else "(created)", row.get("user_id"))
+        for row in rows
     )
 
 

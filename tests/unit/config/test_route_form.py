@@ -58,49 +58,41 @@ def test_full_mapping_loads(cfg: ConfigDir, head: str) -> None:
     )
 
 
+AT = 'config.yaml:10: policy.routes["GET /a"]'
+IN = 'in policy.routes["GET /a"]'
+
+
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        (
-            "{pin: {query.u: user_id}}",
-            "config.yaml:10: missing required key 'scopes' in policy.routes[\"GET /a\"]",
-        ),
-        (
-            "{scopes: [a], pins: {}}",
-            "config.yaml:10: unknown key 'pins' in policy.routes[\"GET /a\"] (did you mean 'pin'?)",
-        ),
+        ("{pin: {query.u: user_id}}", f"config.yaml:10: missing required key 'scopes' {IN}"),
+        ("{scopes: [a], pins: {}}", f"config.yaml:10: unknown key 'pins' {IN} (did you mean 'pin'?)"),
         (
             "{scopes: [a], pin: {body.u: user_id}}",
-            "config.yaml:10: policy.routes[\"GET /a\"].pin: 'body.u': a field is query.NAME, form.NAME or json:/POINTER",
+            f"{AT}.pin: 'body.u': a field is query.NAME, form.NAME or json:/POINTER",
         ),
         (
             "{scopes: [a], pin: {json:user: user_id}}",
-            "config.yaml:10: policy.routes[\"GET /a\"].pin: 'json:user': a JSON field is json:/pointer, e.g. json:/user_id",
+            f"{AT}.pin: 'json:user': a JSON field is json:/pointer, e.g. json:/user_id",
         ),
         (
             "{scopes: [a], pin: {query.u: email}}",
-            "config.yaml:10: policy.routes[\"GET /a\"].pin.query.u: must be one of user_id, session_id; got 'email'",
+            f"{AT}.pin.query.u: must be one of user_id, session_id; got 'email'",
         ),
         (
             "{scopes: [a], response: {query.u: user_id}}",
-            "config.yaml:10: policy.routes[\"GET /a\"].response: 'query.u': only json fields are allowed here",
+            f"{AT}.response: 'query.u': only json fields are allowed here",
         ),
         (
             "{scopes: [a], items: {json:/x: [agents:run]}}",
-            'config.yaml:10: policy.routes["GET /a"].items.json:/x: every item scope names the item as {value}, e.g. agents:{value}:run',
+            f"{AT}.items.json:/x: every item scope names the item as {{value}}, e.g. agents:{{value}}:run",
         ),
-        (
-            "{scopes: [a], max_body: 0}",
-            'config.yaml:10: policy.routes["GET /a"].max_body: a number of bytes between 1 and 1073741824',
-        ),
+        ("{scopes: [a], max_body: 0}", f"{AT}.max_body: a number of bytes between 1 and 1073741824"),
         (
             "{scopes: [a], owner: {get: things}}",
-            "config.yaml:10: policy.routes[\"GET /a\"].owner.get: an upstream path starting with '/', e.g. /sessions/{query.session_id}",
+            f"{AT}.owner.get: an upstream path starting with '/', e.g. /sessions/{{query.session_id}}",
         ),
-        (
-            "{scopes: [a], owner: {get: /x, status: 500}}",
-            'config.yaml:10: policy.routes["GET /a"].owner.status: a 4xx status code',
-        ),
+        ("{scopes: [a], owner: {get: /x, status: 500}}", f"{AT}.owner.status: a 4xx status code"),
     ],
 )
 def test_bad_mapping_is_located(cfg: ConfigDir, head: str, rule: str, message: str) -> None:
@@ -119,9 +111,8 @@ def test_owner_template_naming_no_parameter_is_refused_at_build(cfg: ConfigDir, 
 
 def test_user_isolation_needs_the_agentos_preset(cfg: ConfigDir, head: str) -> None:
     text = routes(head, '"GET /a": [a]\n', extra="  user_isolation: true\n")
-    assert cfg.errors(text) == [
-        "config.yaml:9: policy.user_isolation: needs 'preset: agentos' (elsewhere, pin fields with a rule's 'pin:')"
-    ]
+    message = "policy.user_isolation: needs 'preset: agentos' (elsewhere, pin fields with a rule's 'pin:')"
+    assert cfg.errors(text) == [f"config.yaml:9: {message}"]
 
 
 def test_user_isolation_merges_the_fragment_and_user_rules_still_win(cfg: ConfigDir, head: str) -> None:
