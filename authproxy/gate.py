@@ -124,7 +124,7 @@ def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, iden
     if not result.allowed:
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
     decision = _allow(match, identity, "scopes satisfied", needed, result.listing)
-    if rt.content:  # one truth test when no rule of the policy reads content
+    if rt.content is not None:  # one identity test when no rule of the policy reads content
         return rt.content.attach(decision, identity, admin)
     return decision
 

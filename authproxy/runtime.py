@@ -33,7 +33,7 @@ class Runtime:
     warnings: tuple[Problem, ...] = ()
     # The remote key sources inside `keys`, each with the identity a reload uses to keep it running.
     remotes: tuple[tuple[Hashable, RemoteKeys], ...] = ()
-    content: ContentPlans = dataclasses.field(default_factory=ContentPlans.empty)  # rules that read content
+    content: ContentPlans | None = None  # the rules that read content; None when no rule does
 
 
 class RuntimeHolder:
@@ -89,7 +89,7 @@ def build_runtime(
         header_plan=HeaderPlan.build(config.forward, config.jwt),
         warnings=warnings,
         remotes=remotes,
-        content=ContentPlans.build(policy.routes),
+        content=ContentPlans.build(policy.routes) or None,
     )
 
 

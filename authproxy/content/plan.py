@@ -84,10 +84,6 @@ class ContentPlans:
             raise ConfigError(problems)
         return cls(rules)
 
-    @classmethod
-    def empty(cls) -> ContentPlans:
-        return cls({})
-
     def attach(self, decision: Decision, identity: Identity, admin_scope: str | None) -> Decision:
         """The allow with the route's content plan bound to the caller; admins are not pinned.
 
