@@ -14,6 +14,7 @@ __all__ = [
     "CLAIMS",
     "DEFAULT_MAX_BODY",
     "ContentRule",
+    "FieldClaim",
     "FieldRef",
     "ItemScopes",
     "OwnerLookup",
@@ -38,11 +39,19 @@ class FieldRef:
 
 
 @dataclass(frozen=True, slots=True)
-class Pin:
-    """The request field must equal the caller's claim: absent -> set to it, different -> refused."""
+class FieldClaim:
+    """A field tied to one of the caller's claims.
+
+    As a pin (request): absent -> set to the claim, different -> refused. As a response check: a 2xx
+    JSON answer whose field is not the claim answers 404.
+    """
 
     field: FieldRef
     claim: Claim
+
+
+Pin = FieldClaim
+ResponseCheck = FieldClaim
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +60,6 @@ class ItemScopes:
 
     field: FieldRef
     scopes: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseCheck:
-    """A field of a 2xx JSON response must equal the caller's claim, else the answer is 404."""
-
-    field: FieldRef
-    claim: Claim
 
 
 @dataclass(frozen=True, slots=True)

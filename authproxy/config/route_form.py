@@ -15,11 +15,10 @@ from authproxy.config.content import (
     DEFAULT_MAX_BODY,
     Claim,
     ContentRule,
+    FieldClaim,
     FieldRef,
     ItemScopes,
     OwnerLookup,
-    Pin,
-    ResponseCheck,
     parse_field,
 )
 from authproxy.config.fields import Report, read_section, read_str
@@ -51,10 +50,10 @@ def read_route_form(
         return None
     scopes_node = section.get("scopes")
     scopes = read_scopes(report, f"{label}.scopes", scopes_node) if scopes_node is not None else None
-    pins = _pairs(report, f"{label}.pin", section.get("pin"), _claim, _pin)
+    pins = _pairs(report, f"{label}.pin", section.get("pin"), _claim, _field_claim)
     items = _pairs(report, f"{label}.items", section.get("items"), _item_scopes(read_scopes), ItemScopes)
     response = _pairs(
-        report, f"{label}.response", section.get("response"), _claim, _response, where=("json",)
+        report, f"{label}.response", section.get("response"), _claim, _field_claim, where=("json",)
     )
     owner = _owner(report, f"{label}.owner", section.get("owner"))
     max_body = _max_body(report, f"{label}.max_body", section.get("max_body"))
@@ -100,12 +99,8 @@ def _pairs(
     return tuple(out) if ok else None
 
 
-def _pin(ref: FieldRef, claim: Claim) -> Pin:
-    return Pin(ref, claim)
-
-
-def _response(ref: FieldRef, claim: Claim) -> ResponseCheck:
-    return ResponseCheck(ref, claim)
+def _field_claim(ref: FieldRef, claim: Claim) -> FieldClaim:
+    return FieldClaim(ref, claim)
 
 
 def _claim(report: Report, label: str, node: Node) -> Claim | None:

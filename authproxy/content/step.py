@@ -69,7 +69,7 @@ async def run_content(
     if data is None:
         await continue_upload(request)
     if not rule.response:
-        return await forwarder.forward_to(request, upstream, headers, target, data)
+        return await forwarder.forward(request, upstream, headers, target, data)
     sent = data if data is not None else (request.content if request.body_exists else None)
     status, answer_headers, answer = await forwarder.exchange(
         request.method, target, upstream, listing_request_headers(headers), sent, rule.max_body

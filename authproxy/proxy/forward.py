@@ -108,41 +108,29 @@ class Forwarder:
             upstream = self._upstream = _Upstream.of(config)
         return self._session, upstream
 
-    async def forward(self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers) -> Relayed:
-        """Relay `request` (raw target, streamed body) and stream the answer back. Raises UpstreamError."""
-        session, upstream = self._prepare(config)
-        try:
-            answer = await session.request(
-                request.method,
-                upstream.url(request.raw_path),
-                headers=headers,
-                data=request.content if request.body_exists else None,
-                allow_redirects=False,
-                timeout=upstream.timeout,
-            )
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _translate(error) from error
-        try:
-            return await _relay(request, answer)
-        finally:
-            answer.close()
-
-    async def forward_to(
+    async def forward(
         self,
         request: web.BaseRequest,
         config: UpstreamConfig,
         headers: Headers,
-        raw_target: str,
-        data: bytes | None,
+        raw_target: str | None = None,
+        body: bytes | None = None,
     ) -> Relayed:
-        """`forward` for a content-checked request: the target and body as the content step left them."""
+        """Relay `request` (raw target, streamed body) and stream the answer back. Raises UpstreamError.
+
+        A content-checked request passes the target and the body the content step left.
+        """
         session, upstream = self._prepare(config)
+        if body is None and request.body_exists:
+            body_or_stream: bytes | aiohttp.StreamReader | None = request.content
+        else:
+            body_or_stream = body
         try:
             answer = await session.request(
                 request.method,
-                upstream.url(raw_target),
+                upstream.url(raw_target or request.raw_path),
                 headers=headers,
-                data=data if data is not None else (request.content if request.body_exists else None),
+                data=body_or_stream,
                 allow_redirects=False,
                 timeout=upstream.timeout,
             )

@@ -98,9 +98,10 @@ def headers_for(name: str, mint: Mint, audience: str) -> dict[str, str]:
 
 
 async def send(
-    http: aiohttp.ClientSession, base: str, method: str, path: str, headers: dict[str, str]
+    http: aiohttp.ClientSession, base: str, method: str, path: str, headers: dict[str, str], **body: Any
 ) -> Answer:
-    async with http.request(method, base + path, headers=headers, allow_redirects=False) as response:
+    """`body`: aiohttp's `json=` or `data=`, passed through."""
+    async with http.request(method, base + path, headers=headers, allow_redirects=False, **body) as response:
         text = await response.text()
         is_json = response.content_type == "application/json" and text
         return Answer(response.status, await response.json() if is_json else text)

@@ -7,7 +7,6 @@ docs/agentos.md lists, each asserted here as a difference. No request reaches a 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from agentos_harness import PROXY_CONFIG, Running, RunningProxy, spawn, start_au
 from agentos_harness import wait_ready as wait_agentos
 from isolation_seed import AGENT, seed, seeded
 from keyutil import Mint
+from test_agentos_differential import Answer, send
 
 pytestmark = pytest.mark.agentos
 
@@ -82,30 +82,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    body: Any
-
-
 def headers_for(name: str, mint: Mint, audience: str) -> dict[str, str]:
     spec = TOKENS[name]
     if spec is None:
         return {}
     sub, scopes = spec
     return {"Authorization": f"Bearer {mint({'sub': sub, 'aud': audience, 'scopes': scopes})}"}
-
-
-async def send(
-    http: aiohttp.ClientSession, base: str, method: str, path: str, headers: dict[str, str], **kwargs: Any
-) -> Answer:
-    async with http.request(
-        method, base + path, headers=headers, allow_redirects=False, **kwargs
-    ) as response:
-        text = await response.text()
-        return Answer(
-            response.status, json.loads(text) if text and response.content_type.endswith("json") else text
-        )
 
 
 async def both(
