@@ -92,7 +92,7 @@ class ContentPlans:
         rule = self._rules.get(decision.route or "")
         if rule is None or (admin_scope is not None and admin_scope in identity.scopes):
             return decision
-        if identity.user_id is None and _uses_user_id(rule):
+        if not identity.user_id and _uses_user_id(rule):  # an empty id names nobody (Agno: 403 too)
             raise InsufficientScope(
                 "the token carries no user id, and this route is scoped to its caller", (), ()
             )

@@ -53,6 +53,11 @@ async def run_content(
 ) -> Relayed:
     """The relayed answer; raises ContentRejected / InsufficientScope / UpstreamError."""
     rule = plan.rule
+    if rule.response and request.method == "HEAD":
+        # A HEAD answer has no body to check, and its status alone would tell whose the entity is.
+        raise ContentRejected(
+            405, "method_not_allowed", "HEAD cannot be answered on a response-checked route"
+        )
     target = request.raw_path
     for pin in rule.pins:
         if pin.field.where == "query":

@@ -5,6 +5,7 @@ nothing (or only the owner lookup) reached the upstream.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class Upstream:
                 return web.json_response({"user_id": request.query.get("owner"), "pad": "x" * 512})
             return web.json_response({"user_id": request.query.get("owner"), "secret": "entity data"})
         if parts[1] == "lookup":
+            if parts[2].endswith("-boom"):
+                return web.json_response({"detail": "database down"}, status=500)
             owned = parts[2].startswith(request.query.get("user_id", "?") + "-")
             return web.json_response({"kind": "thing"}) if owned else web.json_response({}, status=404)
         return web.json_response({"raw_path": request.raw_path, "body": body.decode("utf-8", "replace")})
@@ -339,3 +342,69 @@ async def test_response_over_the_bound_is_a_502(
     status, body = await call(http, "GET", url, bearer(mint, "items:read"))
     assert (status, body["error"]) == (502, "upstream_unavailable")
     assert "entity data" not in json.dumps(body)
+
+
+# --- more refusals: compressed bodies, callers without an id, HEAD, upstream faults ----------------------
+
+
+async def test_compressed_body_cannot_be_checked(
+    content_proxy: str, content_upstream: Upstream, mint: Any, http: aiohttp.ClientSession
+) -> None:
+    headers = {**bearer(mint, "items:write"), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    got, answer = await call(http, "POST", content_proxy + "/items", headers, data=b"\x1f\x8b\x08\x00")
+    assert (got, answer["error"]) == (400, "bad_request")
+    assert "compressed" in answer["detail"]
+    assert content_upstream.seen == []
+
+
+@pytest.mark.parametrize("sub", [None, ""], ids=["no sub", "empty sub"])
+async def test_token_without_a_user_id_is_refused_on_a_pinned_route(
+    sub: str | None, content_proxy: str, content_upstream: Upstream, mint: Any, http: aiohttp.ClientSession
+) -> None:
+    claims: dict[str, Any] = {"aud": AUDIENCE, "scopes": ["items:read"]}
+    if sub is not None:
+        claims["sub"] = sub
+    headers = {"Authorization": f"Bearer {mint(claims)}"}
+    got, answer = await call(http, "GET", content_proxy + "/items", headers)
+    assert (got, answer["error"]) == (403, "insufficient_scope")
+    assert answer["detail"] == "the token carries no user id, and this route is scoped to its caller"
+    assert content_upstream.seen == []
+
+
+async def test_head_on_a_response_checked_route_is_refused(
+    content_proxy: str, content_upstream: Upstream, mint: Any, http: aiohttp.ClientSession
+) -> None:
+    async with http.head(
+        content_proxy + "/entity/1?owner=bob", headers=bearer(mint, "items:read")
+    ) as response:
+        assert response.status == 405
+    assert content_upstream.seen == []
+
+
+async def test_declared_body_over_the_bound_is_refused_before_100_continue(
+    content_proxy: str, content_upstream: Upstream, mint: Any
+) -> None:
+    host, port = content_proxy.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    token = bearer(mint, "items:write")["Authorization"]
+    head = (
+        f"POST /items HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    writer.write(head.encode())
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    assert status_line.startswith(b"HTTP/1.1 413")  # never "100 Continue": the client keeps its body
+    assert content_upstream.seen == []
+
+
+async def test_owner_lookup_the_upstream_fails_is_a_502_and_nothing_is_written(
+    content_proxy: str, content_upstream: Upstream, mint: Any, http: aiohttp.ClientSession
+) -> None:
+    got, answer = await call(
+        http, "DELETE", content_proxy + "/things/alice-boom", bearer(mint, "items:write")
+    )
+    assert (got, answer["error"]) == (502, "upstream_unavailable")
+    assert [s.method for s in content_upstream.seen] == ["GET"]
