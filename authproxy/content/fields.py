@@ -90,8 +90,11 @@ def _multipart_fields(data: bytes, raw_type: str) -> list[tuple[str, str, bool]]
         raise malformed("the multipart body is not well formed")
     fields: list[tuple[str, str, bool]] = []
     for part in message.iter_parts():
+        # One disposition per part: with two, another multipart parser may read the other name.
+        if len(part.get_all("content-disposition", [])) != 1 or part.defects:
+            raise malformed("a multipart part must have exactly one Content-Disposition")
         name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str) or part.defects:
+        if not isinstance(name, str):
             raise malformed("a multipart part has no field name")
         is_file = part.get_param("filename", header="content-disposition") is not None
         fields.append((name, "" if is_file else _part_text(part), is_file))

@@ -136,3 +136,14 @@ def test_item_that_is_no_id_is_malformed(value: str) -> None:
 
 def test_no_item_named_needs_no_scope() -> None:
     check_items(plan(), Body(b'{"team_id": null}', "application/json"))
+
+
+def test_multipart_part_with_two_dispositions_is_malformed() -> None:
+    raw = MULTIPART.replace(
+        b'Content-Disposition: form-data; name="message"\r\n',
+        b'Content-Disposition: form-data; name="message"\r\n'
+        b'Content-Disposition: form-data; name="user_id"\r\n',
+    )
+    with pytest.raises(ContentRejected) as refused:
+        pin_body(Body(raw, "multipart/form-data; boundary=XyZ"), FORM_USER, "alice")
+    assert refused.value.status == 400
