@@ -121,6 +121,9 @@ READS = (
     f"/memories/{ALICE.memory_id}",
     f"/memories/{BOB.memory_id}",
     "/memory_topics",
+    "/user_memory_stats",
+    f"/sessions/{ALICE.session_id}/runs",
+    f"/sessions/{BOB.session_id}/run-previews",
     f"/agents/{AGENT}/runs?session_id={ALICE.session_id}",
     f"/agents/{AGENT}/runs?session_id={BOB.session_id}",
     f"/agents/{AGENT}/runs/{ALICE.run_id}?session_id={ALICE.session_id}",
@@ -163,8 +166,7 @@ async def test_alice_sees_only_her_own_sessions_and_memories(
     )
 
 
-WRITES: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    # another user's entities: refused or a no-op, never acted on
+OTHERS = (  # writes aimed at another user's entities: refused or a no-op, never acted on
     ("PATCH", f"/memories/{BOB.memory_id}", {"json": {"memory": "alice was here"}}),
     ("DELETE", f"/memories/{BOB.memory_id}", {}),
     ("DELETE", f"/sessions/{BOB.session_id}", {}),
@@ -176,6 +178,11 @@ WRITES: tuple[tuple[str, str, dict[str, Any]], ...] = (
         f"/agents/{AGENT}/runs",
         {"data": {"message": "hi", "session_id": BOB.session_id, "stream": "false"}},
     ),
+    ("DELETE", "/sessions", {"json": {"session_ids": [BOB.session_id], "session_types": ["agent"]}}),
+    ("DELETE", "/memories", {"json": {"memory_ids": [BOB.memory_id, BOB.spare_memory_id]}}),
+)
+WRITES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    *OTHERS,
     # the caller's own
     ("POST", "/memories", {"json": {"memory": "alice likes green tea", "topics": ["tea"]}}),
     ("PATCH", f"/memories/{ALICE.memory_id}", {"json": {"memory": "alice likes black tea"}}),
@@ -197,9 +204,13 @@ async def test_writes_answer_as_agno_with_isolation(
 async def test_another_users_rows_survive_the_writes(
     pair: Pair, mint: Mint, http: aiohttp.ClientSession
 ) -> None:
-    for method, path, kwargs in WRITES[:7]:
+    for method, path, kwargs in OTHERS:
         await both(http, pair, mint, "alice per-item", method, path, **kwargs)
-    for path in (f"/memories/{BOB.memory_id}", f"/sessions/{BOB.session_id}"):
+    for path in (
+        f"/memories/{BOB.memory_id}",
+        f"/memories/{BOB.spare_memory_id}",
+        f"/sessions/{BOB.session_id}",
+    ):
         agno, ours = await both(http, pair, mint, "admin", "GET", path)
         assert (agno.status, ours.status) == (200, 200)
         assert ours.body["user_id"] == agno.body["user_id"] == "bob"
