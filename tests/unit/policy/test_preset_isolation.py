@@ -34,7 +34,7 @@ NO_RULE_NEEDED = {
     "GET /teams/{}": "as GET /agents",
     "GET /workflows": "as GET /agents",
     "GET /workflows/{}": "as GET /agents",
-    "POST /eval-runs": "the preset's per-target rule stays; the eval run is stored unowned, read by admins only",
+    "POST /eval-runs": "the preset's per-target rule stays; eval runs are read by admins only",
     "GET /knowledge/config": "knowledge configuration, not per-user content",
     "POST /schedules": "left to the admin scope by the preset",
     "PATCH /schedules/{}": "left to the admin scope by the preset",
