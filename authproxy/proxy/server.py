@@ -192,7 +192,8 @@ class ProxyHandler:
                 missing_scopes=short.missing,
             )
             return self._answer(record, render_decision(record.decision))
-        except ContentRejected as refused:
+        except ContentRejected as refused:  # the access line tells the refusal, not the gate's allow
+            record.decision = replace(decision, allowed=False, error=refused.code, reason=refused.reason)
             return self._answer(record, render_error(refused.status, refused.code, refused.reason))
         record.status = record.upstream_status = relayed.upstream_status
         record.outcome = relayed.outcome
