@@ -33,6 +33,11 @@ DenialCode: TypeAlias = Literal[
     "insufficient_scope",
     "rate_limited",  # the gate's rate-limit step (authproxy.limits.check)
     "rate_limit_unavailable",
+    # the content step (authproxy.content): what the request's body or named entity holds
+    "forbidden",
+    "not_found",
+    "payload_too_large",
+    "method_not_allowed",
 ]
 # Every `error` an answer of our own may carry.
 AnswerCode: TypeAlias = DenialCode | Literal["upstream_unavailable", "upstream_timeout", "internal_error"]
@@ -130,3 +135,15 @@ class UpstreamTimeout(UpstreamError):
 
 class RateLimitBackendError(Exception):
     """The shared rate-limit store (Redis) failed or timed out; `rate_limits.redis.on_error` decides."""
+
+
+class ContentRejected(RequestRejected):
+    """A content rule refused the request on what its query, body or looked-up entity holds.
+
+    It carries its own status: an owner lookup answers as the upstream it stands in for would (404 or 403).
+    """
+
+    def __init__(self, status: int, code: DenialCode, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.answer_code = code  # varies by refusal, unlike the class-wide `code` of the other rejections

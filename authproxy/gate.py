@@ -131,7 +131,10 @@ def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, iden
     needed = match.requirement.scopes_for(match.params)
     if not result.allowed:
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
-    return _allow(match, identity, "scopes satisfied", needed, result.listing)
+    decision = _allow(match, identity, "scopes satisfied", needed, result.listing)
+    if rt.content is not None:  # one identity test when no rule of the policy reads content
+        return rt.content.attach(decision, identity, admin)
+    return decision
 
 
 def _allow(

@@ -18,6 +18,7 @@ from authproxy.config import load_with_warnings
 from authproxy.config.headers import HeaderPlan
 from authproxy.config.model import Config, JwksUrl, OidcIssuer
 from authproxy.config.values import check_upstream_url, parse_address
+from authproxy.content.plan import ContentPlans
 from authproxy.errors import ConfigError, Problem
 from authproxy.limits.plan import NO_LIMITS, Limits, build_limits
 from authproxy.policy.table import RouteTable
@@ -36,6 +37,7 @@ class Runtime:
     # The remote key sources inside `keys`, each with the identity a reload uses to keep it running.
     remotes: tuple[tuple[Hashable, RemoteKeys], ...] = ()
     limits: Limits = NO_LIMITS
+    content: ContentPlans | None = None  # the rules that read content; None when no rule does
 
 
 class RuntimeHolder:
@@ -90,6 +92,7 @@ def build_runtime(
         warnings=warnings,
         remotes=remotes,
         limits=build_limits(config.rate_limits, reuse=reuse.limits if reuse is not None else None),
+        content=ContentPlans.build(policy.routes) or None,
     )
 
 

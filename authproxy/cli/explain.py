@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from multidict import CIMultiDict
 
 from authproxy.gate import authorize
+from authproxy.policy.decision import Decision
 from authproxy.proxy.responses import render_decision
 from authproxy.runtime import Runtime, load_runtime
 
@@ -37,6 +38,10 @@ def _request_headers(runtime: Runtime, token: str | None, extra: Sequence[str]) 
     return headers
 
 
+def _forwarded(decision: Decision) -> str:
+    return "forwarded to upstream" + (" after its content checks" if decision.content is not None else "")
+
+
 async def explain(
     config_path: str, method: str, target: str, *, token: str | None, headers: Sequence[str] = ()
 ) -> tuple[dict[str, str], bool]:
@@ -49,7 +54,7 @@ async def explain(
         await runtime.keys.close()
     report: dict[str, str] = {
         "decision": "allow" if decision.allowed else "deny",
-        "status": "forwarded to upstream" if decision.allowed else "",
+        "status": _forwarded(decision) if decision.allowed else "",
         "route": decision.route or ("(none)" if not decision.public else ""),
         "required scopes": " ".join(decision.required_scopes) or "(none)",
         "missing scopes": " ".join(decision.missing_scopes) or "(none)",
@@ -61,6 +66,8 @@ async def explain(
         report["listing filter"] = f"{decision.listing.family} limited to: {ids or '(nothing)'}"
     if decision.rate_limit is not None:
         report["rate limits"] = decision.rate_limit.describe()
+    if decision.content is not None:
+        report["content checks"] = decision.content.describe()
     if not decision.allowed:
         rendered = render_decision(decision, preset=runtime.config.policy.preset)
         report["status"] = str(rendered.status)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from authproxy.config.content import ContentRule
 from authproxy.config.limits_model import RateLimitsConfig
 
 __all__ = [
@@ -134,6 +135,7 @@ class RouteRule:
     scopes: tuple[str, ...]
     file: str
     line: int
+    content: ContentRule | None = None  # the mapping form's body/query/response checks (config/content.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,7 @@ class PolicyConfig:
     # method set and path as a preset rule replaces it (config/build.py does the merge).
     public: tuple[PublicRule, ...] = ()
     routes: tuple[RouteRule, ...] = ()
+    user_isolation: bool = False  # agentos preset: the isolation fragment is merged in
 
 
 @dataclass(frozen=True, slots=True)

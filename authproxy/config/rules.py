@@ -9,8 +9,9 @@ from collections.abc import Mapping as EnvMap
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from authproxy.config.fields import Report, Section, read_choice, read_list, read_section, read_str
+from authproxy.config.fields import Report, Section, read_bool, read_choice, read_list, read_section, read_str
 from authproxy.config.model import PolicyConfig, PublicRule, RouteRule
+from authproxy.config.route_form import read_route_form
 from authproxy.config.source import MapNode, Node, parse
 
 # The route-pattern grammar is policy's; config checks each pattern at load so a bad one is FILE:LINE.
@@ -20,7 +21,9 @@ from authproxy.policy.patterns import parse_pattern
 __all__ = ["PRESETS", "read_policy"]
 
 PRESETS = ("agentos",)
-_POLICY_KEYS = ("preset", "admin_scope", "unmapped", "public", "routes")
+_POLICY_KEYS = ("preset", "admin_scope", "unmapped", "public", "routes", "user_isolation")
+# Merged over the preset when `user_isolation: true`: the rules that pin callers to their own rows.
+_ISOLATION_FRAGMENT = {"agentos": "agentos-isolation"}
 _PRESET_KEYS = ("admin_scope", "public", "routes")
 
 
@@ -53,7 +56,13 @@ def read_policy(
     if (value := section.get("preset")) is not None:
         preset = read_choice(report, "policy.preset", value, PRESETS)
         base = _load_preset(report, value.line, preset, preset_dir, env) if preset is not None else None
-    if base is None or not user.ok or unmapped is None:
+    isolation = _read_isolation(report, section, preset)
+    if isolation and preset is not None and base is not None:
+        fragment = _load_preset(
+            report, section.key_line("user_isolation"), _ISOLATION_FRAGMENT[preset], preset_dir, env
+        )
+        base = _layer(base, fragment) if fragment is not None else None
+    if base is None or not user.ok or unmapped is None or isolation is None:
         return None
     public, routes = _merge(base, user)
     return PolicyConfig(
@@ -62,7 +71,38 @@ def read_policy(
         unmapped=cast(Literal["deny", "authenticated"], unmapped),
         public=public,
         routes=routes,
+        user_isolation=isolation,
     )
+
+
+def _read_isolation(report: Report, section: Section, preset: str | None) -> bool | None:
+    node = section.get("user_isolation")
+    if node is None:
+        return False
+    value = read_bool(report, "policy.user_isolation", node)
+    if value and preset not in _ISOLATION_FRAGMENT:
+        report.error(
+            node.line,
+            "policy.user_isolation: needs 'preset: agentos' (elsewhere, pin fields with a rule's 'pin:')",
+        )
+        return None
+    return value
+
+
+def _layer(base: _Rules, fragment: _Rules) -> _Rules:
+    """The preset with the fragment's rules replacing the preset's rules for the same route."""
+    public, routes = _merge(base, fragment)
+    return _Rules(
+        base.admin_scope,
+        [(_canonical_of(r.key), r) for r in public],
+        [(_canonical_of(r.key), r) for r in routes],
+    )
+
+
+def _canonical_of(key: str) -> str:
+    from authproxy.policy.patterns import parse_pattern  # imported late, as in _canonical
+
+    return parse_pattern(key).canonical
 
 
 def _load_preset(
@@ -125,11 +165,16 @@ def _read_routes(report: Report, path: str, node: Node, rules: _Rules, seen: dic
     for key_node, value in node.items:
         label = f'{path}["{key_node.text}"]'
         canonical = _canonical(report, label, key_node.line, key_node.text, seen)
-        scopes = _scopes(report, label, value)
+        if isinstance(value, MapNode):  # the general form: {scopes, pin, items, response, owner}
+            form = read_route_form(report, label, value, _scopes)
+            scopes, content = form if form is not None else (None, None)
+        else:
+            scopes, content = _scopes(report, label, value), None
         if canonical is None or scopes is None:
             rules.ok = False
             continue
-        rules.routes.append((canonical, RouteRule(key_node.text, scopes, report.file, key_node.line)))
+        rule = RouteRule(key_node.text, scopes, report.file, key_node.line, content)
+        rules.routes.append((canonical, rule))
 
 
 def _canonical(report: Report, label: str, line: int, key: str, seen: dict[str, str]) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from authproxy.content.plan import ContentPlan
 from authproxy.errors import DenialCode
 from authproxy.limits.outcome import RateLimitState
 
@@ -34,3 +35,6 @@ class Decision:
     listing: ListingFilter | None = None
     params: tuple[tuple[str, str], ...] = field(default=())  # path parameters bound by the route
     rate_limit: RateLimitState | None = None  # the limits that apply to an authenticated request
+    # The matched rule's content checks, the caller's ids bound (content/plan.py). Carried out after the
+    # gate, it may refuse only on what the request's query, body or named entity holds.
+    content: ContentPlan | None = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -30,7 +30,7 @@ from authproxy.proxy.upstream import (
     write_body,
 )
 
-__all__ = ["READ_CHUNK", "Forwarder", "Relayed"]
+__all__ = ["READ_CHUNK", "Forwarder", "Relayed", "continue_upload"]
 
 READ_CHUNK = 256 * 1024  # WebSocket and key-fetch reads through aiohttp's client
 _WS_MAX_MESSAGE = 16 * 1024 * 1024
@@ -86,6 +86,12 @@ def _translate(error: BaseException) -> UpstreamError:
     if isinstance(error, aiohttp.ClientConnectorError):
         return UpstreamUnavailable("could not connect to the upstream")
     return UpstreamUnavailable("the upstream closed the connection before answering")
+
+
+async def continue_upload(request: web.BaseRequest) -> None:
+    """Answer `Expect: 100-continue` only now, after authorization: a denied client never uploads its body."""
+    if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 def _abort(request: web.BaseRequest) -> None:

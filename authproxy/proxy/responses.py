@@ -14,7 +14,7 @@ from enum import Enum
 
 from aiohttp import web
 
-from authproxy.errors import AnswerCode, DenialCode, UpstreamError
+from authproxy.errors import AnswerCode, ContentRejected, DenialCode, UpstreamError
 from authproxy.limits.headers import limit_answer
 from authproxy.policy.decision import Decision
 
@@ -25,6 +25,7 @@ __all__ = [
     "Rendered",
     "render_answer",
     "render_decision",
+    "render_refusal",
     "render_upstream_error",
     "respond",
     "stamp_server",
@@ -46,6 +47,10 @@ _STATUS: dict[AnswerCode, int] = {
     "internal_error": 500,
     "rate_limited": 429,
     "rate_limit_unavailable": 503,
+    "forbidden": 403,
+    "not_found": 404,
+    "payload_too_large": 413,
+    "method_not_allowed": 405,
 }
 
 
@@ -91,7 +96,7 @@ _AGNO_INVALID = {
 
 
 def _detail(decision: Decision, error: DenialCode, preset: str | None) -> str:
-    if preset != "agentos" or error in ("bad_request", "rate_limited", "rate_limit_unavailable"):
+    if preset != "agentos" or error not in ("missing_token", "invalid_token", "insufficient_scope"):
         return decision.reason
     if error == "missing_token":
         return "Authorization header missing"  # AgentOS reads the header only
@@ -140,6 +145,11 @@ def render_decision(decision: Decision, *, preset: str | None = None) -> Rendere
 
 def render_upstream_error(error: UpstreamError) -> Rendered:
     return Rendered(_STATUS[error.code], _FIXED, _body({"detail": error.reason, "error": error.code}))
+
+
+def render_refusal(error: ContentRejected) -> Rendered:
+    """A content rule's refusal: the status it carries, our body."""
+    return Rendered(error.status, _FIXED, _body({"detail": error.reason, "error": error.answer_code}))
 
 
 def render_answer(answer: OwnAnswer) -> Rendered:

@@ -11,15 +11,22 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from aiohttp import HttpVersion11, web
+from aiohttp import web
 
-from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authproxy.content.step import run_content
+from authproxy.errors import (
+    ContentRejected,
+    InsufficientScope,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from authproxy.gate import authorize
 from authproxy.logs import access_logger
 from authproxy.policy.decision import Decision, ListingFilter
-from authproxy.proxy.forward import Forwarder
+from authproxy.proxy.forward import Forwarder, continue_upload
 from authproxy.proxy.headers import forwarded_headers
 from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
@@ -28,6 +35,7 @@ from authproxy.proxy.responses import (
     Rendered,
     render_answer,
     render_decision,
+    render_refusal,
     render_upstream_error,
     respond,
 )
@@ -143,6 +151,8 @@ class ProxyHandler:
             websocket=websocket,
         )
         try:
+            if decision.content is not None:
+                return await self._content(request, rt, headers, record, decision)
             if decision.listing is not None:
                 return await self._filtered_listing(request, rt, headers, record, decision.listing)
             if websocket:
@@ -156,10 +166,40 @@ class ProxyHandler:
     async def _forward(
         self, request: web.BaseRequest, rt: Runtime, headers: list[tuple[str, str]], record: AccessRecord
     ) -> web.StreamResponse:
-        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= HttpVersion11:
-            # Sent only now, after authorization: a denied client never uploads its body.
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await continue_upload(request)
         relayed = await self._forwarder.forward(request, rt.config.upstream, headers)
+        record.status = record.upstream_status = relayed.upstream_status
+        record.outcome = relayed.outcome
+        return relayed.response
+
+    async def _content(
+        self,
+        request: web.BaseRequest,
+        rt: Runtime,
+        headers: list[tuple[str, str]],
+        record: AccessRecord,
+        decision: Decision,
+    ) -> web.StreamResponse:
+        assert decision.content is not None
+        try:
+            relayed = await run_content(
+                request, decision.content, self._forwarder, rt.config.upstream, headers
+            )
+        except InsufficientScope as short:  # an item named in the body the caller holds no scope for
+            record.decision = replace(
+                decision,
+                allowed=False,
+                error="insufficient_scope",
+                reason=short.reason,
+                required_scopes=short.required,
+                missing_scopes=short.missing,
+            )
+            return self._answer(record, render_decision(record.decision))
+        except ContentRejected as refused:  # the access line tells the refusal, not the gate's allow
+            record.decision = replace(
+                decision, allowed=False, error=refused.answer_code, reason=refused.reason
+            )
+            return self._answer(record, render_refusal(refused))
         record.status = record.upstream_status = relayed.upstream_status
         record.outcome = relayed.outcome
         return relayed.response

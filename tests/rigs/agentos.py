@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import aiohttp
+
 from tests.rigs.serve import AUTHPROXY
 
 APP_FACTORY = Path(__file__).with_name("agentos_app.py")
@@ -156,3 +158,22 @@ def stop_authproxy(proxy: ProxyProcess) -> None:
     proxy.reader.join(timeout=15)
     if proxy.process.stdout is not None:
         proxy.process.stdout.close()
+
+
+# --- talking to either side -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: Any
+
+
+async def send(
+    http: aiohttp.ClientSession, base: str, method: str, path: str, headers: dict[str, str], **body: Any
+) -> Answer:
+    """`body`: aiohttp's `json=` or `data=`, passed through."""
+    async with http.request(method, base + path, headers=headers, allow_redirects=False, **body) as response:
+        text = await response.text()
+        is_json = response.content_type == "application/json" and text
+        return Answer(response.status, await response.json() if is_json else text)

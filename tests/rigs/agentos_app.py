@@ -1,11 +1,12 @@
 """A real Agno AgentOS for the differential suite, run as a subprocess by conftest.py.
 
-    python agentos_app.py --mode rbac|open --db FILE --fd N --os-id ID
+    python agentos_app.py --mode rbac|rbac-isolated|open --db FILE --fd N --os-id ID
 
 `--fd` is a listening TCP socket the parent bound on 127.0.0.1 with an OS-chosen port and passed down,
 so the parent knows the port before this process starts. `rbac` turns AgentOS's own JWT RBAC on (HS256,
-secret from $AGENTOS_TEST_SECRET, audience = the OS id); `open` has no auth at all (the upstream that
-authproxy guards). No request here calls a model: the dummy OPENAI_API_KEY is never used.
+secret from $AGENTOS_TEST_SECRET, audience = the OS id), `rbac-isolated` adds per-user isolation;
+`open` has no auth at all (the upstream that authproxy guards). No request here calls a model: the dummy
+OPENAI_API_KEY is never used.
 """
 
 from __future__ import annotations
@@ -47,9 +48,12 @@ def build_agentos(mode: str, db_file: str, os_id: str) -> Any:
         id=WORKFLOW_IDS[0], name="research workflow", steps=[Step(name="s", agent=agent("wf-step"))]
     )
     auth: dict[str, Any] = {}
-    if mode == "rbac":
+    if mode in ("rbac", "rbac-isolated"):
         config = AuthorizationConfig(
-            verification_keys=[os.environ[SECRET_ENV]], algorithm="HS256", verify_audience=True
+            verification_keys=[os.environ[SECRET_ENV]],
+            algorithm="HS256",
+            verify_audience=True,
+            user_isolation=mode == "rbac-isolated",
         )
         auth = {"authorization": True, "authorization_config": config}
     return AgentOS(
@@ -65,7 +69,7 @@ def build_agentos(mode: str, db_file: str, os_id: str) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=("rbac", "open"), required=True)
+    parser.add_argument("--mode", choices=("rbac", "rbac-isolated", "open"), required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--os-id", required=True)

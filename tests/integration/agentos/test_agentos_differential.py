@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.rigs.agentos import AgentOSServer, ProxyProcess
+from tests.rigs.agentos import AgentOSServer, Answer, ProxyProcess, send
 from tests.rigs.agentos_app import AGENT_IDS, TEAM_IDS, WORKFLOW_IDS
 from tests.rigs.keys import Mint
 
@@ -83,12 +82,6 @@ def filtered_listing(name: str, path: str) -> bool:
     return bool(per_item) and f"{family}:*:read" not in per_item
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int
-    body: Any
-
-
 def headers_for(name: str, mint: Mint, audience: str) -> dict[str, str]:
     spec = TOKENS[name]
     if spec is None:
@@ -96,15 +89,6 @@ def headers_for(name: str, mint: Mint, audience: str) -> dict[str, str]:
     claims = {"sub": f"user-{name.replace(' ', '-')}", "aud": audience, **spec}
     key = claims.pop("_key", None)
     return {"Authorization": f"Bearer {mint(claims, key=key)}"}
-
-
-async def send(
-    http: aiohttp.ClientSession, base: str, method: str, path: str, headers: dict[str, str]
-) -> Answer:
-    async with http.request(method, base + path, headers=headers, allow_redirects=False) as response:
-        text = await response.text()
-        is_json = response.content_type == "application/json" and text
-        return Answer(response.status, await response.json() if is_json else text)
 
 
 def proxy_expected(name: str, method: str, path: str, agno: Answer) -> int:
@@ -287,7 +271,6 @@ async def test_token_handling_differs_from_agentos_as_documented(
     ("method", "path", "scopes"),
     [
         ("POST", "/schedules", ["schedules:write"]),  # AgentOS checks the scheduled target from the body
-        ("POST", "/eval-runs", ["evals:write", "agents:run"]),  # AgentOS checks the eval's target
         ("GET", "/filesystem/files", ["filesystem:read", "agents:agno-agent:read"]),  # AgentOS narrows
     ],
 )

@@ -26,7 +26,6 @@ PRESET = Path(authproxy.__file__).parent / "policy" / "presets" / "agentos.yaml"
 # Agno key -> the extra scopes the preset requires there, because Agno's real check reads the body or the
 # database, which authproxy cannot see.
 STRICTER: dict[str, set[str]] = {
-    "POST /eval-runs": {"agents:run", "teams:run"},  # Agno: `run` on the eval's target agent or team
     "GET /filesystem/{}": {"agents:read"},  # Agno: results narrowed to the agents the caller may read
 }
 # Agno key -> why the preset leaves it out (admin scope only): Agno re-checks the scheduled endpoint.
@@ -106,8 +105,11 @@ def preset() -> dict[str, Any]:
 def preset_routes(preset: dict[str, Any]) -> dict[str, set[str]]:
     """`METHOD /canonical` -> required scopes (family form)."""
     routes: dict[str, set[str]] = {}
-    for key, scopes in preset["routes"].items():
+    for key, rule in preset["routes"].items():
         method, path = key.split(" ", 1)
+        scopes = (
+            rule["scopes"] if isinstance(rule, dict) else rule
+        )  # the mapping form keeps them under `scopes`
         routes[f"{method} {canonical(path)}"] = {family_scope(s) for s in scopes}
     return routes
 

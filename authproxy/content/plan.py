@@ -1,0 +1,131 @@
+"""Content plans: what the gate attaches to an allow when the matched rule reads the body, the query or the
+response, with the caller's ids already bound.
+
+The gate decides; the content step (content/step.py) only carries the plan out, and refuses only when
+the request's own content breaks it: a pinned field naming someone else, an item the caller holds no
+scope for, a body that is malformed or over the bound, an entity the owner lookup does not find under
+the caller, a response field that is not the caller's. `describe()` is what `explain` prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from authproxy.config.content import ContentRule
+from authproxy.config.model import RouteRule
+from authproxy.config.route_form import template_names
+from authproxy.errors import ConfigError, InsufficientScope, Problem
+from authproxy.policy.patterns import parse_pattern
+
+if TYPE_CHECKING:
+    from authproxy.auth.claims import Identity
+    from authproxy.policy.decision import Decision
+
+__all__ = ["ContentPlan", "ContentPlans"]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPlan:
+    rule: ContentRule
+    caller: tuple[tuple[str, str | None], ...]  # ("user_id", id), ("session_id", id)
+    params: tuple[tuple[str, str], ...]  # path parameters bound by the route
+    granted: frozenset[str]  # the caller's scopes, for item scopes named in the body
+
+    @property
+    def reads_body(self) -> bool:
+        owner = self.rule.owner
+        form_lookup = owner is not None and any(n.startswith("form.") for n in template_names(owner.target))
+        return form_lookup or bool(self.rule.items) or any(p.field.where != "query" for p in self.rule.pins)
+
+    def claim(self, name: str) -> str | None:
+        for key, value in self.caller:
+            if key == name:
+                return value
+        return None
+
+    def describe(self) -> str:
+        parts = [f"pin {p.field} = {self.claim(p.claim)}" for p in self.rule.pins]
+        parts += [f"item {i.field} needs {' '.join(i.scopes)}" for i in self.rule.items]
+        if self.rule.owner is not None:
+            parts.append(f"owner lookup GET {self.rule.owner.target} before forwarding")
+        parts += [f"response {r.field} must be {self.claim(r.claim)}" for r in self.rule.response]
+        read = [w for w, on in (("body", self.reads_body), ("response", bool(self.rule.response))) if on]
+        bound = [f"{' and '.join(read)} read up to {self.rule.max_body} bytes"] if read else []
+        return "; ".join(parts + bound)
+
+
+class ContentPlans:
+    """Route key (as written) -> content rule, for the rules that have one; built with the runtime."""
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, rules: Mapping[str, ContentRule]) -> None:
+        self._rules = dict(rules)
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    @classmethod
+    def build(cls, routes: Sequence[RouteRule]) -> ContentPlans:
+        """Check every template against its route; raise ConfigError listing what is wrong."""
+        problems: list[Problem] = []
+        rules: dict[str, ContentRule] = {}
+        for route in routes:
+            if route.content is None:
+                continue
+            problem = _check_templates(route, route.content)
+            if problem is not None:
+                problems.append(Problem(route.file, route.line, f"route {route.key!r}: {problem}"))
+                continue
+            rules[route.key] = route.content
+        if problems:
+            raise ConfigError(problems)
+        return cls(rules)
+
+    def attach(self, decision: Decision, identity: Identity, admin_scope: str | None) -> Decision:
+        """The allow with the route's content plan bound to the caller; admins are not pinned.
+
+        Raises InsufficientScope when the rule pins to a user id the token does not carry (Agno: 403).
+        """
+        rule = self._rules.get(decision.route or "")
+        if rule is None or (admin_scope is not None and admin_scope in identity.scopes):
+            return decision
+        if not identity.user_id and _uses_user_id(rule):  # an empty id names nobody (Agno: 403 too)
+            raise InsufficientScope(
+                "the token carries no user id, and this route is scoped to its caller", (), ()
+            )
+        caller = (("user_id", identity.user_id), ("session_id", identity.session_id))
+        return replace(decision, content=ContentPlan(rule, caller, decision.params, identity.scopes))
+
+
+def _uses_user_id(rule: ContentRule) -> bool:
+    claims = [p.claim for p in rule.pins] + [r.claim for r in rule.response]
+    owner = rule.owner
+    return "user_id" in claims or (
+        owner is not None and "caller.user_id" in _owner_names(owner.target, owner.expect)
+    )
+
+
+def _owner_names(target: str, expect: tuple[tuple[object, str], ...]) -> list[str]:
+    return template_names(target) + [n for _, value in expect for n in template_names(value)]
+
+
+def _check_templates(route: RouteRule, rule: ContentRule) -> str | None:
+    if rule.owner is None:
+        return None
+    params = {n for n in parse_pattern(route.key).param_names if n is not None}
+    for name in _owner_names(rule.owner.target, rule.owner.expect):
+        kind, dot, rest = name.partition(".")
+        if dot and kind in ("query", "form") and rest:
+            continue
+        if dot and kind == "caller" and rest in ("user_id", "session_id"):
+            continue
+        if not dot and name in params:
+            continue
+        return (
+            f"owner: '{{{name}}}' is not a path parameter of the route, "
+            "{query.NAME}, {form.NAME}, {caller.user_id} or {caller.session_id}"
+        )
+    return None

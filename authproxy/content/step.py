@@ -1,0 +1,176 @@
+"""The content step: carries out a Decision's content plan for one allowed request.
+
+Order: the query pins, then the body (read whole up to the rule's bound, only when a pin or an item
+names a body field), the owner lookup, and only then the upstream. A refusal (ContentRejected,
+InsufficientScope) is raised before a byte is sent upstream. With a response check the answer is read
+whole, bounded (over the bound: 502), and a 2xx whose field is not the caller's becomes 404.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from aiohttp import web
+
+from authproxy.config.content import ContentRule, FieldRef, OwnerLookup
+from authproxy.config.model import UpstreamConfig
+from authproxy.config.route_form import template_names
+from authproxy.content.fields import Body, field_values, malformed, pin_body, pin_query
+from authproxy.content.items import check_items
+from authproxy.content.plan import ContentPlan
+from authproxy.errors import ContentRejected, UpstreamUnavailable
+from authproxy.proxy.forward import Forwarder, Headers, Relayed, continue_upload
+from authproxy.proxy.listings import listing_request_headers
+
+__all__ = ["read_bounded", "run_content"]
+
+_BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
+_NOT_FOUND = ContentRejected(404, "not_found", "not found")
+
+
+async def read_bounded(request: web.BaseRequest, limit: int) -> bytes:
+    """The whole request body, or 413 before more than `limit` bytes are held."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise ContentRejected(413, "payload_too_large", f"the request body is over {limit} bytes")
+    await continue_upload(request)
+    data = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(data)):
+        data += chunk
+        if len(data) > limit:
+            raise ContentRejected(413, "payload_too_large", f"the request body is over {limit} bytes")
+    return bytes(data)
+
+
+async def run_content(
+    request: web.BaseRequest,
+    plan: ContentPlan,
+    forwarder: Forwarder,
+    upstream: UpstreamConfig,
+    headers: Headers,
+) -> Relayed:
+    """The relayed answer; raises ContentRejected / InsufficientScope / UpstreamError."""
+    rule = plan.rule
+    if rule.response and request.method == "HEAD":
+        # A HEAD answer has no body to check, and its status alone would tell whose the entity is.
+        raise ContentRejected(
+            405, "method_not_allowed", "HEAD cannot be answered on a response-checked route"
+        )
+    target = request.raw_path
+    for pin in rule.pins:
+        if pin.field.where == "query":
+            target = pin_query(target, pin.field, _caller(plan, pin.claim))
+    data: bytes | None = None
+    body: Body | None = None
+    if plan.reads_body:
+        body = await _checked_body(request, plan)
+        data = body.data
+        headers = [(n, v) for n, v in headers if n.lower() not in _BODY_HEADERS]
+        headers.append(("Content-Length", str(len(data))))
+    if rule.owner is not None:
+        await _owner_lookup(rule.owner, plan, request, body, (forwarder, upstream, headers))
+    if data is None:
+        await continue_upload(request)
+    if not rule.response:
+        return await forwarder.forward(request, upstream, headers, target, data)
+    sent = data if data is not None else (request.content if request.body_exists else None)
+    status, answer_headers, answer = await forwarder.exchange(
+        request.method, target, upstream, listing_request_headers(headers), sent, rule.max_body
+    )
+    if 200 <= status < 300:
+        _check_response(rule, plan, answer)
+    answer_headers.popall("Content-Length", None)
+    answer_headers.popall("Transfer-Encoding", None)
+    return Relayed(web.Response(status=status, headers=answer_headers, body=answer), status, "complete")
+
+
+def _caller(plan: ContentPlan, claim: str) -> str:
+    value = plan.claim(claim)
+    if value is None:  # the gate refuses such tokens already; kept so no path pins to nothing
+        raise ContentRejected(403, "forbidden", f"the token carries no {claim} to pin to")
+    return value
+
+
+async def _checked_body(request: web.BaseRequest, plan: ContentPlan) -> Body:
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise malformed("a compressed request body cannot be checked on this route")
+    body = Body(await read_bounded(request, plan.rule.max_body), request.headers.get("Content-Type", ""))
+    check_items(plan, body)
+    for pin in plan.rule.pins:
+        if pin.field.where != "query":
+            pin_body(body, pin.field, _caller(plan, pin.claim))
+    return body
+
+
+async def _owner_lookup(
+    owner: OwnerLookup,
+    plan: ContentPlan,
+    request: web.BaseRequest,
+    body: Body | None,
+    via: tuple[Forwarder, UpstreamConfig, Headers],
+) -> None:
+    forwarder, upstream, headers = via
+    fields = {"query": parse_qsl(request.raw_path.partition("?")[2], keep_blank_values=True)}
+    if body is not None and any(n.startswith("form.") for n in template_names(owner.target)):
+        fields["form"] = body.form()
+    target = _fill(owner.target, plan, fields, encode=True)
+    expected = [(ref, _fill(value, plan, fields, encode=False)) for ref, value in owner.expect]
+    lookup_headers = listing_request_headers([(n, v) for n, v in headers if n.lower() not in _BODY_HEADERS])
+    status, _, answer = await forwarder.exchange(
+        "GET", target, upstream, lookup_headers, None, plan.rule.max_body
+    )
+    if status >= 500:
+        raise UpstreamUnavailable(f"the owner lookup answered {status}")
+    if status != 200:
+        raise ContentRejected(owner.status, "not_found", "not found")
+    document = _json_response(answer)
+    for ref, value in expected:
+        if _first(document, ref) != value:
+            raise ContentRejected(owner.status, "not_found", "not found")
+
+
+def _fill(template: str, plan: ContentPlan, fields: dict[str, list[tuple[str, str]]], *, encode: bool) -> str:
+    params = dict(plan.params)
+    out = template
+    for name in template_names(template):
+        kind, _, rest = name.partition(".")
+        if kind in ("query", "form"):
+            found = [v for n, v in fields.get(kind, ()) if n == rest]
+            if len(found) != 1 or not found[0]:
+                raise malformed(f"{kind} field '{rest}' is required (once) on this route")
+            value = found[0]
+        elif kind == "caller":
+            value = _caller(plan, rest)
+        else:
+            value = params[name]
+        out = out.replace("{" + name + "}", quote(value, safe="") if encode else value, 1)
+    return out
+
+
+def _json_response(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as bad:
+        raise UpstreamUnavailable("the upstream answer is not JSON and cannot be checked") from bad
+
+
+def _first(document: Any, ref: FieldRef) -> Any:
+    values = field_values(_Parsed(document), ref)
+    return values[0] if values else None
+
+
+class _Parsed(Body):
+    """A Body over an already parsed JSON document (responses are parsed by the step itself)."""
+
+    def __init__(self, document: Any) -> None:
+        super().__init__(b"", "application/json")
+        self._json = document
+
+
+def _check_response(rule: ContentRule, plan: ContentPlan, body: bytes) -> None:
+    document = _json_response(body)
+    for check in rule.response:
+        if _first(document, check.field) != plan.claim(check.claim):
+            raise _NOT_FOUND

@@ -1,0 +1,149 @@
+"""The content engine's pure parts: pinning query, form and JSON fields, and item scopes named in a body."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from authproxy.config.content import ContentRule, FieldRef, ItemScopes, parse_field
+from authproxy.content.fields import Body, field_values, pin_body, pin_query
+from authproxy.content.items import check_items, item_satisfied_by
+from authproxy.content.plan import ContentPlan
+from authproxy.errors import ContentRejected, InsufficientScope
+
+USER = FieldRef("query", "user_id")
+JSON_USER = parse_field("json:/user_id")
+FORM_USER = FieldRef("form", "user_id")
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/s", "/s?user_id=alice"),
+        ("/s?", "/s?user_id=alice"),
+        ("/s?limit=5", "/s?limit=5&user_id=alice"),
+        ("/s?user_id=alice&limit=5", "/s?user_id=alice&limit=5"),
+        ("/s?user_id=al%69ce", "/s?user_id=al%69ce"),  # the same id, percent-encoded: left as sent
+    ],
+)
+def test_query_pin(target: str, expected: str) -> None:
+    assert pin_query(target, USER, "alice") == expected
+
+
+def test_query_pin_encodes_the_id() -> None:
+    assert pin_query("/s", USER, "a&b=c d") == "/s?user_id=a%26b%3Dc%20d"
+
+
+@pytest.mark.parametrize(
+    ("target", "status"), [("/s?user_id=bob", 403), ("/s?user_id=", 403), ("/s?user_id=a&user_id=a", 400)]
+)
+def test_query_pin_refusals(target: str, status: int) -> None:
+    with pytest.raises(ContentRejected) as refused:
+        pin_query(target, USER, "a")
+    assert refused.value.status == status
+
+
+def test_json_pin_sets_nested_field_and_keeps_the_rest() -> None:
+    body = Body(b'{"meta": {"x": 1}, "n": [1, 2]}', "application/json; charset=utf-8")
+    out = pin_body(body, parse_field("json:/meta/owner"), "alice")
+    assert json.loads(out) == {"meta": {"x": 1, "owner": "alice"}, "n": [1, 2]}
+
+
+def test_json_null_counts_as_absent() -> None:
+    assert json.loads(pin_body(Body(b'{"user_id": null}', "application/json"), JSON_USER, "a")) == {
+        "user_id": "a"
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b'{"user_id": 7}', 403),
+        (b'{"user_id": "b"}', 403),
+        (b'{"a": 1, "a": 2}', 400),
+        (b"\xff", 400),
+        (b"", 400),
+    ],
+)
+def test_json_pin_refusals(raw: bytes, status: int) -> None:
+    with pytest.raises(ContentRejected) as refused:
+        pin_body(Body(raw, "application/json"), JSON_USER, "a")
+    assert refused.value.status == status
+
+
+def test_urlencoded_pin_appends_and_refuses_duplicates() -> None:
+    assert pin_body(Body(b"", "application/x-www-form-urlencoded"), FORM_USER, "a b") == b"user_id=a%20b"
+    with pytest.raises(ContentRejected) as refused:
+        pin_body(Body(b"user_id=a&user_id=a", "application/x-www-form-urlencoded"), FORM_USER, "a")
+    assert refused.value.status == 400
+
+
+MULTIPART = (
+    b"--XyZ\r\n"
+    b'Content-Disposition: form-data; name="message"\r\n\r\n'
+    b"hi\r\n"
+    b"--XyZ\r\n"
+    b'Content-Disposition: form-data; name="files"; filename="f.bin"\r\n'
+    b"Content-Type: application/octet-stream\r\n\r\n"
+    b"\x00user_id\r\n"
+    b"--XyZ--\r\n"
+)
+
+
+def test_multipart_pin_adds_a_part_the_parser_reads_back() -> None:
+    body = Body(MULTIPART, "multipart/form-data; boundary=XyZ")
+    out = pin_body(body, FORM_USER, "alice")
+    reread = Body(out, "multipart/form-data; boundary=XyZ")
+    assert field_values(reread, FORM_USER) == ["alice"]
+    assert field_values(reread, FieldRef("form", "message")) == ["hi"]
+    assert out.endswith(b"--XyZ--\r\n")
+
+
+def test_multipart_with_the_callers_id_is_left_byte_for_byte() -> None:
+    raw = MULTIPART.replace(
+        b"--XyZ--", b'--XyZ\r\nContent-Disposition: form-data; name="user_id"\r\n\r\nalice\r\n--XyZ--'
+    )
+    assert pin_body(Body(raw, "multipart/form-data; boundary=XyZ"), FORM_USER, "alice") == raw
+
+
+def plan(*granted: str) -> ContentPlan:
+    rule = ContentRule(items=(ItemScopes(parse_field("json:/agent_id"), ("agents:{value}:run",)),))
+    return ContentPlan(rule, (("user_id", "u"), ("session_id", None)), (), frozenset(granted))
+
+
+def test_item_scope_forms() -> None:
+    assert item_satisfied_by("agents:{value}:run", "a1") == ("agents:a1:run", "agents:*:run", "agents:run")
+
+
+@pytest.mark.parametrize("granted", ["agents:a1:run", "agents:*:run", "agents:run"])
+def test_item_named_in_the_body_is_met(granted: str) -> None:
+    check_items(plan(granted), Body(b'{"agent_id": "a1"}', "application/json"))
+
+
+def test_item_named_in_the_body_without_its_scope() -> None:
+    with pytest.raises(InsufficientScope) as short:
+        check_items(plan("agents:a2:run", "agents:a1:read"), Body(b'{"agent_id": "a1"}', "application/json"))
+    assert short.value.missing == ("agents:a1:run",)
+
+
+@pytest.mark.parametrize("value", ['"a:b"', '""', "3", '"a b"'])
+def test_item_that_is_no_id_is_malformed(value: str) -> None:
+    with pytest.raises(ContentRejected) as refused:
+        check_items(plan("agents:*:run"), Body(b'{"agent_id": %s}' % value.encode(), "application/json"))
+    assert refused.value.status == 400
+
+
+def test_no_item_named_needs_no_scope() -> None:
+    check_items(plan(), Body(b'{"team_id": null}', "application/json"))
+
+
+def test_multipart_part_with_two_dispositions_is_malformed() -> None:
+    raw = MULTIPART.replace(
+        b'Content-Disposition: form-data; name="message"\r\n',
+        b'Content-Disposition: form-data; name="message"\r\n'
+        b'Content-Disposition: form-data; name="user_id"\r\n',
+    )
+    with pytest.raises(ContentRejected) as refused:
+        pin_body(Body(raw, "multipart/form-data; boundary=XyZ"), FORM_USER, "alice")
+    assert refused.value.status == 400
