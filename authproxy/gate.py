@@ -15,6 +15,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from authproxy.auth.claims import Identity, identity_from_claims
 from authproxy.auth.extract import extract_token
 from authproxy.errors import BadTarget, InsufficientScope, KeyNotFound, MissingToken, RequestRejected
+from authproxy.policy.agentos_content import content_checks
 from authproxy.policy.decision import Decision, ListingFilter
 from authproxy.policy.scopes import evaluate
 from authproxy.policy.target import parse_target
@@ -123,7 +124,11 @@ def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, iden
     needed = match.requirement.scopes_for(match.params)
     if not result.allowed:
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
-    return _allow(match, identity, "scopes satisfied", needed, result.listing)
+    decision = _allow(match, identity, "scopes satisfied", needed, result.listing)
+    roster, messages = content_checks(policy.preset, method, match.route, identity.scopes, admin)
+    if roster is None and messages is None:
+        return decision
+    return replace(decision, roster=roster, messages=messages)
 
 
 def _allow(

@@ -58,6 +58,10 @@ async def explain(
     if decision.listing is not None:
         ids = " ".join(sorted(decision.listing.ids))
         report["listing filter"] = f"{decision.listing.family} limited to: {ids or '(nothing)'}"
+    if decision.roster is not None:
+        report["config filter"] = decision.roster.describe()
+    if decision.messages is not None:
+        report["message check"] = decision.messages.describe()
     if not decision.allowed:
         rendered = render_decision(decision)
         report["status"] = str(rendered.status)

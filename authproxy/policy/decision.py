@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from authproxy.policy.roster import RosterFilter
+from authproxy.policy.ws_messages import MessageGrant
+
 __all__ = ["Decision", "ListingFilter"]
 
 
@@ -30,4 +33,6 @@ class Decision:
     scopes: tuple[str, ...] = ()  # the caller's scopes, sorted, for identity headers and logs
     jti: str | None = None
     listing: ListingFilter | None = None
+    roster: RosterFilter | None = None  # GET /config under the agentos preset: summaries cut to read scopes
+    messages: MessageGrant | None = None  # the workflow WebSocket under the agentos preset: per-message check
     params: tuple[tuple[str, str], ...] = field(default=())  # path parameters bound by the route
