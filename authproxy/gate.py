@@ -125,7 +125,9 @@ def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, iden
     if not result.allowed:
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
     decision = _allow(match, identity, "scopes satisfied", needed, result.listing)
-    roster, messages = content_checks(policy.preset, method, match.route, identity.scopes, admin)
+    roster, messages = content_checks(
+        policy.preset, method, match.route, identity.scopes, admin, identity.user_id
+    )
     if roster is None and messages is None:
         return decision
     return replace(decision, roster=roster, messages=messages)

@@ -21,7 +21,12 @@ _NOTHING: tuple[RosterFilter | None, MessageGrant | None] = (None, None)
 
 
 def content_checks(
-    preset: str | None, method: str, route: str | None, granted: Iterable[str], admin_scope: str | None
+    preset: str | None,
+    method: str,
+    route: str | None,
+    granted: Iterable[str],
+    admin_scope: str | None,
+    user_id: str | None = None,
 ) -> tuple[RosterFilter | None, MessageGrant | None]:
     """(roster filter, message grant) for an allowed request on `route` (the rule's key as written).
 
@@ -32,5 +37,5 @@ def content_checks(
     if route == CONFIG_ROUTE:
         return roster_filter(granted, admin_scope), None
     if route == WORKFLOW_SOCKET_ROUTE:
-        return None, workflow_grant(granted, admin_scope)
+        return None, workflow_grant(granted, admin_scope, user_id)
     return _NOTHING

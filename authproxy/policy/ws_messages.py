@@ -5,7 +5,8 @@ need `workflows:run` on the workflow their `workflow_id` names (the same check a
 `POST /workflows/{id}/runs`). Behind authproxy the upgrade is authenticated by the gate, which grants the
 caller's runnable workflows (`MessageGrant`); each client text frame is then judged here. A refused message
 is answered with the very frame Agno sends and never reaches the upstream. A frame Agno cannot read (not a
-JSON object) makes Agno drop the connection; so does the proxy, and the frame is not forwarded.
+JSON object) makes Agno drop the connection; so does the proxy, and the frame is not forwarded. As Agno
+does, these three messages carry the caller's own `user_id`, so a run is never attributed to someone else.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DROP", "FORWARD", "MessageGrant", "Verdict", "judge_message", "workflow_grant"]
+__all__ = ["DROP", "MessageGrant", "Verdict", "judge_message", "workflow_grant"]
 
 _FAMILY, _ACTION = "workflows", "run"
 # action -> Agno's error text when the caller may not run the named workflow (agno/os/router.py)
@@ -28,19 +29,21 @@ _REFUSALS = {
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    forward: bool
-    reply: str | None = None  # the error frame answered instead; with forward False and no reply: drop
+    send: str | None  # the frame passed to the upstream: the client's, or with its user_id pinned
+    reply: str | None = None  # the error frame answered to the client instead
 
 
-FORWARD = Verdict(True)
-DROP = Verdict(False)  # a frame Agno cannot read: the connection ends, as Agno ends it
+DROP = Verdict(None)  # a frame Agno cannot read: the connection ends, as Agno ends it
 
 
 @dataclass(frozen=True, slots=True)
 class MessageGrant:
-    """The workflows whose runs the caller's messages may start, resume or follow; None: every one."""
+    """What the caller's workflow messages may do: which workflows they may run (None: every one), and
+    the identity Agno writes into them (the token's subject; an admin's own choice is kept)."""
 
     workflows: frozenset[str] | None
+    user_id: str | None = None
+    admin: bool = False
 
     def describe(self) -> str:
         if self.workflows is None:
@@ -48,19 +51,20 @@ class MessageGrant:
         return f"{_FAMILY}:{_ACTION} limited to: {' '.join(sorted(self.workflows)) or '(nothing)'}"
 
 
-def workflow_grant(granted: Iterable[str], admin_scope: str | None) -> MessageGrant:
+def workflow_grant(
+    granted: Iterable[str], admin_scope: str | None, user_id: str | None = None
+) -> MessageGrant:
     """Admin, `workflows:run` or `workflows:*:run`: every workflow; else the ids of `workflows:<id>:run`."""
     scopes = frozenset(granted)
-    if (admin_scope is not None and admin_scope in scopes) or not scopes.isdisjoint(
-        {f"{_FAMILY}:{_ACTION}", f"{_FAMILY}:*:{_ACTION}"}
-    ):
-        return MessageGrant(None)
+    admin = admin_scope is not None and admin_scope in scopes
+    if admin or not scopes.isdisjoint({f"{_FAMILY}:{_ACTION}", f"{_FAMILY}:*:{_ACTION}"}):
+        return MessageGrant(None, user_id, admin)
     ids = frozenset(
         parts[1]
         for parts in (scope.split(":") for scope in scopes)
         if len(parts) == 3 and parts[0] == _FAMILY and parts[2] == _ACTION and parts[1] not in ("", "*")
     )
-    return MessageGrant(ids)
+    return MessageGrant(ids, user_id, admin)
 
 
 def judge_message(text: str, grant: MessageGrant) -> Verdict:
@@ -73,11 +77,22 @@ def judge_message(text: str, grant: MessageGrant) -> Verdict:
         return DROP  # Agno calls message.get() and the handler dies
     action = message.get("action")
     refusal = _REFUSALS.get(action) if isinstance(action, str) else None  # any JSON value may be there
-    if refusal is None or grant.workflows is None:
-        return FORWARD
+    if refusal is None:
+        return Verdict(text)
     workflow_id = message.get("workflow_id")
     # Agno compares the id as given: a missing, empty or non-string id passes family-wide grants only.
-    if isinstance(workflow_id, str) and workflow_id in grant.workflows:
-        return FORWARD
-    # Agno's frame, byte for byte (json.dumps with its default separators)
-    return Verdict(False, json.dumps({"event": "error", "error": refusal}))
+    if grant.workflows is not None and not (isinstance(workflow_id, str) and workflow_id in grant.workflows):
+        # Agno's frame, byte for byte (json.dumps with its default separators)
+        return Verdict(None, json.dumps({"event": "error", "error": refusal}))
+    return Verdict(_with_identity(text, message, grant))
+
+
+def _with_identity(text: str, message: dict[str, Any], grant: MessageGrant) -> str:
+    """Agno's rule: an admin's message keeps its user_id (the subject if it has none); anyone else's
+    user_id is the subject. The client's bytes pass as sent when nothing changes."""
+    if grant.user_id is None or message.get("user_id") == grant.user_id:
+        return text
+    if grant.admin and "user_id" in message:
+        return text
+    message["user_id"] = grant.user_id
+    return json.dumps(message)

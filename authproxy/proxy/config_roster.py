@@ -14,6 +14,7 @@ from typing import Any
 
 from authproxy.errors import UpstreamUnavailable
 from authproxy.policy.roster import RosterFilter
+from authproxy.proxy.listings import permitted_items, read_json
 
 __all__ = ["MAX_CONFIG_BYTES", "filter_config"]
 
@@ -22,32 +23,17 @@ MAX_CONFIG_BYTES = 8 * 1024 * 1024
 
 def filter_config(body: bytes, roster: RosterFilter) -> bytes:
     """The /config document cut to `roster`; raises UpstreamUnavailable if it cannot be cut with certainty."""
-    try:
-        document: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as bad:
-        raise UpstreamUnavailable("the /config response is not JSON and cannot be filtered") from bad
+    document = read_json(body, "the /config response")
     if not isinstance(document, dict):
         raise UpstreamUnavailable("the /config response is not a JSON object and cannot be filtered")
     for family, ids in roster.limited:
         if family in document:
-            document[family] = _kept(document[family], ids, family)
+            document[family] = permitted_items(document[family], ids, f"/config {family}")
     agents = roster.ids("agents")
     if agents is not None and document.get("filesystem") is not None:
         document["filesystem"] = _filesystem(document["filesystem"], agents)
     # The upstream's own encoding (Starlette's JSONResponse): compact, UTF-8.
-    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-
-
-def _kept(items: Any, ids: frozenset[str], what: str) -> list[Any]:
-    if not isinstance(items, list):
-        raise UpstreamUnavailable(f"/config {what} is not a list and cannot be filtered")
-    kept = []
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise UpstreamUnavailable(f"an item of /config {what} has no id and cannot be filtered")
-        if item["id"] in ids:
-            kept.append(item)
-    return kept
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _filesystem(section: Any, agents: frozenset[str]) -> dict[str, Any]:
@@ -58,7 +44,7 @@ def _filesystem(section: Any, agents: frozenset[str]) -> dict[str, Any]:
     for namespace in namespaces:
         if not isinstance(namespace, dict):
             raise UpstreamUnavailable("a /config filesystem namespace is not an object")
-        linked = _kept(namespace.get("agents"), agents, "filesystem agents")
+        linked = permitted_items(namespace.get("agents"), agents, "/config filesystem agents")
         if linked:  # Agno describes a namespace only through the agents the caller sees
             kept.append({**namespace, "agents": linked})
     return {**section, "namespaces": kept}

@@ -124,7 +124,7 @@ class Forwarder:
     async def fetch_bounded(
         self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, limit: int
     ) -> tuple[int, CIMultiDict[str], bytes]:
-        """A bodiless request whose whole answer (at most `limit` bytes) is read: for filtered listings."""
+        """A bodiless request whose whole answer (at most `limit` bytes) is read: for filtered answers."""
         session, upstream = self._prepare(config)
         try:
             async with session.request(
@@ -138,7 +138,7 @@ class Forwarder:
                 async for chunk in answer.content.iter_chunked(READ_CHUNK):
                     body += chunk
                     if len(body) > limit:
-                        raise UpstreamUnavailable("the listing response is too large to filter")
+                        raise UpstreamUnavailable("the response is too large to filter")
                 return answer.status, response_headers(answer.headers), bytes(body)
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _translate(error) from error

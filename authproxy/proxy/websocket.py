@@ -97,8 +97,8 @@ class _Relay:
         """Forward an allowed client text frame, answer a refused one; False once the link is dropped."""
         assert self.grant is not None
         verdict = judge_message(text, self.grant)
-        if verdict.forward:
-            await self.remote.send_str(text)
+        if verdict.send is not None:
+            await self.remote.send_str(verdict.send)
         elif verdict.reply is not None:
             await self.client.send_str(verdict.reply)  # the upstream never sees a refused message
         else:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from authproxy.policy.ws_messages import DROP, FORWARD, MessageGrant, judge_message, workflow_grant
+from authproxy.policy.ws_messages import DROP, MessageGrant, Verdict, judge_message, workflow_grant
 
 ADMIN = "agent_os:admin"
 RUN = "Insufficient permissions to run this workflow"
@@ -46,10 +46,9 @@ def refusal(text: str) -> str:
 def test_per_item_grant_judges_each_message(message: str, reply: str | None) -> None:
     verdict = judge_message(message, ONLY_W1)
     if reply is None:
-        assert verdict == FORWARD
+        assert verdict == Verdict(message)  # passed as sent
     else:
-        assert not verdict.forward
-        assert verdict.reply == refusal(reply)
+        assert verdict == Verdict(None, refusal(reply))
 
 
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", '"start-workflow"', "7", "null", ""])
@@ -61,8 +60,8 @@ def test_a_frame_agno_cannot_read_drops_the_connection(text: str) -> None:
 def test_a_whole_family_grant_forwards_every_readable_message() -> None:
     everything = MessageGrant(None)
     for action in ("start-workflow", "reconnect", "continue-workflow"):
-        assert judge_message(frame(action=action), everything) == FORWARD
-        assert judge_message(frame(action=action, workflow_id="any"), everything) == FORWARD
+        for message in (frame(action=action), frame(action=action, workflow_id="any")):
+            assert judge_message(message, everything) == Verdict(message)
 
 
 WORKFLOWS = ["w1", "w2", "", "a:b"]
@@ -89,7 +88,7 @@ def test_grant_allows_the_workflows_agno_allows(granted: list[str]) -> None:
             granted, ["workflows:run"], resource_type="workflows", resource_id=workflow_id, admin_scope=ADMIN
         )
         message = frame(action="start-workflow", workflow_id=workflow_id)
-        assert judge_message(message, grant).forward == agno, (workflow_id, grant)
+        assert (judge_message(message, grant).send is not None) == agno, (workflow_id, grant)
 
 
 @pytest.mark.agentos
@@ -98,6 +97,39 @@ def test_a_scope_with_an_empty_id_grants_nothing_where_agno_reads_it_family_wide
 
     assert has_required_scopes(["workflows::run"], ["workflows:run"], "workflows", "w1", ADMIN)
     assert workflow_grant(["workflows::run"], ADMIN) == MessageGrant(frozenset())  # stricter, as on REST
+
+
+@pytest.mark.parametrize(
+    ("admin", "sent", "forwarded"),
+    [
+        (False, {"user_id": "mallory"}, "alice"),  # a caller cannot attribute a run to someone else
+        (False, {}, "alice"),
+        (False, {"user_id": None}, "alice"),
+        (True, {"user_id": "bob"}, "bob"),  # an admin may act for another user
+        (True, {}, "alice"),
+        (True, {"user_id": None}, None),  # Agno: setdefault keeps a present key
+    ],
+)
+def test_allowed_messages_carry_the_callers_user_id_as_agno_pins_it(
+    admin: bool, sent: dict[str, object], forwarded: str | None
+) -> None:
+    grant = MessageGrant(frozenset({"w1"}) if not admin else None, "alice", admin)
+    for action in ("start-workflow", "reconnect", "continue-workflow"):
+        verdict = judge_message(frame(action=action, workflow_id="w1", **sent), grant)
+        assert verdict.send is not None
+        assert json.loads(verdict.send) == {"action": action, "workflow_id": "w1", "user_id": forwarded}
+
+
+def test_messages_already_carrying_the_subject_and_other_actions_pass_as_sent() -> None:
+    grant = MessageGrant(None, "alice")
+    for message in (
+        '{"action":"start-workflow","workflow_id":"w1","user_id":"alice"}',
+        '{"action":"ping","user_id":"mallory"}',
+    ):
+        assert judge_message(message, grant) == Verdict(message)
+    subjectless = MessageGrant(None)
+    message = frame(action="start-workflow", workflow_id="w1", user_id="anyone")
+    assert judge_message(message, subjectless) == Verdict(message)  # Agno pins only to a subject it has
 
 
 def test_grant_describes_itself_for_explain() -> None:
