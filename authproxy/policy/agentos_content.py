@@ -8,8 +8,10 @@ shows it and the proxy applies it. Only these routes pay for it; every other rou
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Final
 
+from authproxy.policy.patterns import parse_pattern
 from authproxy.policy.roster import RosterFilter, roster_filter
 from authproxy.policy.ws_messages import MessageGrant, workflow_grant
 
@@ -34,8 +36,15 @@ def content_checks(
     """
     if preset != "agentos" or method != "GET" or route is None:
         return _NOTHING
-    if route == CONFIG_ROUTE:
+    canonical = _canonical(route)
+    if canonical == CONFIG_ROUTE:
         return roster_filter(granted, admin_scope), None
-    if route == WORKFLOW_SOCKET_ROUTE:
+    if canonical == WORKFLOW_SOCKET_ROUTE:
         return None, workflow_grant(granted, admin_scope, user_id)
     return _NOTHING
+
+
+@lru_cache(maxsize=4096)  # one entry per rule key of the loaded policies: a dict lookup per request
+def _canonical(route: str) -> str:
+    """A user rule that overrides the preset's may spell the key its own way ("GET /config/")."""
+    return parse_pattern(route).canonical

@@ -180,6 +180,31 @@ async def test_config_that_cannot_be_cut_is_refused_whole(
     assert agentos_like.requests == [("GET", "/config", "identity")]
 
 
+@pytest.fixture
+def overriding_config(preset_config: Path) -> Path:
+    """The preset plus a user rule for /config, spelled differently from the preset's key."""
+    override = '  routes:\n    "GET  /config/": [config:read, teams:read]\n'
+    preset_config.write_text(preset_config.read_text() + override)
+    return preset_config
+
+
+async def test_a_user_rule_overriding_config_keeps_the_filter(
+    overriding_config: Path, client: aiohttp.ClientSession, token: TokenFactory
+) -> None:
+    service = ProxyService(RuntimeHolder(load_runtime(overriding_config)), grace=5.0)
+    await service.start()
+    try:
+        host, port = service.proxy_address
+        headers = bearer(token, "config:read", "teams:read", "agents:a2:read")
+        async with client.get(f"http://{host}:{port}/config", headers=headers) as resp:
+            assert resp.status == 200
+            body = await resp.json()
+    finally:
+        await service.stop()
+    assert [a["id"] for a in body["agents"]] == ["a2"]
+    assert body["workflows"] == []
+
+
 # --- the workflow WebSocket --------------------------------------------------------------------------------
 
 

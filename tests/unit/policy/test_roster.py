@@ -59,6 +59,7 @@ def test_another_admin_scope_is_an_ordinary_scope() -> None:
     ("preset", "method", "route", "roster", "grant"),
     [
         ("agentos", "GET", "GET /config", True, False),
+        ("agentos", "GET", "GET  /config/", True, False),  # a user's override, spelled its own way
         ("agentos", "HEAD", "GET /config", False, False),  # no body to cut
         ("agentos", "GET", "GET /workflows/ws", False, True),
         ("agentos", "GET", "GET /agents", False, False),
