@@ -125,6 +125,8 @@ def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, iden
     if not result.allowed:
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
     decision = _allow(match, identity, "scopes satisfied", needed, result.listing)
+    if policy.preset is None:
+        return decision
     roster, messages = content_checks(
         policy.preset, method, match.route, identity.scopes, admin, identity.user_id
     )

@@ -8,7 +8,6 @@ shows it and the proxy applies it. Only these routes pay for it; every other rou
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Final
 
 from authproxy.policy.patterns import parse_pattern
@@ -36,15 +35,22 @@ def content_checks(
     """
     if preset != "agentos" or method != "GET" or route is None:
         return _NOTHING
-    canonical = _canonical(route)
-    if canonical == CONFIG_ROUTE:
+    kind = _KINDS.get(route)
+    if kind is None:
+        kind = _KINDS[route] = _kind_of(route)
+    if kind == CONFIG_ROUTE:
         return roster_filter(granted, admin_scope), None
-    if canonical == WORKFLOW_SOCKET_ROUTE:
+    if kind == WORKFLOW_SOCKET_ROUTE:
         return None, workflow_grant(granted, admin_scope, user_id)
     return _NOTHING
 
 
-@lru_cache(maxsize=4096)  # one entry per rule key of the loaded policies: a dict lookup per request
-def _canonical(route: str) -> str:
+# rule key as written -> the content route it is ("" if none): one dict lookup per request. Bounded by the
+# rule keys of the policies loaded in this process.
+_KINDS: dict[str, str] = {}
+
+
+def _kind_of(route: str) -> str:
     """A user rule that overrides the preset's may spell the key its own way ("GET /config/")."""
-    return parse_pattern(route).canonical
+    canonical = parse_pattern(route).canonical
+    return canonical if canonical in (CONFIG_ROUTE, WORKFLOW_SOCKET_ROUTE) else ""
