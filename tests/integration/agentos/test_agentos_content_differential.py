@@ -252,3 +252,27 @@ async def test_workflow_socket_upgrade_needs_a_valid_token_only(
     except aiohttp.WSServerHandshakeError as refused_upgrade:
         got = refused_upgrade.status
     assert got == status
+
+
+async def test_workflow_socket_opened_with_a_cookie_is_checked_the_same_way(
+    agentos_rbac: AgentOSServer,
+    authproxy_agentos_cookie: RunningProxy,
+    mint: Mint,
+    http: aiohttp.ClientSession,
+) -> None:
+    """A browser cannot set headers on a WebSocket: with the cookie source, the cookie opens the socket."""
+    token = token_for(mint, agentos_rbac.os_id, SOCKET_TOKENS["runs the served workflow"])
+    agno_socket = await agentos_socket(http, agentos_rbac, token)
+    try:
+        agno = await run_script(agno_socket)
+    finally:
+        await agno_socket.close()
+    cookie = {"Cookie": f"access_token={token}"}
+    socket = await http.ws_connect(authproxy_agentos_cookie.url + "/workflows/ws", headers=cookie)
+    try:
+        assert json.loads((await reply(socket)).data)["event"] == "connected"
+        ours = await run_script(socket)
+    finally:
+        await socket.close()
+    assert ours == agno
+    assert sum(refused(answer) is not None for answer in ours) == 4  # the ghost and the id-less ones
