@@ -31,6 +31,7 @@ _REFUSALS = {
 class Verdict:
     send: str | None  # the frame passed to the upstream: the client's, or with its user_id pinned
     reply: str | None = None  # the error frame answered to the client instead
+    refused: str | None = None  # the refused message's action, for the log
 
 
 DROP = Verdict(None)  # a frame Agno cannot read: the connection ends, as Agno ends it
@@ -83,7 +84,7 @@ def judge_message(text: str, grant: MessageGrant) -> Verdict:
     # Agno compares the id as given: a missing, empty or non-string id passes family-wide grants only.
     if grant.workflows is not None and not (isinstance(workflow_id, str) and workflow_id in grant.workflows):
         # Agno's frame, byte for byte (json.dumps with its default separators)
-        return Verdict(None, json.dumps({"event": "error", "error": refusal}))
+        return Verdict(None, json.dumps({"event": "error", "error": refusal}), action)
     return Verdict(_with_identity(text, message, grant))
 
 

@@ -15,6 +15,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDictProxy
 
 from authproxy.config.model import UpstreamConfig
+from authproxy.logs import get_logger
 from authproxy.policy.ws_messages import MessageGrant, judge_message
 from authproxy.proxy.forward import Forwarder
 
@@ -25,6 +26,7 @@ _UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
 _ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR})
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+_log = get_logger("authproxy.websocket")
 
 
 def is_websocket_upgrade(method: str, headers: CIMultiDictProxy[str]) -> bool:
@@ -101,6 +103,7 @@ class _Relay:
             await self.remote.send_str(verdict.send)
         elif verdict.reply is not None:
             await self.client.send_str(verdict.reply)  # the upstream never sees a refused message
+            _log.info("websocket message refused", action=verdict.refused, subject=self.grant.user_id)
         else:
             # Unreadable: Agno's handler dies and the connection ends without a close frame; so does this one.
             await self.remote.close(code=WSCloseCode.GOING_AWAY)

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp import web
 from proxyrig import AUDIENCE, TokenFactory
 
@@ -216,8 +217,14 @@ async def test_refused_start_gets_agnos_error_frame_and_never_reaches_the_upstre
     refused = json.dumps({"action": "start-workflow", "workflow_id": "w2", "message": "hi"})
     async with client.ws_connect(preset_proxy + "/workflows/ws", headers=headers) as ws:
         assert json.loads(await ws.receive_str())["event"] == "connected"
-        await ws.send_str(refused)
-        assert await ws.receive_str() == RUN_REFUSED
+        with structlog.testing.capture_logs() as logs:
+            await ws.send_str(refused)
+            assert await ws.receive_str() == RUN_REFUSED
+        assert {
+            "event": "websocket message refused",
+            "action": "start-workflow",
+            "subject": "user-1",
+        }.items() <= (logs[0].items())
         await ws.send_str(json.dumps(allowed))
         forwarded = json.loads(json.loads(await ws.receive_str())["echo"])
         assert forwarded == {**allowed, "user_id": "user-1"}  # the token's subject, as Agno pins it

@@ -48,7 +48,7 @@ def test_per_item_grant_judges_each_message(message: str, reply: str | None) -> 
     if reply is None:
         assert verdict == Verdict(message)  # passed as sent
     else:
-        assert verdict == Verdict(None, refusal(reply))
+        assert verdict == Verdict(None, refusal(reply), json.loads(message)["action"])
 
 
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", '"start-workflow"', "7", "null", ""])
