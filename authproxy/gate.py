@@ -23,6 +23,7 @@ from authproxy.errors import (
     RequestRejected,
 )
 from authproxy.limits.check import apply_limits
+from authproxy.policy.agentos_content import content_checks
 from authproxy.policy.decision import Decision, ListingFilter
 from authproxy.policy.scopes import evaluate
 from authproxy.policy.target import parse_target
@@ -133,8 +134,15 @@ def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, iden
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
     decision = _allow(match, identity, "scopes satisfied", needed, result.listing)
     if rt.content is not None:  # one identity test when no rule of the policy reads content
-        return rt.content.attach(decision, identity, admin)
-    return decision
+        decision = rt.content.attach(decision, identity, admin)
+    if policy.preset is None or not decision.allowed:
+        return decision
+    roster, messages = content_checks(
+        policy.preset, method, match.route, identity.scopes, admin, identity.user_id
+    )
+    if roster is None and messages is None:
+        return decision
+    return replace(decision, roster=roster, messages=messages)
 
 
 def _allow(

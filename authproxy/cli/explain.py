@@ -68,6 +68,10 @@ async def explain(
         report["rate limits"] = decision.rate_limit.describe()
     if decision.content is not None:
         report["content checks"] = decision.content.describe()
+    if decision.roster is not None:
+        report["config filter"] = decision.roster.describe()
+    if decision.messages is not None:
+        report["message check"] = decision.messages.describe()
     if not decision.allowed:
         rendered = render_decision(decision, preset=runtime.config.policy.preset)
         report["status"] = str(rendered.status)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from authproxy.content.plan import ContentPlan
 from authproxy.errors import DenialCode
 from authproxy.limits.outcome import RateLimitState
+from authproxy.policy.roster import RosterFilter
+from authproxy.policy.ws_messages import MessageGrant
 
 __all__ = ["Decision", "ListingFilter"]
 
@@ -33,6 +35,8 @@ class Decision:
     scopes: tuple[str, ...] = ()  # the caller's scopes, sorted, for identity headers and logs
     jti: str | None = None
     listing: ListingFilter | None = None
+    roster: RosterFilter | None = None  # GET /config under the agentos preset: summaries cut to read scopes
+    messages: MessageGrant | None = None  # the workflow WebSocket under the agentos preset: per-message check
     params: tuple[tuple[str, str], ...] = field(default=())  # path parameters bound by the route
     rate_limit: RateLimitState | None = None  # the limits that apply to an authenticated request
     # The matched rule's content checks, the caller's ids bound (content/plan.py). Carried out after the

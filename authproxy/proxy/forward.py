@@ -157,7 +157,7 @@ class Forwarder:
     async def fetch_bounded(
         self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, limit: int
     ) -> tuple[int, CIMultiDict[str], bytes]:
-        """A bodiless request whose whole answer (at most `limit` bytes) is read: for filtered listings."""
+        """A bodiless request whose whole answer (at most `limit` bytes) is read: for filtered answers."""
         return await self.exchange(request.method, request.raw_path, config, headers, None, limit)
 
     async def exchange(
@@ -170,7 +170,7 @@ class Forwarder:
             while chunk := await exchange.read():
                 answer += chunk
                 if len(answer) > limit:
-                    raise UpstreamUnavailable("the upstream response is too large to check")
+                    raise UpstreamUnavailable("the response is too large to filter or check")
             return status, response_headers(CIMultiDict(raw_headers)), bytes(answer)
 
     @contextlib.asynccontextmanager

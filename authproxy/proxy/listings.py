@@ -14,7 +14,7 @@ from typing import Any
 from authproxy.errors import UpstreamUnavailable
 from authproxy.policy.decision import ListingFilter
 
-__all__ = ["MAX_LISTING_BYTES", "filter_listing", "listing_request_headers"]
+__all__ = ["MAX_LISTING_BYTES", "filter_listing", "listing_request_headers", "permitted_items", "read_json"]
 
 MAX_LISTING_BYTES = 8 * 1024 * 1024
 
@@ -28,16 +28,26 @@ def listing_request_headers(headers: list[tuple[str, str]]) -> list[tuple[str, s
 
 def filter_listing(body: bytes, listing: ListingFilter) -> bytes:
     """Keep the items of a JSON list whose `id` is permitted; raises UpstreamUnavailable if unsure."""
+    kept = permitted_items(read_json(body, "the listing response"), listing.ids, "the listing response")
+    return json.dumps(kept, separators=(",", ":")).encode()
+
+
+def read_json(body: bytes, what: str) -> Any:
+    """An answer to be filtered, parsed; raises UpstreamUnavailable when it is not JSON."""
     try:
-        items: Any = json.loads(body)
+        return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as bad:
-        raise UpstreamUnavailable("the listing response is not JSON and cannot be filtered") from bad
+        raise UpstreamUnavailable(f"{what} is not JSON and cannot be filtered") from bad
+
+
+def permitted_items(items: Any, ids: frozenset[str], what: str) -> list[Any]:
+    """The objects of the list `items` whose string `id` is in `ids`; raises UpstreamUnavailable if unsure."""
     if not isinstance(items, list):
-        raise UpstreamUnavailable("the listing response is not a JSON list and cannot be filtered")
+        raise UpstreamUnavailable(f"{what} is not a JSON list and cannot be filtered")
     kept = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise UpstreamUnavailable("a listing item has no id and cannot be filtered")
-        if item["id"] in listing.ids:
+            raise UpstreamUnavailable(f"an item of {what} has no id and cannot be filtered")
+        if item["id"] in ids:
             kept.append(item)
-    return json.dumps(kept, separators=(",", ":")).encode()
+    return kept

@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from aiohttp import web
 
@@ -25,7 +26,8 @@ from authproxy.errors import (
 )
 from authproxy.gate import authorize
 from authproxy.logs import access_logger
-from authproxy.policy.decision import Decision, ListingFilter
+from authproxy.policy.decision import Decision
+from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.forward import Forwarder, continue_upload
 from authproxy.proxy.headers import forwarded_headers
 from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
@@ -154,9 +156,13 @@ class ProxyHandler:
             if decision.content is not None:
                 return await self._content(request, rt, headers, record, decision)
             if decision.listing is not None:
-                return await self._filtered_listing(request, rt, headers, record, decision.listing)
+                refine = partial(filter_listing, listing=decision.listing)
+                return await self._filtered(request, rt, headers, record, refine, MAX_LISTING_BYTES)
+            if decision.roster is not None:
+                refine = partial(filter_config, roster=decision.roster)
+                return await self._filtered(request, rt, headers, record, refine, MAX_CONFIG_BYTES)
             if websocket:
-                return await self._relay_websocket(request, rt, headers, record)
+                return await self._relay_websocket(request, rt, headers, record, decision)
             return await self._forward(request, rt, headers, record)
         except UpstreamError as error:
             record.upstream_status = None  # no answer from the upstream (or a refused upgrade)
@@ -204,22 +210,24 @@ class ProxyHandler:
         record.outcome = relayed.outcome
         return relayed.response
 
-    async def _filtered_listing(
+    async def _filtered(
         self,
         request: web.BaseRequest,
         rt: Runtime,
         headers: list[tuple[str, str]],
         record: AccessRecord,
-        listing: ListingFilter,
+        refine: Callable[[bytes], bytes],
+        limit: int,
     ) -> web.StreamResponse:
+        """An answer read whole (at most `limit` bytes), cut to what the caller may see before it leaves."""
         status, upstream_headers, body = await self._forwarder.fetch_bounded(
-            request, rt.config.upstream, listing_request_headers(headers), MAX_LISTING_BYTES
+            request, rt.config.upstream, listing_request_headers(headers), limit
         )
         record.upstream_status = status
         if status == 200:
             if upstream_headers.get("Content-Encoding", "identity").lower() != "identity":
-                raise UpstreamUnavailable("the listing response is compressed and cannot be filtered")
-            body = filter_listing(body, listing)
+                raise UpstreamUnavailable("the response is compressed and cannot be filtered")
+            body = refine(body)
         upstream_headers.popall("Content-Length", None)
         upstream_headers.popall("Transfer-Encoding", None)
         record.status = status
@@ -227,12 +235,19 @@ class ProxyHandler:
         return web.Response(status=status, headers=upstream_headers, body=body)
 
     async def _relay_websocket(
-        self, request: web.BaseRequest, rt: Runtime, headers: list[tuple[str, str]], record: AccessRecord
+        self,
+        request: web.BaseRequest,
+        rt: Runtime,
+        headers: list[tuple[str, str]],
+        record: AccessRecord,
+        decision: Decision,
     ) -> web.StreamResponse:
         record.status = record.upstream_status = 101
         self.websockets_open += 1
         try:
-            response = await relay_websocket(request, self._forwarder, rt.config.upstream, headers)
+            response = await relay_websocket(
+                request, self._forwarder, rt.config.upstream, headers, decision.messages
+            )
         finally:
             self.websockets_open -= 1
         record.outcome = "complete"

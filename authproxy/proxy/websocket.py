@@ -2,6 +2,7 @@
 
 The upstream is connected before the client is accepted, so a refused upgrade can still be answered with a
 plain 502. Ping/pong are answered per hop by aiohttp; data frames and the close code and reason are relayed.
+When the decision carries a message grant, each client text frame is judged before it may reach the upstream.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDictProxy
 
 from authproxy.config.model import UpstreamConfig
+from authproxy.logs import get_logger
+from authproxy.policy.ws_messages import MessageGrant, judge_message
 from authproxy.proxy.forward import Forwarder
 from authproxy.proxy.responses import SERVER
 
@@ -24,6 +27,7 @@ _UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
 _ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR})
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+_log = get_logger("authproxy.websocket")
 
 
 def is_websocket_upgrade(method: str, headers: CIMultiDictProxy[str]) -> bool:
@@ -45,6 +49,7 @@ async def relay_websocket(
     forwarder: Forwarder,
     upstream: UpstreamConfig,
     headers: list[tuple[str, str]],
+    grant: MessageGrant | None = None,
 ) -> web.WebSocketResponse:
     """Connect upstream (raises UpstreamError), accept the client, pump until one side closes."""
     remote = await forwarder.open_websocket(upstream, request.raw_path, headers, _protocols(request.headers))
@@ -55,16 +60,24 @@ async def relay_websocket(
         )
         client.headers["Server"] = SERVER  # the 101 is ours: no aiohttp version banner
         await client.prepare(request)
-        await _Relay(client, remote).run()
+        await _Relay(client, remote, grant, request).run()
         return client
     finally:
         await remote.close(code=WSCloseCode.GOING_AWAY)  # a no-op unless the relay was cut short
 
 
 class _Relay:
-    def __init__(self, client: web.WebSocketResponse, remote: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(
+        self,
+        client: web.WebSocketResponse,
+        remote: aiohttp.ClientWebSocketResponse,
+        grant: MessageGrant | None,
+        request: web.BaseRequest,
+    ) -> None:
         self.client = client
         self.remote = remote
+        self.grant = grant
+        self.request = request
 
     async def run(self) -> None:
         # If a side vanishes without a close frame, the other learns why: the client went away, or the
@@ -85,6 +98,23 @@ class _Relay:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                     await task
 
+    async def _admit(self, text: str) -> bool:
+        """Forward an allowed client text frame, answer a refused one; False once the link is dropped."""
+        assert self.grant is not None
+        verdict = judge_message(text, self.grant)
+        if verdict.send is not None:
+            await self.remote.send_str(verdict.send)
+        elif verdict.reply is not None:
+            await self.client.send_str(verdict.reply)  # the upstream never sees a refused message
+            _log.info("websocket message refused", action=verdict.refused, subject=self.grant.user_id)
+        else:
+            # Unreadable: Agno's handler dies and the connection ends without a close frame; so does this one.
+            await self.remote.close(code=WSCloseCode.GOING_AWAY)
+            if self.request.transport is not None:
+                self.request.transport.abort()
+            return False
+        return True
+
     async def _close_both(self, code: int, reason: bytes) -> None:
         # The upstream first: closing the client ends its connection, and with it this handler.
         await self.remote.close(code=code, message=reason)
@@ -94,7 +124,10 @@ class _Relay:
         """Copy frames from `source` to `sink`; when `source` ends, close both with its code and reason."""
         while True:
             msg = await source.receive()
-            if msg.type is WSMsgType.TEXT:
+            if msg.type is WSMsgType.TEXT and self.grant is not None and source is self.client:
+                if not await self._admit(msg.data):
+                    return
+            elif msg.type is WSMsgType.TEXT:
                 await sink.send_str(msg.data)
             elif msg.type is WSMsgType.BINARY:
                 await sink.send_bytes(msg.data)
