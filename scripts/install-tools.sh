@@ -73,3 +73,14 @@ deploy_engine() {
 deploy_python_tools || deploy_warn "kubernetes-validate/hadolint not installed"
 deploy_helm || deploy_warn "helm not installed"
 deploy_engine || deploy_warn "Docker engine or base image not available; container tests cannot run"
+
+# --- external authorization: nginx for the auth_request tests (Envoy comes from PyPI, in [test]) ---
+authz_nginx() {
+  command -v nginx >/dev/null && return 0
+  [[ $(id -u) -eq 0 ]] || {
+    echo "not root: cannot apt-get install nginx-light" >&2
+    return 1
+  }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light
+}
+authz_nginx || echo "install-tools (authz): WARNING: nginx not installed; the auth_request tests cannot run" >&2

@@ -10,6 +10,7 @@ from typing import Literal
 
 __all__ = [
     "Address",
+    "AuthzConfig",
     "ClaimPaths",
     "Config",
     "ForwardConfig",
@@ -166,6 +167,14 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthzConfig:
+    """The decision port (authproxy/authz): the gate without forwarding, for Envoy, Istio, nginx, Traefik."""
+
+    listen: Address | None = None  # None: no decision port
+    path_prefix: str = "/envoy"  # Envoy/Istio `path_prefix`: stripped from a check request's path
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: str  # the file this was loaded from, as given
     upstream: UpstreamConfig
@@ -175,3 +184,4 @@ class Config:
     policy: PolicyConfig = PolicyConfig()
     forward: ForwardConfig = ForwardConfig()
     logging: LoggingConfig = LoggingConfig()
+    authz: AuthzConfig = AuthzConfig()

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from authproxy.authz.server import DecisionListener
 from authproxy.config.model import Address
 from authproxy.errors import ConfigError
 from authproxy.logs import configure_logging, get_logger
@@ -105,6 +106,10 @@ class ProxyService:
         self._admin = web.AppRunner(admin, access_log=None, shutdown_timeout=_ADMIN_GRACE)
         self.proxy_address: tuple[str, int] = ("", 0)
         self.admin_address: tuple[str, int] = ("", 0)
+        # external authorization mode: the same gate and observers on a port of its own
+        self.decisions: DecisionListener | None = None
+        if holder.current.config.authz.listen is not None:
+            self.decisions = DecisionListener(holder, (self.metrics.observe, *observers), grace=grace)
 
     async def start(self) -> None:
         """Start key sources and the forwarder, then bind; raises OSError when a port cannot be bound."""
@@ -130,12 +135,16 @@ class ProxyService:
         )
         await site.start()
         self.proxy_address = _bound(self._proxy)
+        if self.decisions is not None and config.authz.listen is not None:
+            await self.decisions.start(config.authz.listen, reuse_port=self._worker is not None)
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then release."""
         self.state.draining = True  # /readyz says 503 at once, so a load balancer stops sending
         await self.reloader.stop()
         try:
+            if self.decisions is not None:
+                await self.decisions.stop()
             await self._proxy.cleanup()
         finally:
             await self._forwarder.close()
@@ -188,6 +197,7 @@ async def _serve(rt: Runtime, reload: ReloadOptions, worker: WorkerRole | None =
             proxy=_show(service.proxy_address),
             admin=_show(service.admin_address) if worker is None else worker.admin_socket,
             upstream=rt.config.upstream.url,
+            **({"authz": _show(service.decisions.address)} if service.decisions is not None else {}),
         )
         await stop.wait()
         log.info("shutting down", grace_s=shutdown_grace())

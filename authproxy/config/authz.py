@@ -1,0 +1,87 @@
+"""`authz_listen` and `authz:`: the decision port's settings (external authorization mode, authproxy/authz).
+
+    authz_listen: 127.0.0.1:9191   # absent: no decision port
+    authz:
+      path_prefix: /envoy          # Envoy/Istio ext_authz `path_prefix`, stripped from each check's path
+
+The decision port answers nginx on NGINX_PATH and Traefik / ingress-nginx on FORWARD_AUTH_PATH; every
+other path must lie under `path_prefix`. A prefix is required (never "/"): with none, a client's own request
+to /nginx through Envoy would reach the nginx endpoint and have its X-Original-URI header believed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from authproxy.config.fields import Report, Section, read_section, read_value
+from authproxy.config.model import Address, AuthzConfig
+from authproxy.config.source import Node
+from authproxy.config.values import parse_address
+
+__all__ = ["AUTHZ_KEYS", "FORWARD_AUTH_PATH", "NGINX_PATH", "parse_path_prefix", "read_authz"]
+
+AUTHZ_KEYS = ("authz_listen", "authz")  # top-level keys this module reads
+NGINX_PATH = "/nginx"
+FORWARD_AUTH_PATH = "/forward-auth"
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+_WILDCARD = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared against, not bound
+
+
+def parse_path_prefix(text: str) -> str:
+    """`/segment[/segment…]` of plain characters, no trailing '/'; ValueError(message) otherwise."""
+    segments = text.split("/")
+    if not text.startswith("/") or len(segments) < 2:
+        raise ValueError(f"must start with '/' and name at least one segment (such as /envoy); got '{text}'")
+    for segment in segments[1:]:
+        if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
+            raise ValueError(
+                f"segments must be letters, digits or '._~-' (no '//', no trailing '/'); got '{text}'"
+            )
+    for fixed in (NGINX_PATH, FORWARD_AUTH_PATH):
+        # Overlap would let a check request reach the endpoint that trusts X-Original-* / X-Forwarded-*.
+        if f"{text}/".startswith(f"{fixed}/") or f"{fixed}/".startswith(f"{text}/"):
+            raise ValueError(f"must not overlap the decision port's {fixed} endpoint; got '{text}'")
+    return text
+
+
+def read_authz(report: Report, top: Section, used: tuple[tuple[str, Address], ...]) -> AuthzConfig | None:
+    """The AuthzConfig (defaults when both keys are absent); None when anything was reported.
+
+    `used`: (key, address) of the other listeners, which the decision port must not share a port with.
+    """
+    listen: Address | None = None
+    if (node := top.get("authz_listen")) is not None:
+        listen = read_value(report, "authz_listen", node, parse_address, "HOST:PORT or [IPv6]:PORT")
+        if listen is None:
+            return None
+        if not _port_free(report, top.key_line("authz_listen"), listen, used):
+            return None
+    prefix = AuthzConfig().path_prefix
+    if (section_node := top.get("authz")) is not None:
+        section = read_section(report, "authz", top.key_line("authz"), section_node, ("path_prefix",))
+        if section is None:
+            return None
+        if (prefix_node := section.get("path_prefix")) is not None:
+            read = _read_prefix(report, prefix_node)
+            if read is None:
+                return None
+            prefix = read
+        if listen is None:
+            report.warn(top.key_line("authz"), "authz: has no effect without authz_listen")
+    return AuthzConfig(listen, prefix)
+
+
+def _read_prefix(report: Report, node: Node) -> str | None:
+    return read_value(report, "authz.path_prefix", node, parse_path_prefix)
+
+
+def _port_free(report: Report, line: int, mine: Address, used: tuple[tuple[str, Address], ...]) -> bool:
+    if mine.port == 0:
+        return True  # port 0 binds a fresh port each time, so it never collides
+    for key, other in used:
+        if other.port != mine.port:
+            continue
+        if mine.host == other.host or mine.host in _WILDCARD or other.host in _WILDCARD:
+            report.error(line, f"authz_listen: shares port {mine.port} with {key} ({other})")
+            return False
+    return True

@@ -1,0 +1,51 @@
+"""Parts of the external-authorization rig: the proxy with its decision port, and the three ways a front end
+asks it (Envoy's prefixed path, nginx's X-Original-*, Traefik's X-Forwarded-*)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from proxyrig import config_text
+
+from authproxy.serve.lifecycle import ProxyService
+
+ENVOY_PREFIX = "/envoy"
+FRONTENDS = ("envoy", "nginx", "forward_auth")
+
+
+def authz_config(upstream_url: str, secret: bytes, *, authz: str = "", **options: str) -> str:
+    """The integration rig's proxy config plus a decision port on an OS-chosen port."""
+    return config_text(upstream_url, secret, **options) + "authz_listen: 127.0.0.1:0\n" + authz
+
+
+@dataclass
+class RunningAuthz:
+    service: ProxyService
+    url: str  # the proxied port
+    authz_url: str  # the decision port
+    admin_url: str
+    config_path: Path
+
+
+class AuthzFactory(Protocol):
+    async def __call__(self, upstream_url: str, *, authz: str = "", **options: str) -> RunningAuthz: ...
+
+
+def check_request(
+    frontend: str, authz_url: str, method: str, target: str, headers: dict[str, str]
+) -> tuple[str, str, dict[str, str]]:
+    """(method, URL, headers) of the check request `frontend` sends for the client request `method target`."""
+    if frontend == "envoy":
+        return method, authz_url + ENVOY_PREFIX + target, headers
+    if frontend == "nginx":
+        # an nginx subrequest is a GET whatever the client's method
+        return "GET", authz_url + "/nginx", {**headers, "X-Original-Method": method, "X-Original-URI": target}
+    extra = {
+        "X-Forwarded-Method": method,
+        "X-Forwarded-Uri": target,
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "app.example",
+    }
+    return "GET", authz_url + "/forward-auth", {**headers, **extra}

@@ -1,0 +1,34 @@
+"""Fixtures of the external-authorization tests: the proxy started in process with its decision port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from authzrig import AuthzFactory, RunningAuthz, authz_config
+
+from authproxy.runtime import RuntimeHolder, load_runtime
+from authproxy.serve.lifecycle import ProxyService
+
+
+@pytest.fixture
+async def start_authz(tmp_path: Path, hs_secret: bytes) -> AsyncIterator[AuthzFactory]:
+    started: list[ProxyService] = []
+
+    async def start(upstream_url: str, *, authz: str = "", **options: str) -> RunningAuthz:
+        path = tmp_path / f"authz-{len(started)}.yaml"
+        path.write_text(authz_config(upstream_url, hs_secret, authz=authz, **options))
+        service = ProxyService(RuntimeHolder(load_runtime(path)), grace=2.0)
+        started.append(service)
+        await service.start()
+        assert service.decisions is not None
+        (host, port), (ahost, aport) = service.proxy_address, service.admin_address
+        dhost, dport = service.decisions.address
+        return RunningAuthz(
+            service, f"http://{host}:{port}", f"http://{dhost}:{dport}", f"http://{ahost}:{aport}", path
+        )
+
+    yield start
+    for service in reversed(started):
+        await service.stop()
