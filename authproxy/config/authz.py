@@ -29,10 +29,9 @@ _WILDCARD = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared against, not b
 
 def parse_path_prefix(text: str) -> str:
     """`/segment[/segment…]` of plain characters, no trailing '/'; ValueError(message) otherwise."""
-    segments = text.split("/")
-    if not text.startswith("/") or len(segments) < 2:
-        raise ValueError(f"must start with '/' and name at least one segment (such as /envoy); got '{text}'")
-    for segment in segments[1:]:
+    if not text.startswith("/") or text == "/":
+        raise ValueError(f"must start with '/' and name a segment (such as /envoy); got '{text}'")
+    for segment in text.split("/")[1:]:
         if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
             raise ValueError(
                 f"segments must be letters, digits or '._~-' (no '//', no trailing '/'); got '{text}'"

@@ -1,0 +1,80 @@
+"""`authz_listen` and `authz:`: the decision port's address and the Envoy path prefix, checked at load."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ConfigDir
+
+from authproxy.config.authz import parse_path_prefix
+from authproxy.config.model import Address, AuthzConfig
+
+
+def test_no_decision_port_by_default(cfg: ConfigDir, head: str) -> None:
+    assert cfg.config(head).authz == AuthzConfig(None, "/envoy")
+
+
+def test_authz_listen_and_path_prefix(cfg: ConfigDir, head: str) -> None:
+    config = cfg.config(head + "authz_listen: 127.0.0.1:9191\nauthz:\n  path_prefix: /ext/authz\n")
+    assert config.authz == AuthzConfig(Address("127.0.0.1", 9191), "/ext/authz")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "authz_listen: 127.0.0.1:8080\n",
+            "config.yaml:8: authz_listen: shares port 8080 with listen (0.0.0.0:8080)",
+        ),
+        (
+            "authz_listen: 0.0.0.0:9901\n",
+            "config.yaml:8: authz_listen: shares port 9901 with admin_listen (127.0.0.1:9901)",
+        ),
+        (
+            "authz_listen: nowhere\n",
+            "config.yaml:8: authz_listen: expected HOST:PORT or [IPv6]:PORT; got 'nowhere'",
+        ),
+        (
+            "authz_listen: 127.0.0.1:0\nauthz:\n  path_prefix: /\n",
+            "config.yaml:10: authz.path_prefix: must start with '/' and name a segment (such as /envoy); "
+            "got '/'",
+        ),
+        (
+            "authz_listen: 127.0.0.1:0\nauthz:\n  prefix: /x\n",
+            "config.yaml:10: unknown key 'prefix' in authz (did you mean 'path_prefix'?)",
+        ),
+    ],
+)
+def test_bad_authz_settings_are_refused_with_their_line(
+    cfg: ConfigDir, head: str, text: str, message: str
+) -> None:
+    assert cfg.errors(head + text) == [message]
+
+
+def test_authz_section_without_a_decision_port_warns(cfg: ConfigDir, head: str) -> None:
+    assert "config.yaml:8: authz: has no effect without authz_listen" in cfg.warnings(
+        head + "authz:\n  path_prefix: /check\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("prefix", "fragment"),
+    [
+        ("envoy", "must start with '/'"),
+        ("/envoy/", "no trailing '/'"),
+        ("/a//b", "no '//'"),
+        ("/a/../b", "no '//'"),
+        ("/a%2Fb", "letters, digits"),
+        ("/nginx", "overlap the decision port's /nginx endpoint"),
+        ("/nginx/x", "overlap the decision port's /nginx endpoint"),
+        ("/forward-auth", "overlap the decision port's /forward-auth endpoint"),
+    ],
+)
+def test_path_prefix_is_plain_and_never_overlaps_a_fixed_endpoint(prefix: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_path_prefix(prefix)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("prefix", ["/envoy", "/ext_authz/check", "/nginxx", "/v1.authz"])
+def test_plain_prefixes_are_accepted(prefix: str) -> None:
+    assert parse_path_prefix(prefix) == prefix
