@@ -45,16 +45,68 @@ def find_engine(name: str) -> str:
 @dataclass
 class Engine:
     process: asyncio.subprocess.Process
-    socket: str  # where the client connects
+    socket: str  # where the client connects: a Unix socket path, or host:port once known
     log: Path
     name: str = ""
 
     def session(self) -> aiohttp.ClientSession:
+        connector: aiohttp.BaseConnector
+        if self.socket.startswith("/"):
+            connector = aiohttp.UnixConnector(path=self.socket)
+        else:
+            connector = aiohttp.TCPConnector(resolver=_Fixed(self.socket))
         return aiohttp.ClientSession(
-            connector=aiohttp.UnixConnector(path=self.socket),
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
+
+
+class _Fixed(aiohttp.abc.AbstractResolver):
+    """Every host name resolves to the engine's loopback listener (the client keeps its Host header)."""
+
+    def __init__(self, address: str) -> None:
+        host, port = address.rsplit(":", 1)
+        self._host, self._port = host, int(port)
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[aiohttp.abc.ResolveResult]:
+        del host, port, family
+        return [{"hostname": "", "host": self._host, "port": self._port, "family": 2, "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        return None
+
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports process `pid` listens on (IPv4), read from /proc: how a port-0 listener is found."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = []
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+            ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+async def _connectable(engine: Engine) -> bool:
+    if not engine.socket:
+        ports = listening_ports(engine.process.pid)
+        if not ports:
+            return False
+        engine.socket = f"127.0.0.1:{ports[0]}"
+    with contextlib.suppress(OSError):
+        if engine.socket.startswith("/"):
+            _, writer = await asyncio.open_unix_connection(engine.socket)
+        else:
+            host, port = engine.socket.rsplit(":", 1)
+            _, writer = await asyncio.open_connection(host, int(port))
+        writer.close()
+        await writer.wait_closed()
+        return True
+    return False
 
 
 async def _wait_answering(engine: Engine) -> None:
@@ -62,13 +114,9 @@ async def _wait_answering(engine: Engine) -> None:
     deadline = loop.time() + _START_TIMEOUT
     while loop.time() < deadline:
         if engine.process.returncode is not None:
-            raise AssertionError(
-                f"engine exited {engine.process.returncode}:\n{engine.log.read_text()[-4000:]}"
-            )
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.open_unix_connection(engine.socket)
-            writer.close()
-            await writer.wait_closed()
+            log = engine.log.read_text()[-4000:]
+            raise AssertionError(f"engine exited {engine.process.returncode}:\n{log}")
+        if await _connectable(engine):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"engine not answering on {engine.socket}:\n{engine.log.read_text()[-4000:]}")
@@ -76,6 +124,7 @@ async def _wait_answering(engine: Engine) -> None:
 
 @contextlib.asynccontextmanager
 async def _run(argv: list[str], socket: str, log: Path) -> AsyncIterator[Engine]:
+    """`socket` empty: the engine listens on an OS-chosen TCP port, found in /proc once bound."""
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
             *argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL
@@ -164,4 +213,26 @@ async def nginx(tmp: Path, upstream: tuple[str, int], decisions: tuple[str, int]
     )
     argv = [binary, "-p", str(tmp), "-c", str(config), "-e", str(tmp / "error.log")]
     async with _run(argv, str(tmp / "nginx.sock"), tmp / "error.log") as engine:
+        yield engine
+
+
+def traefik_config(upstream: tuple[str, int], decisions: tuple[str, int]) -> str:
+    """The shipped Traefik example (file provider) pointed at the test's upstream and decision port."""
+    config = yaml.safe_load((EXAMPLES / "traefik.yaml").read_text())
+    http = config["http"]
+    forward = http["middlewares"]["authproxy"]["forwardAuth"]
+    forward["address"] = f"http://{decisions[0]}:{decisions[1]}/forward-auth"
+    http["services"]["app"]["loadBalancer"]["servers"] = [{"url": f"http://{upstream[0]}:{upstream[1]}"}]
+    return yaml.safe_dump(config)
+
+
+@contextlib.asynccontextmanager
+async def traefik(tmp: Path, upstream: tuple[str, int], decisions: tuple[str, int]) -> AsyncIterator[Engine]:
+    """Traefik has no Unix-socket entry point: it binds port 0 and the port is read from /proc."""
+    binary = find_engine("traefik")
+    dynamic = tmp / "traefik-dynamic.yaml"
+    dynamic.write_text(traefik_config(upstream, decisions))
+    argv = [binary, "--entryPoints.web.address=127.0.0.1:0", f"--providers.file.filename={dynamic}"]
+    argv += ["--log.level=ERROR", "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false"]
+    async with _run(argv, "", tmp / "traefik.log") as engine:
         yield engine

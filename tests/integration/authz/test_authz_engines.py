@@ -1,13 +1,15 @@
-"""Real Envoy (ext_authz HTTP service) and real nginx (auth_request), configured by the examples we ship,
-asking authproxy's decision port in front of the recording upstream.
+"""Real Envoy (ext_authz HTTP service), nginx (auth_request) and Traefik (forwardAuth), configured by the
+examples we ship, asking authproxy's decision port in front of the recording upstream.
 
 Allowed requests reach the upstream with our identity headers, never the client's; denied ones never reach
-it. Envoy relays our status, JSON body and challenge; nginx relays the status of a 401 or 403 (a 401 with our
-challenge) and answers anything else (our 400 for an ambiguous path) with its own 500.
+it. Envoy and Traefik relay our status, JSON body and challenge; nginx relays the status of a 401 or 403 (a
+401 with our challenge) and answers anything else (our 400 for an ambiguous path) with its own 500.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -15,12 +17,17 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from authz_engines import Engine, envoy, nginx
+import structlog
+from authz_engines import Engine, envoy, nginx, traefik
 from authzrig import AuthzFactory, RunningAuthz
 from proxyrig import RecordingUpstream, TokenFactory
 from yarl import URL
 
-ENGINES = ("envoy", "nginx")
+ENGINES = ("envoy", "nginx", "traefik")
+RELAY_OUR_ANSWER = ("envoy", "traefik")  # status, body and challenge of a denial
+# Traefik resolves dot-segments (decoded ones too) before it routes, asks and forwards: its check names the
+# resolved path, the one the upstream would get, and the answer is the proxied port's for that path.
+RESOLVED_BY_TRAEFIK = {"/public/../private/x": "/private/x", "/public/%2e%2e/private/x": "/private/x"}
 IDENTITY = ("X-Auth-User-Id", "X-Auth-Session-Id", "X-Auth-Scopes")
 SPOOFED = {
     "X-Auth-User-Id": "admin",
@@ -43,16 +50,36 @@ async def authz(start_authz: AuthzFactory, upstream: RecordingUpstream) -> Runni
     return await start_authz(upstream.url)
 
 
+@contextlib.asynccontextmanager
+async def started(
+    name: str, authz: RunningAuthz, upstream: RecordingUpstream, tmp: Path
+) -> AsyncIterator[Engine]:
+    assert authz.service.decisions is not None
+    upstream_address = ("127.0.0.1", URL(upstream.url).port or 0)
+    start = {"envoy": envoy, "nginx": nginx, "traefik": traefik}[name]
+    async with start(tmp, upstream_address, authz.service.decisions.address) as running:
+        running.name = name
+        await _routes_loaded(running, upstream)
+        yield running
+
+
 @pytest.fixture(params=ENGINES)
 async def engine(
     request: pytest.FixtureRequest, authz: RunningAuthz, upstream: RecordingUpstream, short_tmp: Path
 ) -> AsyncIterator[Engine]:
-    assert authz.service.decisions is not None
-    upstream_address = ("127.0.0.1", URL(upstream.url).port or 0)
-    start = envoy if request.param == "envoy" else nginx
-    async with start(short_tmp, upstream_address, authz.service.decisions.address) as running:
-        running.name = request.param
+    async with started(request.param, authz, upstream, short_tmp) as running:
         yield running
+
+
+async def _routes_loaded(engine: Engine, upstream: RecordingUpstream) -> None:
+    """Traefik loads its file provider after it listens: poll a public path until it is routed."""
+    async with engine.session() as session:
+        for _ in range(200):
+            if (await fetch(session, "GET", "/public/ready", {}))[0] != 404:
+                break
+            await asyncio.sleep(0.05)
+    assert upstream.requests, "the engine never routed a request to the upstream"
+    upstream.requests.clear()
 
 
 @pytest.fixture
@@ -144,7 +171,8 @@ async def test_denied_request_never_reaches_upstream_and_the_client_gets_our_ans
     status, body, answer = await fetch(via, method, target, {**headers, **SPOOFED})
     assert upstream.requests == []
     # what the proxied port answers the same request
-    async with client.request(method, URL(authz.url + target, encoded=True), headers=headers) as resp:
+    asked = RESOLVED_BY_TRAEFIK.get(target, target) if engine.name == "traefik" else target
+    async with client.request(method, URL(authz.url + asked, encoded=True), headers=headers) as resp:
         want_status, want_body, want_challenge = (
             resp.status,
             await resp.read(),
@@ -152,7 +180,7 @@ async def test_denied_request_never_reaches_upstream_and_the_client_gets_our_ans
         )
     assert upstream.requests == []
     assert want_status in (400, 401, 403)
-    if engine.name == "envoy":
+    if engine.name in RELAY_OUR_ANSWER:
         assert (status, body) == (want_status, want_body)
         assert answer.get("WWW-Authenticate") == want_challenge
         assert answer["Content-Type"] == "application/json"
@@ -162,3 +190,19 @@ async def test_denied_request_never_reaches_upstream_and_the_client_gets_our_ans
         assert status == 403
     else:
         assert status in (400, 500)  # nginx refuses some itself (400); auth_request turns our 400 into 500
+
+
+async def test_traefik_asks_about_and_forwards_the_same_resolved_path(
+    authz: RunningAuthz, upstream: RecordingUpstream, short_tmp: Path, token: TokenFactory
+) -> None:
+    # Envoy and nginx pass the target as sent, and the gate refuses it (the test above).
+    bearer = token("private:read", sub="dana")
+    async with started("traefik", authz, upstream, short_tmp) as running, running.session() as via:
+        with structlog.testing.capture_logs() as logs:
+            status, _, _ = await fetch(
+                via, "GET", "/public/../private/x", {"Authorization": f"Bearer {bearer}"}
+            )
+    assert status == 200
+    checked = [entry["path"] for entry in logs if entry.get("authz") == "forward_auth"]
+    assert checked == ["/private/x"]
+    assert [r.raw_path for r in upstream.requests] == ["/private/x"]
