@@ -130,6 +130,16 @@ async def _reserve(address: Address) -> socket.socket:
     return sock
 
 
+async def _reserve_decision_port(address: Address | None) -> contextlib.AbstractContextManager[object]:
+    """Hold the decision port like the proxied one; every worker binds it too. OSError when unusable."""
+    if address is None:
+        return contextlib.nullcontext()
+    if address.port == 0:
+        # Each worker reads authz_listen from the config file: port 0 would give each a port of its own.
+        raise OSError("authz_listen needs a fixed port with --workers above 1")
+    return await _reserve(address)
+
+
 class Supervisor:
     """Starts, watches, signals and restarts the workers; serves the admin port for all of them."""
 
@@ -173,8 +183,14 @@ class Supervisor:
             return 1
         port = reserved.getsockname()[1]
         self._listen = str(Address(self._config.listen.host, port))
+        try:
+            decisions = await _reserve_decision_port(self._config.authz.listen)
+        except OSError as error:
+            reserved.close()
+            self._log.error("cannot listen", error=str(error))
+            return 1
         admin = web.AppRunner(build_supervisor_admin(self.fleet), access_log=None, shutdown_timeout=1.0)
-        with reserved, tempfile.TemporaryDirectory(prefix="authproxy-") as folder:
+        with reserved, decisions, tempfile.TemporaryDirectory(prefix="authproxy-") as folder:
             workers = [Worker(i, os.path.join(folder, f"worker-{i}.sock")) for i in range(self._count)]
             self.fleet.workers = workers
             try:
@@ -208,6 +224,7 @@ class Supervisor:
             admin=str(Address(str(admin_host), int(admin_port))),
             upstream=self._config.upstream.url,
             workers=self._count,
+            **({"authz": str(self._config.authz.listen)} if self._config.authz.listen is not None else {}),
         )
         for worker in self.fleet.workers:
             self._tasks.add(asyncio.create_task(self._keep(worker), name=f"worker-{worker.index}"))

@@ -15,9 +15,11 @@ ENVOY_PREFIX = "/envoy"
 FRONTENDS = ("envoy", "nginx", "forward_auth")
 
 
-def authz_config(upstream_url: str, secret: bytes, *, authz: str = "", **options: str) -> str:
-    """The integration rig's proxy config plus a decision port on an OS-chosen port."""
-    return config_text(upstream_url, secret, **options) + "authz_listen: 127.0.0.1:0\n" + authz
+def authz_config(
+    upstream_url: str, secret: bytes, *, authz: str = "", authz_listen: str = "127.0.0.1:0", **options: str
+) -> str:
+    """The integration rig's proxy config plus a decision port (by default on an OS-chosen port)."""
+    return config_text(upstream_url, secret, **options) + f"authz_listen: {authz_listen}\n" + authz
 
 
 @dataclass
