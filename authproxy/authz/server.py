@@ -1,87 +1,69 @@
-"""The decision port: each check request goes through the gate and is answered; nothing is ever forwarded.
-
-It reads the same RuntimeHolder as the proxied port (a reload applies to both at once) and reports each check
-as an AccessRecord of the original request to the same observers (metrics) and access log, so a decision
-looks alike whichever port made it; the log line adds which front end asked (`authz`).
+"""The decision port (HTTP): each check request goes through the gate and is answered; nothing is ever
+forwarded. Which request a check asks about is read per front end (original.py); the rest is decide.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Iterable
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from authproxy.authz.answer import check_answer
+from authproxy.authz.decide import Decider
 from authproxy.authz.original import BadCheck, UnknownEndpoint, original_request
 from authproxy.config.model import Address
-from authproxy.gate import authorize
-from authproxy.logs import access_logger
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
 from authproxy.proxy.responses import Rendered, render_error
 from authproxy.proxy.server import AccessRecord, Observer
 from authproxy.runtime import RuntimeHolder
 
-__all__ = ["DecisionHandler", "DecisionListener"]
+__all__ = ["ENVOY_REMOVE", "DecisionHandler", "DecisionListener"]
 
+# Envoy's ext_authz HTTP service removes the headers this response header names from the upstream request.
+ENVOY_REMOVE = "x-envoy-auth-headers-to-remove"
 _BACKLOG = 1024
 
 
 class DecisionHandler:
     """`handle(request)`: one runtime snapshot, the original request, the gate, the answer."""
 
-    def __init__(self, holder: RuntimeHolder, observers: Iterable[Observer] = ()) -> None:
-        self._holder = holder
-        self._observers = tuple(observers)
-        self._log = access_logger()
+    def __init__(self, decider: Decider) -> None:
+        self._decider = decider
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         record = AccessRecord(request.method, request.raw_path.partition("?")[0])
         frontend = "unknown"
         started = time.perf_counter()
         try:
-            rt = self._holder.current  # read once: the whole check runs under this policy
+            rt = self._decider.holder.current  # read once: the whole check runs under this policy
             try:
                 original = original_request(request, rt.config.authz.path_prefix)
             except BadCheck as bad:
-                return self._answer(record, _refusal(bad))
+                return _respond(record, _refusal(bad))
             frontend = original.frontend
-            record.method, record.path = original.method, original.target.partition("?")[0]
-            decided = time.perf_counter()
-            decision = await authorize(rt, original.method, original.target, request.headers)
-            record.decision_ms = (time.perf_counter() - decided) * 1000
-            record.decision, rendered = check_answer(rt, original.frontend, decision)
-            rate = rt.config.logging.allow_sample_rate
-            # log detail sampling, not a security decision
-            record.detail = not decision.allowed or rate >= 1.0 or random.random() < rate  # noqa: S311
-            return self._answer(record, rendered)
+            answer = await self._decider.decide(rt, record, original.method, original.target, request.headers)
+            rendered = answer.rendered
+            if frontend == "envoy" and answer.remove:
+                # Envoy copies our identity headers over the client's; the ones we leave out it must remove.
+                headers = (*rendered.headers, (ENVOY_REMOVE, ",".join(answer.remove)))
+                rendered = Rendered(rendered.status, headers, rendered.body)
+            return _respond(record, rendered)
         except asyncio.CancelledError:
             record.outcome = "client_gone"
             raise
         except Exception:  # noqa: BLE001 - the outer boundary of the decision port: a bug answers 500
-            record.outcome = "error"
-            self._log.exception("unhandled error", method=record.method, path=record.path)
-            return self._answer(record, render_error(500, "internal_error", "internal error"))
+            self._decider.failed(record)
+            return _respond(record, render_error(500, "internal_error", "internal error"))
         finally:
             record.latency_ms = (time.perf_counter() - started) * 1000
-            self._emit(record, frontend)
+            self._decider.emit(record, frontend)
 
-    @staticmethod
-    def _answer(record: AccessRecord, rendered: Rendered) -> web.Response:
-        record.status = rendered.status
-        return web.Response(status=rendered.status, headers=CIMultiDict(rendered.headers), body=rendered.body)
 
-    def _emit(self, record: AccessRecord, frontend: str) -> None:
-        fields = record.fields()
-        if record.status >= 500:
-            self._log.warning("request", authz=frontend, **fields)
-        else:
-            self._log.info("request", authz=frontend, **fields)
-        for observe in self._observers:
-            observe(record)
+def _respond(record: AccessRecord, rendered: Rendered) -> web.Response:
+    record.status = rendered.status
+    return web.Response(status=rendered.status, headers=CIMultiDict(rendered.headers), body=rendered.body)
 
 
 def _refusal(bad: BadCheck) -> Rendered:
@@ -101,7 +83,7 @@ class DecisionListener:
         grace: float,
         head_timeout: float = HEAD_TIMEOUT,
     ) -> None:
-        self.handler = DecisionHandler(holder, observers)
+        self.handler = DecisionHandler(Decider(holder, observers))
         server = ProxyServer(
             self.handler, head_timeout=head_timeout, access_log=None, handler_cancellation=True
         )
