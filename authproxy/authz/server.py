@@ -7,17 +7,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from authproxy.authz.decide import Decider
 from authproxy.authz.original import BadCheck, UnknownEndpoint, original_request
-from authproxy.config.model import Address
+from authproxy.config.model import AuthzConfig
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
 from authproxy.proxy.responses import Rendered, render_error
 from authproxy.proxy.server import AccessRecord, Observer
 from authproxy.runtime import RuntimeHolder
+
+if TYPE_CHECKING:
+    from authproxy.authz.grpc_check import GrpcCheckListener
 
 __all__ = ["ENVOY_REMOVE", "DecisionHandler", "DecisionListener"]
 
@@ -73,7 +77,8 @@ def _refusal(bad: BadCheck) -> Rendered:
 
 
 class DecisionListener:
-    """The decision port's socket: `start()` binds (OSError when it cannot), `stop()` drains and closes."""
+    """The decision ports: HTTP on `authz_listen`, gRPC on `authz.grpc_listen`, whichever are configured.
+    `start()` binds (OSError when it cannot), `stop()` drains and closes."""
 
     def __init__(
         self,
@@ -83,19 +88,37 @@ class DecisionListener:
         grace: float,
         head_timeout: float = HEAD_TIMEOUT,
     ) -> None:
-        self.handler = DecisionHandler(Decider(holder, observers))
+        self._decider = Decider(holder, observers)
+        self.handler = DecisionHandler(self._decider)
         server = ProxyServer(
             self.handler, head_timeout=head_timeout, access_log=None, handler_cancellation=True
         )
         self._runner = web.ServerRunner(server, shutdown_timeout=grace)
-        self.address: tuple[str, int] = ("", 0)
+        self._grpc: GrpcCheckListener | None = None
+        self.address: tuple[str, int] | None = None
+        self.grpc_address: tuple[str, int] | None = None
 
-    async def start(self, listen: Address, *, reuse_port: bool = False) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, listen.host, listen.port, backlog=_BACKLOG, reuse_port=reuse_port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.address = (str(host), int(port))
+    async def start(self, authz: AuthzConfig, *, reuse_port: bool = False) -> None:
+        if authz.listen is not None:
+            await self._runner.setup()
+            listen = authz.listen
+            site = web.TCPSite(
+                self._runner, listen.host, listen.port, backlog=_BACKLOG, reuse_port=reuse_port
+            )
+            await site.start()
+            host, port = self._runner.addresses[0][:2]
+            self.address = (str(host), int(port))
+        if authz.grpc_listen is not None:
+            # the `grpc` extra, imported only where configured (config/authz.py checked that it is installed)
+            from authproxy.authz.grpc_check import GrpcCheckListener
+
+            self._grpc = GrpcCheckListener(self._decider)
+            await self._grpc.start(authz.grpc_listen, reuse_port=reuse_port)
+            self.grpc_address = self._grpc.address
 
     async def stop(self) -> None:
-        await self._runner.cleanup()
+        try:
+            if self._grpc is not None:
+                await self._grpc.stop()
+        finally:
+            await self._runner.cleanup()

@@ -3,6 +3,7 @@
     authz_listen: 127.0.0.1:9191   # absent: no decision port
     authz:
       path_prefix: /envoy          # Envoy/Istio ext_authz `path_prefix`, stripped from each check's path
+      grpc_listen: 127.0.0.1:9192  # Envoy's gRPC Authorization/Check (the `grpc` extra); absent: not served
 
 The decision port answers nginx on NGINX_PATH and Traefik / ingress-nginx on FORWARD_AUTH_PATH; every
 other path must lie under `path_prefix`. A prefix is required (never "/"): with none, a client's own request
@@ -11,6 +12,7 @@ to /nginx through Envoy would reach the nginx endpoint and have its X-Original-U
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 from authproxy.config.fields import Report, Section, read_section, read_value
@@ -24,6 +26,8 @@ AUTHZ_KEYS = ("authz_listen", "authz")  # top-level keys this module reads
 NGINX_PATH = "/nginx"
 FORWARD_AUTH_PATH = "/forward-auth"
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+_ADDRESS = "HOST:PORT or [IPv6]:PORT"
+_GRPC_MODULES = ("grpclib", "envoy_data_plane")  # the `grpc` extra
 _WILDCARD = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared against, not bound
 
 
@@ -46,41 +50,62 @@ def parse_path_prefix(text: str) -> str:
 def read_authz(report: Report, top: Section, used: tuple[tuple[str, Address], ...]) -> AuthzConfig | None:
     """The AuthzConfig (defaults when both keys are absent); None when anything was reported.
 
-    `used`: (key, address) of the other listeners, which the decision port must not share a port with.
+    `used`: (key, address) of the other listeners, which the decision ports must not share a port with.
     """
     listen: Address | None = None
     if (node := top.get("authz_listen")) is not None:
-        listen = read_value(report, "authz_listen", node, parse_address, "HOST:PORT or [IPv6]:PORT")
-        if listen is None:
+        listen = read_value(report, "authz_listen", node, parse_address, _ADDRESS)
+        if listen is None or not _port_free(
+            report, top.key_line("authz_listen"), "authz_listen", listen, used
+        ):
             return None
-        if not _port_free(report, top.key_line("authz_listen"), listen, used):
-            return None
-    prefix = AuthzConfig().path_prefix
+        used = (*used, ("authz_listen", listen))
+    config = AuthzConfig(listen)
     if (section_node := top.get("authz")) is not None:
-        section = read_section(report, "authz", top.key_line("authz"), section_node, ("path_prefix",))
+        section = read_section(
+            report, "authz", top.key_line("authz"), section_node, ("path_prefix", "grpc_listen")
+        )
         if section is None:
             return None
+        prefix: str | None = config.path_prefix
+        grpc: Address | None = None
         if (prefix_node := section.get("path_prefix")) is not None:
-            read = _read_prefix(report, prefix_node)
-            if read is None:
+            prefix = read_value(report, "authz.path_prefix", prefix_node, parse_path_prefix)
+            if listen is None:
+                report.warn(
+                    section.key_line("path_prefix"), "authz.path_prefix: has no effect without authz_listen"
+                )
+        if (grpc_node := section.get("grpc_listen")) is not None:
+            grpc = _grpc_listen(report, section.key_line("grpc_listen"), grpc_node, used)
+            if grpc is None:
                 return None
-            prefix = read
-        if listen is None:
-            report.warn(top.key_line("authz"), "authz: has no effect without authz_listen")
-    return AuthzConfig(listen, prefix)
+        if prefix is None:
+            return None
+        config = AuthzConfig(listen, prefix, grpc)
+    return config
 
 
-def _read_prefix(report: Report, node: Node) -> str | None:
-    return read_value(report, "authz.path_prefix", node, parse_path_prefix)
+def _grpc_listen(
+    report: Report, line: int, node: Node, used: tuple[tuple[str, Address], ...]
+) -> Address | None:
+    address = read_value(report, "authz.grpc_listen", node, parse_address, _ADDRESS)
+    if address is None or not _port_free(report, line, "authz.grpc_listen", address, used):
+        return None
+    if not all(importlib.util.find_spec(name) for name in _GRPC_MODULES):
+        report.error(line, "authz.grpc_listen: needs the grpc extra (pip install 'authproxy[grpc]')")
+        return None
+    return address
 
 
-def _port_free(report: Report, line: int, mine: Address, used: tuple[tuple[str, Address], ...]) -> bool:
+def _port_free(
+    report: Report, line: int, key: str, mine: Address, used: tuple[tuple[str, Address], ...]
+) -> bool:
     if mine.port == 0:
         return True  # port 0 binds a fresh port each time, so it never collides
-    for key, other in used:
+    for other_key, other in used:
         if other.port != mine.port:
             continue
         if mine.host == other.host or mine.host in _WILDCARD or other.host in _WILDCARD:
-            report.error(line, f"authz_listen: shares port {mine.port} with {key} ({other})")
+            report.error(line, f"{key}: shares port {mine.port} with {other_key} ({other})")
             return False
     return True

@@ -172,6 +172,11 @@ class AuthzConfig:
 
     listen: Address | None = None  # None: no decision port
     path_prefix: str = "/envoy"  # Envoy/Istio `path_prefix`: stripped from a check request's path
+    grpc_listen: Address | None = None  # Envoy's gRPC Authorization/Check service; None: not served
+
+    @property
+    def enabled(self) -> bool:
+        return self.listen is not None or self.grpc_listen is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,7 @@ class ProxyService:
         self.admin_address: tuple[str, int] = ("", 0)
         # external authorization mode: the same gate and observers on a port of its own
         self.decisions: DecisionListener | None = None
-        if holder.current.config.authz.listen is not None:
+        if holder.current.config.authz.enabled:
             self.decisions = DecisionListener(holder, (self.metrics.observe, *observers), grace=grace)
 
     async def start(self) -> None:
@@ -135,8 +135,8 @@ class ProxyService:
         )
         await site.start()
         self.proxy_address = _bound(self._proxy)
-        if self.decisions is not None and config.authz.listen is not None:
-            await self.decisions.start(config.authz.listen, reuse_port=self._worker is not None)
+        if self.decisions is not None:
+            await self.decisions.start(config.authz, reuse_port=self._worker is not None)
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then release."""
@@ -197,7 +197,7 @@ async def _serve(rt: Runtime, reload: ReloadOptions, worker: WorkerRole | None =
             proxy=_show(service.proxy_address),
             admin=_show(service.admin_address) if worker is None else worker.admin_socket,
             upstream=rt.config.upstream.url,
-            **({"authz": _show(service.decisions.address)} if service.decisions is not None else {}),
+            **_decision_ports(service.decisions),
         )
         await stop.wait()
         log.info("shutting down", grace_s=shutdown_grace())
@@ -208,6 +208,11 @@ async def _serve(rt: Runtime, reload: ReloadOptions, worker: WorkerRole | None =
             loop.remove_signal_handler(signum)
         if worker is not None:
             loop.remove_reader(sys.stdin.fileno())
+
+
+def _decision_ports(decisions: DecisionListener | None) -> dict[str, str]:
+    ports = {"authz": decisions and decisions.address, "authz_grpc": decisions and decisions.grpc_address}
+    return {name: _show(address) for name, address in ports.items() if address}
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

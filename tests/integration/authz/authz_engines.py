@@ -148,10 +148,10 @@ def _static(address: tuple[str, int]) -> dict[str, Any]:
 
 
 def envoy_config(
-    upstream: tuple[str, int], decisions: tuple[str, int], listen_socket: str, admin_socket: str
+    upstream: tuple[str, int], decisions: tuple[str, int], listen_socket: str, admin_socket: str, example: str
 ) -> str:
-    """The shipped Envoy example with its listener on a Unix socket and its clusters on the test's ports."""
-    config = yaml.safe_load((EXAMPLES / "envoy.yaml").read_text())
+    """A shipped Envoy example with its listener on a Unix socket and its clusters on the test's ports."""
+    config = yaml.safe_load((EXAMPLES / example).read_text())
     resources = config["static_resources"]
     resources["listeners"][0]["address"] = {"pipe": {"path": listen_socket}}
     for cluster in resources["clusters"]:
@@ -165,11 +165,13 @@ def envoy_config(
 
 
 @contextlib.asynccontextmanager
-async def envoy(tmp: Path, upstream: tuple[str, int], decisions: tuple[str, int]) -> AsyncIterator[Engine]:
+async def envoy(
+    tmp: Path, upstream: tuple[str, int], decisions: tuple[str, int], example: str = "envoy.yaml"
+) -> AsyncIterator[Engine]:
     binary = find_engine("envoy")
     listen, admin = str(tmp / "envoy.sock"), str(tmp / "envoy-admin.sock")
     config = tmp / "envoy.yaml"
-    config.write_text(envoy_config(upstream, decisions, listen, admin))
+    config.write_text(envoy_config(upstream, decisions, listen, admin, example))
     argv = [binary, "-c", str(config), "--base-id-path", str(tmp / "base-id"), "--use-dynamic-base-id"]
     argv += ["--concurrency", "1", "--log-level", "warning", "--disable-hot-restart"]
     async with _run(argv, listen, tmp / "envoy.log") as engine:

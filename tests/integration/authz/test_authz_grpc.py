@@ -1,0 +1,114 @@
+"""Envoy's gRPC ext_authz service (`authz.grpc_listen`): a real Envoy, configured by the shipped
+envoy-grpc.yaml, asks authproxy's Authorization/Check in front of the recording upstream. The answer is the
+HTTP decision port's, carried as gRPC fields."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import structlog
+from authz_engines import Engine, envoy
+from authzrig import AuthzFactory, RunningAuthz
+from proxyrig import RecordingUpstream, TokenFactory
+from yarl import URL
+
+IDENTITY = ("X-Auth-User-Id", "X-Auth-Session-Id", "X-Auth-Scopes")
+SPOOFED = {"X-Auth-User-Id": "admin", "X-Auth-Session-Id": "stolen", "X-Auth-Scopes": "proxy:admin"}
+
+
+@pytest.fixture
+async def authz(start_authz: AuthzFactory, upstream: RecordingUpstream) -> RunningAuthz:
+    return await start_authz(upstream.url, authz="authz:\n  grpc_listen: 127.0.0.1:0\n")
+
+
+@pytest.fixture
+async def engine(authz: RunningAuthz, upstream: RecordingUpstream) -> AsyncIterator[Engine]:
+    assert authz.service.decisions is not None and authz.service.decisions.grpc_address is not None
+    folder = Path(tempfile.mkdtemp(prefix="authz-", dir="/tmp"))  # Unix socket paths stay short
+    try:
+        upstream_address = ("127.0.0.1", URL(upstream.url).port or 0)
+        async with envoy(
+            folder, upstream_address, authz.service.decisions.grpc_address, "envoy-grpc.yaml"
+        ) as e:
+            yield e
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+async def via(engine: Engine) -> AsyncIterator[aiohttp.ClientSession]:
+    async with engine.session() as session:
+        yield session
+
+
+async def fetch(
+    session: aiohttp.ClientSession, method: str, target: str, headers: dict[str, str]
+) -> tuple[int, bytes, aiohttp.typedefs.LooseHeaders]:
+    async with session.request(
+        method, URL("http://app.example" + target, encoded=True), headers=headers
+    ) as resp:
+        return resp.status, await resp.read(), resp.headers
+
+
+async def test_allowed_request_reaches_upstream_with_our_identity_and_unset_ones_removed(
+    via: aiohttp.ClientSession, upstream: RecordingUpstream, token: TokenFactory
+) -> None:
+    bearer = token("private:read", sub="alice", session_id="s-1")
+    with structlog.testing.capture_logs() as logs:
+        status, _, _ = await fetch(
+            via, "GET", "/private/doc?q=%2F", {"Authorization": f"Bearer {bearer}", **SPOOFED}
+        )
+        assert status == 200
+        status, _, _ = await fetch(
+            via, "PUT", "/items", {"Authorization": f"Bearer {token('proxy:use')}", **SPOOFED}
+        )
+        assert status == 200
+    first, second = upstream.requests
+    assert first.raw_path == "/private/doc?q=%2F"
+    assert [first.header(name) for name in IDENTITY] == [["alice"], ["s-1"], ["private:read"]]
+    assert (second.method, second.raw_path) == ("PUT", "/items")
+    assert [second.header(name) for name in IDENTITY] == [["user-1"], [], ["proxy:use"]]
+    checks = [entry for entry in logs if entry.get("authz") == "envoy_grpc"]
+    assert [(c["method"], c["path"], c["status"], c["decision"]) for c in checks] == [
+        ("GET", "/private/doc", 200, "allow"),
+        ("PUT", "/items", 200, "allow"),
+    ]
+
+
+DENIALS = [
+    ("no token", "GET", "/private/x", None),
+    ("invalid token", "GET", "/private/x", "not.a.jwt"),
+    ("insufficient scope", "GET", "/private/x", "use-only"),
+    ("method judged as sent", "DELETE", "/private/x", "read-only"),
+    ("dot-segment", "GET", "/public/../private/x", None),
+    ("encoded slash", "GET", "/public%2F..%2Fprivate/x", None),
+]
+
+
+@pytest.mark.parametrize(("name", "method", "target", "kind"), DENIALS, ids=[d[0] for d in DENIALS])
+async def test_denied_request_never_reaches_upstream_and_the_client_gets_our_answer(
+    name: str,
+    method: str,
+    target: str,
+    kind: str | None,
+    via: aiohttp.ClientSession,
+    authz: RunningAuthz,
+    upstream: RecordingUpstream,
+    client: aiohttp.ClientSession,
+    token: TokenFactory,
+) -> None:
+    scopes = {"use-only": ("proxy:use",), "read-only": ("private:read",)}
+    presented = token(*scopes[kind]) if kind in scopes else kind
+    headers = {"Authorization": f"Bearer {presented}"} if presented else {}
+    status, body, answer = await fetch(via, method, target, headers)
+    async with client.request(method, URL(authz.url + target, encoded=True), headers=headers) as resp:
+        want = resp.status, await resp.read(), resp.headers.get("WWW-Authenticate")
+    assert want[0] in (400, 401, 403)
+    assert (status, body, answer.get("WWW-Authenticate")) == want
+    assert answer["Content-Type"] == "application/json"
+    assert upstream.requests == []
