@@ -10,7 +10,8 @@ from authproxy.config.model import Address, AuthzConfig
 
 
 def test_no_decision_port_by_default(cfg: ConfigDir, head: str) -> None:
-    assert cfg.config(head).authz == AuthzConfig(None, "/envoy")
+    assert cfg.config(head).authz == AuthzConfig(None, "/envoy", None)
+    assert not cfg.config(head).authz.enabled
 
 
 def test_authz_listen_and_path_prefix(cfg: ConfigDir, head: str) -> None:
@@ -50,8 +51,21 @@ def test_bad_authz_settings_are_refused_with_their_line(
     assert cfg.errors(head + text) == [message]
 
 
+def test_grpc_listen_alone_opens_only_the_grpc_service(cfg: ConfigDir, head: str) -> None:
+    config = cfg.config(head + "authz:\n  grpc_listen: 127.0.0.1:9192\n")
+    assert config.authz == AuthzConfig(None, "/envoy", Address("127.0.0.1", 9192))
+    assert config.authz.enabled
+
+
+def test_grpc_listen_must_not_share_the_decision_port(cfg: ConfigDir, head: str) -> None:
+    text = head + "authz_listen: 127.0.0.1:9191\nauthz:\n  grpc_listen: 0.0.0.0:9191\n"
+    assert cfg.errors(text) == [
+        "config.yaml:10: authz.grpc_listen: shares port 9191 with authz_listen (127.0.0.1:9191)"
+    ]
+
+
 def test_authz_section_without_a_decision_port_warns(cfg: ConfigDir, head: str) -> None:
-    assert "config.yaml:8: authz: has no effect without authz_listen" in cfg.warnings(
+    assert "config.yaml:9: authz.path_prefix: has no effect without authz_listen" in cfg.warnings(
         head + "authz:\n  path_prefix: /check\n"
     )
 
