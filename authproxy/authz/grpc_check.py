@@ -56,7 +56,9 @@ class CheckService(AuthorizationBase):
         started = time.perf_counter()
         try:
             if http is None:
-                return _denied(render_error(400, "bad_request", "the check request carries no HTTP request"))
+                refusal = render_error(400, "bad_request", "the check request carries no HTTP request")
+                record.status = refusal.status
+                return _denied(refusal)
             rt = self._decider.holder.current  # read once: the whole check runs under this policy
             answer = await self._decider.decide(rt, record, http.method, http.path, _headers_of(http))
             return _response(answer)

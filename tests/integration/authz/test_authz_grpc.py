@@ -4,8 +4,10 @@ HTTP decision port's, carried as gRPC fields."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -112,3 +114,26 @@ async def test_denied_request_never_reaches_upstream_and_the_client_gets_our_ans
     assert (status, body, answer.get("WWW-Authenticate")) == want
     assert answer["Content-Type"] == "application/json"
     assert upstream.requests == []
+
+
+async def test_check_request_without_http_attributes_is_refused(authz: RunningAuthz) -> None:
+    # A real gRPC client (grpclib, Envoy's generated messages) sending what no Envoy would: an empty check.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # envoy-data-plane's own, at import
+        from envoy_data_plane.envoy.service.auth.v3 import AuthorizationAsyncStub, CheckRequest
+    from grpclib.client import Channel
+
+    assert authz.service.decisions is not None and authz.service.decisions.grpc_address is not None
+    host, port = authz.service.decisions.grpc_address
+    channel = Channel(host, port)
+    try:
+        response = await AuthorizationAsyncStub(channel).check(CheckRequest())
+    finally:
+        channel.close()
+    assert response.status is not None and response.status.code == 3  # INVALID_ARGUMENT
+    denied = response.denied_response
+    assert denied is not None and denied.status is not None and int(denied.status.code) == 400
+    assert json.loads(denied.body) == {
+        "detail": "the check request carries no HTTP request",
+        "error": "bad_request",
+    }

@@ -4,6 +4,9 @@ the decision port's own endpoints only."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import aiohttp
 import pytest
 import structlog
@@ -262,4 +265,48 @@ async def test_a_reload_applies_to_the_decision_port(
     assert (await ask(client, authz, "envoy", "GET", "/private/x", Authorization=f"Bearer {bearer}"))[
         0
     ] == 200
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+async def test_listing_the_proxy_would_filter_is_refused_never_passed_whole(
+    frontend: str,
+    authz: RunningAuthz,
+    upstream: RecordingUpstream,
+    client: aiohttp.ClientSession,
+    token: TokenFactory,
+) -> None:
+    text = authz.config_path.read_text().replace("policy:\n", "policy:\n  preset: agentos\n", 1)
+    authz.config_path.write_text(text)
+    assert await authz.service.reloader.reload("test")
+    headers = {"Authorization": f"Bearer {token('agents:alpha:read')}"}
+    status, body, _ = await ask(client, authz, frontend, "GET", "/agents", **headers)
+    assert status == 403
+    assert json.loads(body) == {
+        "detail": "a per-scope listing is served through the proxied port only",
+        "error": "listing_filter_unsupported",
+    }
+    assert upstream.requests == []
+    # a caller who may read every agent needs no filter: allowed
+    full = {"Authorization": f"Bearer {token('agents:read')}"}
+    assert (await ask(client, authz, frontend, "GET", "/agents", **full))[0] == 200
+
+
+class _BrokenTable:
+    """A route table with a bug in it: the decision port's outer boundary must still answer."""
+
+    def match(self, method: str, segments: object) -> None:
+        raise RuntimeError("a bug in route matching")
+
+
+async def test_internal_error_answers_json_500(
+    authz: RunningAuthz, upstream: RecordingUpstream, client: aiohttp.ClientSession
+) -> None:
+    holder = authz.service.holder
+    holder.swap(dataclasses.replace(holder.current, table=_BrokenTable()))
+    with structlog.testing.capture_logs() as logs:
+        status, body, _ = await ask(client, authz, "nginx", "GET", "/items")
+    assert (status, json.loads(body)) == (500, {"detail": "internal error", "error": "internal_error"})
+    assert any(e["event"] == "unhandled error" and e["log_level"] == "error" for e in logs)
+    assert any(e["event"] == "request" and e.get("outcome") == "error" for e in logs)
     assert upstream.requests == []
