@@ -7,12 +7,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import aiohttp
 from proxyrig import config_text
+from yarl import URL
 
 from authproxy.serve.lifecycle import ProxyService
 
 ENVOY_PREFIX = "/envoy"
 FRONTENDS = ("envoy", "nginx", "forward_auth")
+IDENTITY = ("X-Auth-User-Id", "X-Auth-Session-Id", "X-Auth-Scopes")
+# A client posing as someone else; some stacks fold the underscore spelling onto the dashed one.
+SPOOFED = {
+    "X-Auth-User-Id": "admin",
+    "X-Auth-Session-Id": "stolen",
+    "X-Auth-Scopes": "proxy:admin",
+    "X_Auth_Scopes": "proxy:admin",
+}
 
 
 def authz_config(
@@ -51,3 +61,13 @@ def check_request(
         "X-Forwarded-Host": "app.example",
     }
     return "GET", authz_url + "/forward-auth", {**headers, **extra}
+
+
+async def fetch(
+    session: aiohttp.ClientSession, method: str, target: str, headers: dict[str, str]
+) -> tuple[int, bytes, aiohttp.typedefs.LooseHeaders]:
+    """A client request through an engine (the session's connector reaches it), the target sent as written."""
+    async with session.request(
+        method, URL("http://app.example" + target, encoded=True), headers=headers
+    ) as resp:
+        return resp.status, await resp.read(), resp.headers

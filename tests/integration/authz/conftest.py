@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,11 @@ async def start_authz(tmp_path: Path, hs_secret: bytes) -> AsyncIterator[AuthzFa
     yield start
     for service in reversed(started):
         await service.stop()
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A folder for an engine's Unix sockets: their paths must stay under ~108 bytes, tmp_path may not."""
+    folder = Path(tempfile.mkdtemp(prefix="authz-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

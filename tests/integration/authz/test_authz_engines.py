@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import structlog
 from authz_engines import Engine, envoy, nginx, traefik
-from authzrig import AuthzFactory, RunningAuthz
+from authzrig import IDENTITY, SPOOFED, AuthzFactory, RunningAuthz, fetch
 from proxyrig import RecordingUpstream, TokenFactory
 from yarl import URL
 
@@ -28,21 +26,6 @@ RELAY_OUR_ANSWER = ("envoy", "traefik")  # status, body and challenge of a denia
 # Traefik resolves dot-segments (decoded ones too) before it routes, asks and forwards: its check names the
 # resolved path, the one the upstream would get, and the answer is the proxied port's for that path.
 RESOLVED_BY_TRAEFIK = {"/public/../private/x": "/private/x", "/public/%2e%2e/private/x": "/private/x"}
-IDENTITY = ("X-Auth-User-Id", "X-Auth-Session-Id", "X-Auth-Scopes")
-SPOOFED = {
-    "X-Auth-User-Id": "admin",
-    "X-Auth-Session-Id": "stolen",
-    "X-Auth-Scopes": "proxy:admin",
-    "X_Auth_Scopes": "proxy:admin",
-}
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    # Unix socket paths must stay under ~108 bytes; pytest's tmp_path can be longer.
-    folder = Path(tempfile.mkdtemp(prefix="authz-", dir="/tmp"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -86,15 +69,6 @@ async def _routes_loaded(engine: Engine, upstream: RecordingUpstream) -> None:
 async def via(engine: Engine) -> AsyncIterator[aiohttp.ClientSession]:
     async with engine.session() as session:
         yield session
-
-
-async def fetch(
-    session: aiohttp.ClientSession, method: str, target: str, headers: dict[str, str]
-) -> tuple[int, bytes, aiohttp.typedefs.LooseHeaders]:
-    async with session.request(
-        method, URL("http://app.example" + target, encoded=True), headers=headers
-    ) as resp:
-        return resp.status, await resp.read(), resp.headers
 
 
 async def test_allowed_request_reaches_upstream_with_our_identity_not_the_clients(

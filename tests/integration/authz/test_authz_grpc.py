@@ -5,8 +5,6 @@ HTTP decision port's, carried as gRPC fields."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,12 +13,9 @@ import aiohttp
 import pytest
 import structlog
 from authz_engines import Engine, envoy
-from authzrig import AuthzFactory, RunningAuthz
+from authzrig import IDENTITY, SPOOFED, AuthzFactory, RunningAuthz, fetch
 from proxyrig import RecordingUpstream, TokenFactory
 from yarl import URL
-
-IDENTITY = ("X-Auth-User-Id", "X-Auth-Session-Id", "X-Auth-Scopes")
-SPOOFED = {"X-Auth-User-Id": "admin", "X-Auth-Session-Id": "stolen", "X-Auth-Scopes": "proxy:admin"}
 
 
 @pytest.fixture
@@ -29,32 +24,18 @@ async def authz(start_authz: AuthzFactory, upstream: RecordingUpstream) -> Runni
 
 
 @pytest.fixture
-async def engine(authz: RunningAuthz, upstream: RecordingUpstream) -> AsyncIterator[Engine]:
-    assert authz.service.decisions is not None and authz.service.decisions.grpc_address is not None
-    folder = Path(tempfile.mkdtemp(prefix="authz-", dir="/tmp"))  # Unix socket paths stay short
-    try:
-        upstream_address = ("127.0.0.1", URL(upstream.url).port or 0)
-        async with envoy(
-            folder, upstream_address, authz.service.decisions.grpc_address, "envoy-grpc.yaml"
-        ) as e:
-            yield e
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+async def engine(authz: RunningAuthz, upstream: RecordingUpstream, short_tmp: Path) -> AsyncIterator[Engine]:
+    decisions = authz.service.decisions
+    assert decisions is not None and decisions.grpc_address is not None
+    upstream_address = ("127.0.0.1", URL(upstream.url).port or 0)
+    async with envoy(short_tmp, upstream_address, decisions.grpc_address, "envoy-grpc.yaml") as running:
+        yield running
 
 
 @pytest.fixture
 async def via(engine: Engine) -> AsyncIterator[aiohttp.ClientSession]:
     async with engine.session() as session:
         yield session
-
-
-async def fetch(
-    session: aiohttp.ClientSession, method: str, target: str, headers: dict[str, str]
-) -> tuple[int, bytes, aiohttp.typedefs.LooseHeaders]:
-    async with session.request(
-        method, URL("http://app.example" + target, encoded=True), headers=headers
-    ) as resp:
-        return resp.status, await resp.read(), resp.headers
 
 
 async def test_allowed_request_reaches_upstream_with_our_identity_and_unset_ones_removed(
