@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 import aiohttp
-from proxyrig import config_text
+from proxyrig import TokenFactory, config_text
 from yarl import URL
 
 from authproxy.serve.lifecycle import ProxyService
@@ -71,3 +71,32 @@ async def fetch(
         method, URL("http://app.example" + target, encoded=True), headers=headers
     ) as resp:
         return resp.status, await resp.read(), resp.headers
+
+
+# Requests every front end must refuse before the upstream: (id, method, target, what the client presents).
+ENGINE_DENIALS = [
+    ("no token", "GET", "/private/x", None),
+    ("invalid token", "GET", "/private/x", "not.a.jwt"),
+    ("insufficient scope", "GET", "/private/x", "use-only"),
+    ("method judged as sent", "DELETE", "/private/x", "read-only"),
+    ("dot-segment", "GET", "/public/../private/x", None),
+    ("encoded slash", "GET", "/public%2F..%2Fprivate/x", None),
+    ("encoded dot-segment", "GET", "/public/%2e%2e/private/x", None),
+    ("spoofed original-request headers", "GET", "/private/x", "spoof"),
+]
+_SCOPES = {"use-only": ("proxy:use",), "read-only": ("private:read",)}
+_ORIGINAL_SPOOF = {
+    "X-Original-URI": "/public/x",
+    "X-Original-Method": "GET",
+    "X-Forwarded-Uri": "/public/x",
+    "X-Forwarded-Method": "GET",
+}
+
+
+def presented(kind: str | None, token: TokenFactory) -> dict[str, str]:
+    """The headers of an ENGINE_DENIALS case: a token of those scopes, a raw token, or spoofed headers."""
+    if kind is None:
+        return {}
+    if kind == "spoof":
+        return dict(_ORIGINAL_SPOOF)
+    return {"Authorization": f"Bearer {token(*_SCOPES[kind]) if kind in _SCOPES else kind}"}

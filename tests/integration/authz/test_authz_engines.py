@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import structlog
 from authz_engines import Engine, envoy, nginx, traefik
-from authzrig import IDENTITY, SPOOFED, AuthzFactory, RunningAuthz, fetch
+from authzrig import ENGINE_DENIALS, IDENTITY, SPOOFED, AuthzFactory, RunningAuthz, fetch, presented
 from proxyrig import RecordingUpstream, TokenFactory
 from yarl import URL
 
@@ -106,19 +106,9 @@ async def test_public_route_passes_without_any_identity_header(
     assert [seen.header(name) for name in (*IDENTITY, "X_Auth_Scopes")] == [[], [], [], []]
 
 
-DENIALS = [
-    ("no token", "GET", "/private/x", None),
-    ("invalid token", "GET", "/private/x", "not.a.jwt"),
-    ("insufficient scope", "GET", "/private/x", "use-only"),
-    ("method judged as sent", "DELETE", "/private/x", "read-only"),
-    ("dot-segment", "GET", "/public/../private/x", None),
-    ("encoded slash", "GET", "/public%2F..%2Fprivate/x", None),
-    ("encoded dot-segment", "GET", "/public/%2e%2e/private/x", None),
-    ("spoofed original-request headers", "GET", "/private/x", "spoof"),
-]
-
-
-@pytest.mark.parametrize(("name", "method", "target", "kind"), DENIALS, ids=[d[0] for d in DENIALS])
+@pytest.mark.parametrize(
+    ("name", "method", "target", "kind"), ENGINE_DENIALS, ids=[d[0] for d in ENGINE_DENIALS]
+)
 async def test_denied_request_never_reaches_upstream_and_the_client_gets_our_answer(
     name: str,
     method: str,
@@ -131,17 +121,7 @@ async def test_denied_request_never_reaches_upstream_and_the_client_gets_our_ans
     client: aiohttp.ClientSession,
     token: TokenFactory,
 ) -> None:
-    scopes = {"use-only": ("proxy:use",), "read-only": ("private:read",)}
-    headers: dict[str, str] = {}
-    if kind in scopes:
-        headers["Authorization"] = f"Bearer {token(*scopes[kind])}"
-    elif kind == "spoof":
-        headers.update(
-            {"X-Original-URI": "/public/x", "X-Original-Method": "GET", "X-Forwarded-Uri": "/public/x"}
-        )
-        headers["X-Forwarded-Method"] = "GET"
-    elif kind is not None:
-        headers["Authorization"] = f"Bearer {kind}"
+    headers = presented(kind, token)
     status, body, answer = await fetch(via, method, target, {**headers, **SPOOFED})
     assert upstream.requests == []
     # what the proxied port answers the same request

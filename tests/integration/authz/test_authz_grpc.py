@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import structlog
 from authz_engines import Engine, envoy
-from authzrig import IDENTITY, SPOOFED, AuthzFactory, RunningAuthz, fetch
+from authzrig import ENGINE_DENIALS, IDENTITY, SPOOFED, AuthzFactory, RunningAuthz, fetch, presented
 from proxyrig import RecordingUpstream, TokenFactory
 from yarl import URL
 
@@ -63,17 +63,9 @@ async def test_allowed_request_reaches_upstream_with_our_identity_and_unset_ones
     ]
 
 
-DENIALS = [
-    ("no token", "GET", "/private/x", None),
-    ("invalid token", "GET", "/private/x", "not.a.jwt"),
-    ("insufficient scope", "GET", "/private/x", "use-only"),
-    ("method judged as sent", "DELETE", "/private/x", "read-only"),
-    ("dot-segment", "GET", "/public/../private/x", None),
-    ("encoded slash", "GET", "/public%2F..%2Fprivate/x", None),
-]
-
-
-@pytest.mark.parametrize(("name", "method", "target", "kind"), DENIALS, ids=[d[0] for d in DENIALS])
+@pytest.mark.parametrize(
+    ("name", "method", "target", "kind"), ENGINE_DENIALS, ids=[d[0] for d in ENGINE_DENIALS]
+)
 async def test_denied_request_never_reaches_upstream_and_the_client_gets_our_answer(
     name: str,
     method: str,
@@ -85,10 +77,8 @@ async def test_denied_request_never_reaches_upstream_and_the_client_gets_our_ans
     client: aiohttp.ClientSession,
     token: TokenFactory,
 ) -> None:
-    scopes = {"use-only": ("proxy:use",), "read-only": ("private:read",)}
-    presented = token(*scopes[kind]) if kind in scopes else kind
-    headers = {"Authorization": f"Bearer {presented}"} if presented else {}
-    status, body, answer = await fetch(via, method, target, headers)
+    headers = presented(kind, token)
+    status, body, answer = await fetch(via, method, target, {**headers, **SPOOFED})
     async with client.request(method, URL(authz.url + target, encoded=True), headers=headers) as resp:
         want = resp.status, await resp.read(), resp.headers.get("WWW-Authenticate")
     assert want[0] in (400, 401, 403)
