@@ -48,51 +48,39 @@ def parse_path_prefix(text: str) -> str:
 
 
 def read_authz(report: Report, top: Section, used: tuple[tuple[str, Address], ...]) -> AuthzConfig | None:
-    """The AuthzConfig (defaults when both keys are absent); None when anything was reported.
+    """The AuthzConfig (defaults when both keys are absent); None when anything was reported (all of it).
 
     `used`: (key, address) of the other listeners, which the decision ports must not share a port with.
     """
-    listen: Address | None = None
-    if (node := top.get("authz_listen")) is not None:
-        listen = read_value(report, "authz_listen", node, parse_address, _ADDRESS)
-        if listen is None or not _port_free(
-            report, top.key_line("authz_listen"), "authz_listen", listen, used
-        ):
-            return None
+    errors = len(report.errors)
+    listen = _listen(report, top.key_line("authz_listen"), "authz_listen", top.get("authz_listen"), used)
+    if listen is not None:
         used = (*used, ("authz_listen", listen))
-    config = AuthzConfig(listen)
-    if (section_node := top.get("authz")) is not None:
-        section = read_section(
-            report, "authz", top.key_line("authz"), section_node, ("path_prefix", "grpc_listen")
-        )
-        if section is None:
-            return None
-        prefix: str | None = config.path_prefix
-        grpc: Address | None = None
-        if (prefix_node := section.get("path_prefix")) is not None:
-            prefix = read_value(report, "authz.path_prefix", prefix_node, parse_path_prefix)
-            if listen is None:
-                report.warn(
-                    section.key_line("path_prefix"), "authz.path_prefix: has no effect without authz_listen"
-                )
-        if (grpc_node := section.get("grpc_listen")) is not None:
-            grpc = _grpc_listen(report, section.key_line("grpc_listen"), grpc_node, used)
-            if grpc is None:
-                return None
-        if prefix is None:
-            return None
-        config = AuthzConfig(listen, prefix, grpc)
-    return config
+    prefix, grpc = AuthzConfig().path_prefix, None
+    if (node := top.get("authz")) is not None:
+        known = ("path_prefix", "grpc_listen")
+        section = read_section(report, "authz", top.key_line("authz"), node, known)
+        if section is not None and (prefix_node := section.get("path_prefix")) is not None:
+            prefix = read_value(report, "authz.path_prefix", prefix_node, parse_path_prefix) or prefix
+            if listen is None and top.get("authz_listen") is None:
+                line = section.key_line("path_prefix")
+                report.warn(line, "authz.path_prefix: has no effect without authz_listen")
+        if section is not None:
+            line = section.key_line("grpc_listen")
+            grpc = _listen(report, line, "authz.grpc_listen", section.get("grpc_listen"), used)
+            if grpc is not None and not all(importlib.util.find_spec(name) for name in _GRPC_MODULES):
+                report.error(line, "authz.grpc_listen: needs the grpc extra (pip install 'authproxy[grpc]')")
+    return AuthzConfig(listen, prefix, grpc) if len(report.errors) == errors else None
 
 
-def _grpc_listen(
-    report: Report, line: int, node: Node, used: tuple[tuple[str, Address], ...]
+def _listen(
+    report: Report, line: int, key: str, node: Node | None, used: tuple[tuple[str, Address], ...]
 ) -> Address | None:
-    address = read_value(report, "authz.grpc_listen", node, parse_address, _ADDRESS)
-    if address is None or not _port_free(report, line, "authz.grpc_listen", address, used):
+    """The address under `key` when given, valid and not sharing a port; None otherwise (reported)."""
+    if node is None:
         return None
-    if not all(importlib.util.find_spec(name) for name in _GRPC_MODULES):
-        report.error(line, "authz.grpc_listen: needs the grpc extra (pip install 'authproxy[grpc]')")
+    address = read_value(report, key, node, parse_address, _ADDRESS)
+    if address is None or not _port_free(report, line, key, address, used):
         return None
     return address
 

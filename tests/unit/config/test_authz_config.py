@@ -92,3 +92,14 @@ def test_path_prefix_is_plain_and_never_overlaps_a_fixed_endpoint(prefix: str, f
 @pytest.mark.parametrize("prefix", ["/envoy", "/ext_authz/check", "/nginxx", "/v1.authz"])
 def test_plain_prefixes_are_accepted(prefix: str) -> None:
     assert parse_path_prefix(prefix) == prefix
+
+
+def test_every_authz_problem_is_reported_at_once(cfg: ConfigDir, head: str) -> None:
+    text = (
+        head + "authz_listen: 127.0.0.1:9901\nauthz:\n  path_prefix: /nginx\n  grpc_listen: 127.0.0.1:9901\n"
+    )
+    assert cfg.errors(text) == [
+        "config.yaml:8: authz_listen: shares port 9901 with admin_listen (127.0.0.1:9901)",
+        "config.yaml:10: authz.path_prefix: must not overlap the decision port's /nginx endpoint; got '/nginx'",
+        "config.yaml:11: authz.grpc_listen: shares port 9901 with admin_listen (127.0.0.1:9901)",
+    ]
