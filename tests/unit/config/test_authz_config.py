@@ -100,6 +100,7 @@ def test_every_authz_problem_is_reported_at_once(cfg: ConfigDir, head: str) -> N
     )
     assert cfg.errors(text) == [
         "config.yaml:8: authz_listen: shares port 9901 with admin_listen (127.0.0.1:9901)",
-        "config.yaml:10: authz.path_prefix: must not overlap the decision port's /nginx endpoint; got '/nginx'",
+        "config.yaml:10: authz.path_prefix: must not overlap the decision port's /nginx endpoint; "
+        "got '/nginx'",
         "config.yaml:11: authz.grpc_listen: shares port 9901 with admin_listen (127.0.0.1:9901)",
     ]
