@@ -40,7 +40,12 @@ DenialCode: TypeAlias = Literal[
     "method_not_allowed",
 ]
 # Every `error` an answer of our own may carry.
-AnswerCode: TypeAlias = DenialCode | Literal["upstream_unavailable", "upstream_timeout", "internal_error"]
+AnswerCode: TypeAlias = (
+    DenialCode
+    | Literal["upstream_unavailable", "upstream_timeout", "internal_error"]
+    # the decision port: an allow whose checks read the body, the answer or each message
+    | Literal["proxied_port_only"]
+)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -85,3 +85,15 @@ install_redis() {
     redis-server >/dev/null
 }
 install_redis || echo "install-tools: WARNING: redis-server not installed; rate-limit tests cannot run" >&2
+
+# --- external authorization: nginx for the auth_request tests (Envoy comes from PyPI, in [test]) ---
+authz_nginx() {
+  command -v nginx >/dev/null && return 0
+  [[ $(id -u) -eq 0 ]] || {
+    echo "not root: cannot apt-get install nginx-light" >&2
+    return 1
+  }
+  apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light
+  # RUNLEVEL=1 above keeps the package from starting a system nginx on port 80
+}
+authz_nginx || echo "install-tools (authz): WARNING: nginx not installed; the auth_request tests cannot run" >&2

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from collections.abc import Mapping as EnvMap
 from typing import Literal, TypeVar, cast
 
+from authproxy.config.authz import AUTHZ_KEYS, read_authz
 from authproxy.config.fields import (
     Report,
     Section,
@@ -52,7 +53,17 @@ __all__ = ["build", "check_upstream_url", "parse_address", "parse_duration"]
 
 T = TypeVar("T")
 
-_TOP = ("listen", "admin_listen", "upstream", "jwt", "policy", "forward", "logging", "rate_limits")
+_TOP = (
+    "listen",
+    "admin_listen",
+    "upstream",
+    "jwt",
+    "policy",
+    "forward",
+    "logging",
+    "rate_limits",
+    *AUTHZ_KEYS,
+)
 _UPSTREAM = ("url", "connect_timeout", "read_timeout")
 _JWT = ("algorithms", "keys", "audience", "issuer", "leeway", "sources", "header", "cookie", "claims")
 _CLAIMS = ("user_id", "session_id", "scopes")
@@ -89,7 +100,10 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
         limits = read_rate_limits(report, top.key_line("rate_limits"), node, policy)
     if listen is not None and admin is not None:
         _check_listeners(report, top, listen, admin)
-    if report.errors or None in (listen, admin, upstream, jwt, policy, forward, logging):
+    authz = read_authz(
+        report, top, tuple((k, a) for k, a in (("listen", listen), ("admin_listen", admin)) if a)
+    )
+    if authz is None or report.errors or None in (listen, admin, upstream, jwt, policy, forward, logging):
         return None
     return Config(
         path=file,
@@ -101,6 +115,7 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
         forward=cast(ForwardConfig, forward),
         logging=cast(LoggingConfig, logging),
         rate_limits=limits,
+        authz=authz,
     )
 
 

@@ -13,6 +13,7 @@ from authproxy.config.limits_model import RateLimitsConfig
 
 __all__ = [
     "Address",
+    "AuthzConfig",
     "ClaimPaths",
     "Config",
     "ForwardConfig",
@@ -178,6 +179,19 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthzConfig:
+    """The decision port (authproxy/authz): the gate without forwarding, for Envoy, Istio, nginx, Traefik."""
+
+    listen: Address | None = None  # None: no decision port
+    path_prefix: str = "/envoy"  # Envoy/Istio `path_prefix`: stripped from a check request's path
+    grpc_listen: Address | None = None  # Envoy's gRPC Authorization/Check service; None: not served
+
+    @property
+    def enabled(self) -> bool:
+        return self.listen is not None or self.grpc_listen is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: str  # the file this was loaded from, as given
     upstream: UpstreamConfig
@@ -188,3 +202,4 @@ class Config:
     forward: ForwardConfig = ForwardConfig()
     logging: LoggingConfig = LoggingConfig()
     rate_limits: RateLimitsConfig | None = None  # None: nothing is rate-limited
+    authz: AuthzConfig = AuthzConfig()

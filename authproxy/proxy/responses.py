@@ -45,6 +45,7 @@ _STATUS: dict[AnswerCode, int] = {
     "upstream_unavailable": 502,
     "upstream_timeout": 504,
     "internal_error": 500,
+    "proxied_port_only": 403,
     "rate_limited": 429,
     "rate_limit_unavailable": 503,
     "forbidden": 403,
@@ -65,6 +66,13 @@ class OwnAnswer(Enum):
     MALFORMED_REQUEST = (400, "bad_request", "malformed HTTP request")
     BAD_WEBSOCKET_HANDSHAKE = (400, "bad_request", "malformed websocket handshake")
     INTERNAL_ERROR = (500, "internal_error", "internal error")
+    # the decision port (authproxy/authz)
+    CHECK_WITHOUT_REQUEST = (400, "bad_request", "the check request carries no HTTP request")
+    PROXIED_PORT_ONLY = (
+        403,
+        "proxied_port_only",
+        "this route's checks read the body, the answer or each message: it is served by the proxied port",
+    )
 
     def __init__(self, status: int, error: AnswerCode, detail: str) -> None:
         self.status = status
@@ -148,7 +156,7 @@ def render_upstream_error(error: UpstreamError) -> Rendered:
 
 
 def render_refusal(error: ContentRejected) -> Rendered:
-    """A content rule's refusal: the status it carries, our body."""
+    """A refusal that carries its own status (a content rule's, a malformed check request's), our body."""
     return Rendered(error.status, _FIXED, _body({"detail": error.reason, "error": error.answer_code}))
 
 

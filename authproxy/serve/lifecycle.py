@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from authproxy.authz.server import DecisionListener
 from authproxy.config.model import Address
 from authproxy.errors import ConfigError
 from authproxy.logs import configure_logging, get_logger
@@ -80,6 +81,10 @@ class ProxyService:
         self._admin = web.AppRunner(admin, access_log=None, shutdown_timeout=_ADMIN_GRACE)
         self.proxy_address: tuple[str, int] = ("", 0)
         self.admin_address: tuple[str, int] = ("", 0)
+        # external authorization mode: the same gate and observers on a port of its own
+        self.decisions: DecisionListener | None = None
+        if holder.current.config.authz.enabled:
+            self.decisions = DecisionListener(holder, (self.metrics.observe, *observers), grace=grace)
 
     async def start(self) -> None:
         """Start key sources and the forwarder, then bind; raises OSError when a port cannot be bound."""
@@ -105,12 +110,16 @@ class ProxyService:
         )
         await site.start()
         self.proxy_address = _bound(self._proxy)
+        if self.decisions is not None:
+            await self.decisions.start(config.authz, reuse_port=self._worker is not None)
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then release."""
         self.state.draining = True  # /readyz says 503 at once, so a load balancer stops sending
         await self.reloader.stop()
         try:
+            if self.decisions is not None:
+                await self.decisions.stop()
             await self._proxy.cleanup()
         finally:
             await self._forwarder.close()
@@ -166,6 +175,7 @@ async def _serve(
             proxy=_show(service.proxy_address),
             admin=_show(service.admin_address) if worker is None else worker.admin_socket,
             upstream=rt.config.upstream.url,
+            **_decision_ports(service.decisions),
         )
         await stop.wait()
         log.info("shutting down", grace_s=settings.grace)
@@ -176,6 +186,11 @@ async def _serve(
             loop.remove_signal_handler(signum)
         if worker is not None:
             loop.remove_reader(sys.stdin.fileno())
+
+
+def _decision_ports(decisions: DecisionListener | None) -> dict[str, str]:
+    ports = {"authz": decisions and decisions.address, "authz_grpc": decisions and decisions.grpc_address}
+    return {name: _show(address) for name, address in ports.items() if address}
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -67,6 +67,8 @@ def _restart_only(old: Config, new: Config) -> list[tuple[str, str, str]]:
     pairs = [
         ("listen", str(old.listen), str(new.listen)),
         ("admin_listen", str(old.admin_listen), str(new.admin_listen)),
+        ("authz_listen", str(old.authz.listen), str(new.authz.listen)),
+        ("authz.grpc_listen", str(old.authz.grpc_listen), str(new.authz.grpc_listen)),
         ("upstream.url", old.upstream.url, new.upstream.url),
         ("logging.level", old.logging.level, new.logging.level),
         ("logging.format", old.logging.format, new.logging.format),
@@ -79,6 +81,7 @@ def _keep_running_values(old: Config, new: Config) -> Config:
         new,
         listen=old.listen,
         admin_listen=old.admin_listen,
+        authz=dataclasses.replace(new.authz, listen=old.authz.listen, grpc_listen=old.authz.grpc_listen),
         upstream=dataclasses.replace(new.upstream, url=old.upstream.url),
         logging=dataclasses.replace(new.logging, level=old.logging.level, format=old.logging.format),
     )

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from authproxy.config.model import Address
+from authproxy.config.model import Address, AuthzConfig
 from authproxy.logs import get_logger
 from authproxy.runtime import Runtime
 from authproxy.serve.settings import DEFAULT_GRACE, DEFAULT_RELOAD_INTERVAL
@@ -130,6 +130,22 @@ async def _reserve(address: Address) -> socket.socket:
     return sock
 
 
+async def _reserve_decision_ports(authz: AuthzConfig) -> contextlib.ExitStack:
+    """Hold the decision ports like the proxied one; every worker binds them too. OSError when unusable."""
+    held = contextlib.ExitStack()
+    with contextlib.ExitStack() as failing:
+        failing.push(held)  # closes what was reserved if a later port fails
+        for key, address in (("authz_listen", authz.listen), ("authz.grpc_listen", authz.grpc_listen)):
+            if address is None:
+                continue
+            if address.port == 0:
+                # Each worker reads the address from the config file: port 0 would give each its own port.
+                raise OSError(f"{key} needs a fixed port with --workers above 1")
+            held.enter_context(await _reserve(address))
+        failing.pop_all()
+    return held
+
+
 class Supervisor:
     """Starts, watches, signals and restarts the workers; serves the admin port for all of them."""
 
@@ -175,8 +191,14 @@ class Supervisor:
             return 1
         port = reserved.getsockname()[1]
         self._listen = str(Address(self._config.listen.host, port))
+        try:
+            decisions = await _reserve_decision_ports(self._config.authz)
+        except OSError as error:
+            reserved.close()
+            self._log.error("cannot listen", error=str(error))
+            return 1
         admin = web.AppRunner(build_supervisor_admin(self.fleet), access_log=None, shutdown_timeout=1.0)
-        with reserved, tempfile.TemporaryDirectory(prefix="authproxy-") as folder:
+        with reserved, decisions, tempfile.TemporaryDirectory(prefix="authproxy-") as folder:
             workers = [Worker(i, os.path.join(folder, f"worker-{i}.sock")) for i in range(self._count)]
             self.fleet.workers = workers
             try:
@@ -204,12 +226,14 @@ class Supervisor:
             self._log.error("a worker did not start", workers=self._count)
             return False
         admin_host, admin_port = admin.addresses[0][:2]
+        authz = self._config.authz
         self._log.info(
             "listening",
             proxy=self._listen,
             admin=str(Address(str(admin_host), int(admin_port))),
             upstream=self._config.upstream.url,
             workers=self._count,
+            **{key: str(a) for key, a in (("authz", authz.listen), ("authz_grpc", authz.grpc_listen)) if a},
         )
         for worker in self.fleet.workers:
             self._tasks.add(asyncio.create_task(self._keep(worker), name=f"worker-{worker.index}"))

@@ -14,17 +14,18 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "authproxy"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 
-# Both modes on their defaults, then every ci/ edge-values file: (values files, --set assignments).
+# Every mode on its defaults, then every ci/ edge-values file: (values files, --set assignments).
 CASES = [
     pytest.param((), (), id="gateway-defaults"),
     pytest.param((), ("mode=sidecar",), id="sidecar-defaults"),
+    pytest.param((), ("mode=authz",), id="authz-defaults"),
     *(pytest.param((path,), (), id=path.stem) for path in CI_VALUES),
 ]
 
 
-def test_ci_edge_values_cover_both_modes() -> None:
+def test_ci_edge_values_cover_every_mode() -> None:
     modes = {yaml.safe_load(path.read_text()).get("mode", "gateway") for path in CI_VALUES}
-    assert modes == {"gateway", "sidecar"}
+    assert modes == {"gateway", "sidecar", "authz"}
 
 
 @pytest.mark.parametrize(("values", "sets"), CASES)

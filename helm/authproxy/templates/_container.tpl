@@ -23,6 +23,10 @@ Port and volume names carry an "authproxy-" prefix so they cannot clash with the
       value: {{ printf "0.0.0.0:%v" .Values.ports.http | quote }}
     - name: AUTHPROXY_ADMIN_LISTEN
       value: {{ printf "0.0.0.0:%v" .Values.ports.admin | quote }}
+    {{- if eq .Values.mode "authz" }}
+    - name: AUTHPROXY_AUTHZ_LISTEN
+      value: {{ printf "0.0.0.0:%v" .Values.ports.authz | quote }}
+    {{- end }}
     - name: AUTHPROXY_UPSTREAM_URL
       value: {{ .Values.upstream.url | quote }}
     - name: AUTHPROXY_UPSTREAM_CONNECT_TIMEOUT
@@ -56,6 +60,11 @@ Port and volume names carry an "authproxy-" prefix so they cannot clash with the
     - name: authproxy-admin
       containerPort: {{ .Values.ports.admin }}
       protocol: TCP
+    {{- if eq .Values.mode "authz" }}
+    - name: authproxy-authz
+      containerPort: {{ .Values.ports.authz }}
+      protocol: TCP
+    {{- end }}
   startupProbe:
     httpGet:
       path: /healthz

@@ -82,7 +82,7 @@ Refuses values that would render a valid-looking but broken deployment.
 {{- fail "rateLimits: a Redis URL without rateLimits.config limits nothing" }}
 {{- end }}
 {{- end }}
-{{- if and (eq .Values.mode "gateway") .Values.autoscaling.enabled }}
+{{- if and (include "authproxy.deployed" .) .Values.autoscaling.enabled }}
 {{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
@@ -101,4 +101,9 @@ config.yaml live, so a policy edit must not roll the pods.
 {{- if .Values.keys.inline }}
 checksum/keys: {{ .Values.keys.inline | toJson | sha256sum }}
 {{- end }}
+{{- end }}
+
+{{/* Non-empty when this chart renders the Deployment itself: gateway and authz modes. */}}
+{{- define "authproxy.deployed" -}}
+{{- if has .Values.mode (list "gateway" "authz") }}true{{ end }}
 {{- end }}

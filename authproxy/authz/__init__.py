@@ -1,0 +1,1 @@
+"""External authorization mode: a decision port running the gate for Envoy, Istio, nginx and Traefik."""

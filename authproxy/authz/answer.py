@@ -1,0 +1,61 @@
+"""A Decision as a check answer: 200 with the identity headers, or the proxy's own denial.
+
+The identity headers come from the runtime's HeaderPlan, the same call that builds the proxied request's
+headers, so a header's name and value (and the refusal of a claim that cannot travel in one) never differ
+between the two ports. Denials are rendered by proxy/responses.py: the same status, JSON body and
+WWW-Authenticate, byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from authproxy.config.headers import normalise
+from authproxy.policy.decision import Decision
+from authproxy.proxy.headers import forwarded_headers
+from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer, render_decision
+from authproxy.runtime import Runtime
+
+__all__ = ["CheckAnswer", "check_answer"]
+
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+
+
+@dataclass(frozen=True, slots=True)
+class CheckAnswer:
+    decision: Decision  # as answered: a claim that cannot travel in a header turns an allow into a denial
+    rendered: Rendered  # 200 with the identity headers, or the denial
+    # Allowed only: upstream request headers the front end must remove, because the proxy would not pass
+    # them: the identity headers this decision leaves unset (a client's copy must not pass for ours), and
+    # the token when forward.strip_authorization is on.
+    remove: tuple[str, ...] = ()
+
+
+def check_answer(rt: Runtime, decision: Decision) -> CheckAnswer:
+    preset = rt.config.policy.preset
+    if not decision.allowed:
+        return CheckAnswer(decision, render_decision(decision, preset=preset))
+    if _needs_the_proxied_port(decision):
+        # The proxy would cut the answer, check the body or read each message; a front end would pass the
+        # request and its answer whole, so the decision port cannot honour this allow. Refused, never widened.
+        return CheckAnswer(decision, render_answer(OwnAnswer.PROXIED_PORT_ONLY))
+    plan = rt.header_plan
+    built = forwarded_headers(plan, _NO_HEADERS, decision, peer=None, proto="http")
+    identity_names = {normalise(name) for _, name in plan.identity}
+    headers = tuple((name, value) for name, value in built if normalise(name) in identity_names)
+    set_here = {normalise(name) for name, _ in headers}
+    remove = [name.lower() for _, name in plan.identity if normalise(name) not in set_here]
+    if rt.config.forward.strip_authorization:
+        remove.append(rt.config.jwt.header.lower())
+    return CheckAnswer(decision, Rendered(200, headers, b""), tuple(remove))
+
+
+def _needs_the_proxied_port(decision: Decision) -> bool:
+    return (
+        decision.listing is not None
+        or decision.roster is not None
+        or decision.content is not None
+        or decision.messages is not None
+    )
