@@ -16,6 +16,7 @@ __all__ = [
     "RequestRejected",
     "UpstreamError",
     "UpstreamTimeout",
+    "UpstreamTlsError",
     "UpstreamUnavailable",
 ]
 
@@ -95,3 +96,7 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     """Connect or read timed out before the response headers arrived."""
+
+
+class UpstreamTlsError(UpstreamUnavailable):
+    """The TLS handshake with the upstream failed: its certificate was refused, or it refused ours."""

@@ -6,6 +6,7 @@ only honest signal left is to abort the client connection: a truncated body must
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,7 +16,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.config.model import UpstreamConfig
-from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamTlsError, UpstreamUnavailable
 from authproxy.proxy.headers import response_headers
 
 __all__ = ["READ_CHUNK", "Forwarder", "Relayed"]
@@ -45,20 +46,38 @@ class _Upstream:
     config: UpstreamConfig
     base: str  # scheme://host[:port][/base-path] without a trailing slash
     timeout: aiohttp.ClientTimeout
+    ssl: ssl.SSLContext | bool  # True: aiohttp's default verification (system CAs)
+    server_name: str | None  # SNI and certificate name when it differs from the URL's host
 
     @classmethod
     def of(cls, config: UpstreamConfig) -> _Upstream:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=config.connect_timeout, sock_read=config.read_timeout
         )
-        return cls(config, config.url.rstrip("/"), timeout)
+        tls = config.tls
+        if tls is None:
+            return cls(config, config.url.rstrip("/"), timeout, True, None)
+        # A reload builds a new context, so the pool opens new connections with the new certificates.
+        return cls(config, config.url.rstrip("/"), timeout, tls.context, tls.server_name)
 
     def url(self, raw_target: str) -> URL:
         # encoded=True: the authorized bytes go out as received, nothing re-quoted or normalised.
         return URL(self.base + raw_target, encoded=True)
 
 
-def _translate(error: BaseException) -> UpstreamError:
+def _translate(error: BaseException, upstream: _Upstream) -> UpstreamError:
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        problem = getattr(error.certificate_error, "verify_message", None) or "not trusted"
+        return UpstreamTlsError(f"the upstream's TLS certificate was refused: {problem}")
+    handshake_reset = (
+        # An https upstream that resets while we connect hung up inside the TLS handshake (a reset cannot
+        # answer a SYN: that is a refusal), as one does when it wants a client certificate we lack.
+        URL(upstream.base).scheme == "https"
+        and isinstance(error, aiohttp.ClientConnectorError)
+        and isinstance(error.os_error, ConnectionResetError)
+    )
+    if isinstance(error, aiohttp.ClientSSLError) or handshake_reset:
+        return UpstreamTlsError("the TLS handshake with the upstream failed")
     if isinstance(error, TimeoutError):
         return UpstreamTimeout("the upstream did not answer in time")
     if isinstance(error, aiohttp.ClientConnectorError):
@@ -113,9 +132,11 @@ class Forwarder:
                 data=request.content if request.body_exists else None,
                 allow_redirects=False,
                 timeout=upstream.timeout,
+                ssl=upstream.ssl,
+                server_hostname=upstream.server_name,
             )
         except (TimeoutError, aiohttp.ClientError) as error:
-            raise _translate(error) from error
+            raise _translate(error, upstream) from error
         try:
             return await _relay(request, answer)
         finally:
@@ -133,6 +154,8 @@ class Forwarder:
                 headers=headers,
                 allow_redirects=False,
                 timeout=upstream.timeout,
+                ssl=upstream.ssl,
+                server_hostname=upstream.server_name,
             ) as answer:
                 body = bytearray()
                 async for chunk in answer.content.iter_chunked(READ_CHUNK):
@@ -141,7 +164,7 @@ class Forwarder:
                         raise UpstreamUnavailable("the listing response is too large to filter")
                 return answer.status, response_headers(answer.headers), bytes(body)
         except (TimeoutError, aiohttp.ClientError) as error:
-            raise _translate(error) from error
+            raise _translate(error, upstream) from error
 
     async def open_websocket(
         self, config: UpstreamConfig, raw_target: str, headers: Headers, protocols: tuple[str, ...]
@@ -155,13 +178,15 @@ class Forwarder:
                 headers=headers,
                 autoclose=False,  # the relay forwards the close code and reason itself
                 max_msg_size=_WS_MAX_MESSAGE,
+                ssl=upstream.ssl,
+                server_hostname=upstream.server_name,
             )
         except aiohttp.WSServerHandshakeError as error:
             raise UpstreamUnavailable(
                 f"the upstream refused the websocket upgrade ({error.status})"
             ) from error
         except (TimeoutError, aiohttp.ClientError) as error:
-            raise _translate(error) from error
+            raise _translate(error, upstream) from error
 
 
 class _CoalescingResponse(web.StreamResponse):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from authproxy.errors import UpstreamError, UpstreamTimeout
+from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamTlsError
 from authproxy.policy.decision import Decision
 
 __all__ = ["REALM", "Rendered", "render_decision", "render_error", "render_upstream_error"]
@@ -72,6 +72,8 @@ def render_decision(decision: Decision) -> Rendered:
 def render_upstream_error(error: UpstreamError) -> Rendered:
     if isinstance(error, UpstreamTimeout):
         return render_error(504, "upstream_timeout", error.reason)
+    if isinstance(error, UpstreamTlsError):
+        return render_error(502, "upstream_tls_failed", error.reason)
     return render_error(502, "upstream_unavailable", error.reason)
 
 

@@ -25,6 +25,7 @@ from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
 from authproxy.proxy.responses import Rendered, render_decision, render_error, render_upstream_error
 from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
 from authproxy.runtime import Runtime, RuntimeHolder
+from authproxy.tls import peer_subject
 
 __all__ = [
     "AccessRecord",
@@ -52,6 +53,7 @@ class AccessRecord:
     decision_ms: float = 0.0  # the authorization decision alone
     upstream_error: str | None = None  # unavailable | timeout, when no answer came from the upstream
     detail: bool = True  # log the decision detail; denials always, allows as logging.allow_sample_rate says
+    client_cert: str | None = None  # the verified client certificate's subject (listener asks for one)
 
     def fields(self) -> dict[str, object]:
         d = self.decision
@@ -67,6 +69,8 @@ class AccessRecord:
             "upstream_status": self.upstream_status,
             "outcome": self.outcome,
         }
+        if self.client_cert is not None:
+            out["client_cert"] = self.client_cert
         if d is not None and d.jti is not None and self.detail:
             out["jti"] = d.jti
         if d is not None and not d.allowed:
@@ -123,6 +127,8 @@ class ProxyHandler:
 
     async def _handle(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
         rt = self._holder.current  # read once: the whole request runs under this policy
+        if rt.config.tls is not None and rt.config.tls.client_ca_file is not None:
+            record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
         started = time.perf_counter()
         decision = record.decision = await authorize(rt, request.method, request.raw_path, request.headers)
         record.decision_ms = (time.perf_counter() - started) * 1000

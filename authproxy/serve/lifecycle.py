@@ -31,6 +31,7 @@ from authproxy.proxy.server import (
 from authproxy.runtime import Runtime, RuntimeHolder, load_runtime
 from authproxy.serve.metrics import Metrics
 from authproxy.serve.reload import Reloader, ReloadOptions
+from authproxy.serve.tls import follow_reloads
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -127,6 +128,7 @@ class ProxyService:
             config.listen.port,
             backlog=_BACKLOG,
             reuse_port=self._worker is not None,
+            ssl_context=follow_reloads(lambda: self.holder.current.config.tls),
         )
         await site.start()
         self.proxy_address = _bound(self._proxy)
