@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
@@ -26,6 +27,9 @@ from authproxy.proxy.responses import Rendered, render_decision, render_error, r
 from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
 from authproxy.runtime import Runtime, RuntimeHolder
 from authproxy.tls import peer_subject
+
+if TYPE_CHECKING:
+    from authproxy.serve.tracing import RequestTrace, Tracing
 
 __all__ = [
     "AccessRecord",
@@ -100,9 +104,14 @@ class ProxyHandler:
     """`handle(request)`: one runtime snapshot, the gate, then the upstream or a rendered denial."""
 
     def __init__(
-        self, holder: RuntimeHolder, forwarder: Forwarder, observers: Iterable[Observer] = ()
+        self,
+        holder: RuntimeHolder,
+        forwarder: Forwarder,
+        observers: Iterable[Observer] = (),
+        tracing: Tracing | None = None,
     ) -> None:
         self._holder = holder
+        self._tracing = tracing
         self._forwarder = forwarder
         self._observers = tuple(observers)
         self._log = access_logger()
@@ -113,8 +122,11 @@ class ProxyHandler:
         record = AccessRecord(request.method, request.raw_path.partition("?")[0])
         started = time.perf_counter()
         self.in_flight += 1
+        trace = None
+        if self._tracing is not None:
+            trace = self._tracing.begin(request.method, record.path, request.headers, request.remote)
         try:
-            return await self._handle(request, record)
+            return await self._handle(request, record, trace)
         except asyncio.CancelledError:
             record.outcome = "client_gone"  # the client disconnected, or shutdown's grace ran out
             raise
@@ -124,14 +136,20 @@ class ProxyHandler:
             self.in_flight -= 1
             record.latency_ms = (time.perf_counter() - started) * 1000
             self._emit(record)
+            if trace is not None:
+                trace.finish(record.status, record.outcome)
 
-    async def _handle(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
+    async def _handle(
+        self, request: web.BaseRequest, record: AccessRecord, trace: RequestTrace | None
+    ) -> web.StreamResponse:
         rt = self._holder.current  # read once: the whole request runs under this policy
         if rt.config.tls is not None and rt.config.tls.client_ca_file is not None:
             record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
         started = time.perf_counter()
         decision = record.decision = await authorize(rt, request.method, request.raw_path, request.headers)
         record.decision_ms = (time.perf_counter() - started) * 1000
+        if trace is not None:
+            trace.decided(decision, record.decision_ms / 1000)
         if not decision.allowed:
             return self._answer(record, render_decision(decision))
         record.detail = _sampled(rt.config.logging.allow_sample_rate)
@@ -145,6 +163,8 @@ class ProxyHandler:
         except InvalidToken as bad:
             record.decision = _deny_identity(decision, bad)
             return self._answer(record, render_decision(record.decision))
+        if trace is not None:
+            trace.inject(headers)
         try:
             if decision.listing is not None:
                 return await self._filtered_listing(request, rt, headers, record, decision.listing)

@@ -32,6 +32,7 @@ from authproxy.runtime import Runtime, RuntimeHolder, load_runtime
 from authproxy.serve.metrics import Metrics
 from authproxy.serve.reload import Reloader, ReloadOptions
 from authproxy.serve.tls import follow_reloads
+from authproxy.serve.tracing import Tracing, TracingUnavailable, start_tracing
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -91,13 +92,14 @@ class ProxyService:
         reload: ReloadOptions | None = None,
         worker: WorkerRole | None = None,
         head_timeout: float = HEAD_TIMEOUT,
+        tracing: Tracing | None = None,
     ) -> None:
         self.holder = holder
         self.state = ServiceState()
         self._worker = worker
         self._forwarder = Forwarder()
         self.metrics = Metrics(holder)
-        self.handler = ProxyHandler(holder, self._forwarder, (self.metrics.observe, *observers))
+        self.handler = ProxyHandler(holder, self._forwarder, (self.metrics.observe, *observers), tracing)
         self.metrics.count_live(self.handler)
         self.reloader = Reloader(holder, reload or ReloadOptions(), self.metrics)
         server = build_proxy_server(self.handler, head_timeout=head_timeout)
@@ -169,7 +171,14 @@ async def _serve(rt: Runtime, reload: ReloadOptions, worker: WorkerRole | None =
     log = get_logger("authproxy.serve.lifecycle")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    service = ProxyService(RuntimeHolder(rt), grace=shutdown_grace(), reload=reload, worker=worker)
+    try:
+        tracing = start_tracing(os.environ)
+    except TracingUnavailable as error:
+        log.error("cannot trace", error=str(error))
+        return 1
+    service = ProxyService(
+        RuntimeHolder(rt), grace=shutdown_grace(), reload=reload, worker=worker, tracing=tracing
+    )
     handlers: dict[int, Callable[[], None]] = {
         signal.SIGTERM: stop.set,
         signal.SIGINT: stop.set,
@@ -196,6 +205,8 @@ async def _serve(rt: Runtime, reload: ReloadOptions, worker: WorkerRole | None =
         return 0
     finally:
         await service.stop()
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
         for signum in handlers:
             loop.remove_signal_handler(signum)
         if worker is not None:

@@ -1,0 +1,72 @@
+"""Whether this process traces, decided from the standard OpenTelemetry environment, and the two small
+interfaces the request path calls. Nothing here imports OpenTelemetry: with tracing off (the default) the
+packages are never loaded and a request pays one `is None` check per hook.
+
+Tracing is on when an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), unless `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`.
+Everything else (service name, resource attributes, sampler, headers, timeouts, batching) is read by the
+OpenTelemetry SDK from its own `OTEL_*` variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from authproxy.policy.decision import Decision
+
+__all__ = ["RequestTrace", "Tracing", "TracingUnavailable", "start_tracing", "tracing_wanted"]
+
+_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+_PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+
+
+class TracingUnavailable(Exception):
+    """Tracing is asked for but cannot run (the `otel` extra is missing, or an unsupported protocol)."""
+
+
+class RequestTrace(Protocol):
+    """One request's server span."""
+
+    def decided(self, decision: Decision, seconds: float) -> None:
+        """Record the gate's decision as a child span that ended now and lasted `seconds`."""
+
+    def inject(self, headers: list[tuple[str, str]]) -> None:
+        """Replace the trace headers going upstream with this span's (W3C traceparent/tracestate)."""
+
+    def finish(self, status: int, outcome: str) -> None:
+        """End the server span with the response status."""
+
+
+class Tracing(Protocol):
+    def begin(self, method: str, path: str, headers: Mapping[str, str], peer: str | None) -> RequestTrace:
+        """Start a server span, continuing the caller's trace when its headers carry one."""
+
+    def shutdown(self) -> None:
+        """Export what is buffered and stop (blocking: call it from a thread)."""
+
+
+def tracing_wanted(environ: Mapping[str, str]) -> bool:
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return any(environ.get(name, "").strip() for name in _ENDPOINTS)
+
+
+def start_tracing(environ: Mapping[str, str]) -> Tracing | None:
+    """The process's tracing, or None when it is off. Raises TracingUnavailable when it cannot start."""
+    if not tracing_wanted(environ):
+        return None
+    protocol = next((environ[name].strip() for name in _PROTOCOLS if environ.get(name, "").strip()), None)
+    if protocol not in (None, "http/protobuf"):
+        raise TracingUnavailable(f"OTLP protocol {protocol!r} is not supported; use http/protobuf")
+    try:
+        # Loaded only here: the packages are an optional extra and cost nothing when tracing is off.
+        from authproxy.serve.otel import OtelTracing
+    except ImportError as missing:
+        raise TracingUnavailable(
+            f"an OTLP endpoint is set but OpenTelemetry is not installed ({missing.name}); "
+            "install authproxy[otel]"
+        ) from missing
+    return OtelTracing.from_environment()
