@@ -228,3 +228,33 @@ async def test_a_broken_certificate_file_keeps_the_running_certificate(
         "tls.cert_file:" in problem and "KEY_VALUES_MISMATCH" in problem for problem in failure["problems"]
     )
     assert await served_certificate(proxy.url, client_context(pki.ca.cert_file)) == "proxy"
+
+
+async def test_turning_tls_off_in_the_file_needs_a_restart_and_keeps_tls_running(
+    launch: Launch,
+    tmp_path: Path,
+    upstream: RecordingUpstream,
+    hs_secret: bytes,
+    pki: Pki,
+    bearer: dict[str, str],
+    client: aiohttp.ClientSession,
+) -> None:
+    block = listener_tls_block(pki.server, client_ca=pki.ca.cert_file)
+    proxy = await tls_proxy(launch, tmp_path, upstream, hs_secret, block, interval=0.05)
+    # The same file without client certificates: a reload may not loosen what the handshake demands.
+    with structlog.testing.capture_logs() as logs:
+        proxy.config_path.write_text(config_text(upstream.url, hs_secret) + listener_tls_block(pki.server))
+
+        async def reloaded() -> bool:
+            return value(await scrape(client, proxy.admin_url), "authproxy_config_reloads_total") >= 1
+
+        await poll(reloaded)
+    [warning] = [line for line in logs if line["event"].startswith("config change needs a restart")]
+    assert (warning["key"], warning["running"], warning["configured"]) == (
+        "tls",
+        "on, client certificate required",
+        "on",
+    )
+    await handshake_refused(proxy.url + "/items", client_context(pki.ca.cert_file), bearer)
+    assert (await get(proxy.url + "/items", client_context(pki.ca.cert_file, pki.client), bearer))[0] == 200
+    assert len(upstream.requests) == 1
