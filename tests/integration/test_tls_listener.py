@@ -16,34 +16,29 @@ from pathlib import Path
 import aiohttp
 import pytest
 import structlog
-from certutil import Issued, Pki, new_authority
-from opsrig import Launch, OpsProxy, ops_launcher, poll, scrape, value
-from proxyrig import RecordingUpstream, TokenFactory, config_text
-from tlsrig import client_context, get, handshake_refused, https, listener_tls_block
+from certutil import Issued, new_authority
+from opsrig import OpsProxy
+from proxyrig import RecordingUpstream, TokenFactory
+from tlsrig import TlsWorld, client_context, get, handshake_refused, https, listener_tls_block, tls_world
+
+RELOADED = "authproxy_config_reloads_total"
+REFUSED = "authproxy_config_reload_failures_total"
 
 
 @pytest.fixture
-async def launch() -> AsyncIterator[Launch]:
-    async with ops_launcher() as start:
-        yield start
+async def world(
+    tmp_path: Path,
+    upstream: RecordingUpstream,
+    hs_secret: bytes,
+    token: TokenFactory,
+    client: aiohttp.ClientSession,
+) -> AsyncIterator[TlsWorld]:
+    async with tls_world(tmp_path, upstream, hs_secret, token, client) as made:
+        yield made
 
 
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki.create(tmp_path / "pki")
-
-
-@pytest.fixture
-def bearer(token: TokenFactory) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token('proxy:use', sub='alice')}"}
-
-
-async def tls_proxy(
-    launch: Launch, tmp_path: Path, upstream: RecordingUpstream, secret: bytes, block: str, **options: float
-) -> OpsProxy:
-    path = tmp_path / "tls.yaml"
-    path.write_text(config_text(upstream.url, secret) + block)
-    proxy = await launch(path, **options)
+async def tls_proxy(world: TlsWorld, block: str, interval: float | None = None) -> OpsProxy:
+    proxy = await world.proxy(world.config() + block, interval=interval)
     proxy.url = https(proxy.url)
     return proxy
 
@@ -52,95 +47,17 @@ def access_lines(logs: list[dict[str, object]]) -> list[dict[str, object]]:
     return [line for line in logs if line["event"] == "request"]
 
 
-async def test_https_listener_forwards_and_plain_http_gets_nothing_through(
-    launch: Launch,
-    tmp_path: Path,
-    upstream: RecordingUpstream,
-    hs_secret: bytes,
-    pki: Pki,
-    bearer: dict[str, str],
-) -> None:
-    proxy = await tls_proxy(launch, tmp_path, upstream, hs_secret, listener_tls_block(pki.server))
-    status, body = await get(proxy.url + "/items?x=1", client_context(pki.ca.cert_file), bearer)
-    assert status == 200 and json.loads(body)["raw_path"] == "/items?x=1"
-    assert upstream.last().header("X-Forwarded-Proto") == ["https"]
-    with pytest.raises(aiohttp.ClientError):  # plain HTTP on the TLS port: no HTTP answer at all
-        await get(proxy.url.replace("https://", "http://") + "/items", None, bearer)
-    assert len(upstream.requests) == 1
-
-
-@pytest.mark.parametrize(
-    ("version", "ciphers"),
-    [
-        (ssl.TLSVersion.TLSv1_1, "ALL:@SECLEVEL=0"),
-        (ssl.TLSVersion.TLSv1_2, "ECDHE+AES128+SHA:ECDHE+AES256+SHA"),
-    ],
-    ids=["tls1.1", "tls1.2-cbc-sha1"],
-)
-async def test_old_protocols_and_weak_suites_are_refused(
-    launch: Launch,
-    tmp_path: Path,
-    upstream: RecordingUpstream,
-    hs_secret: bytes,
-    pki: Pki,
-    bearer: dict[str, str],
-    version: ssl.TLSVersion,
-    ciphers: str,
-) -> None:
-    proxy = await tls_proxy(launch, tmp_path, upstream, hs_secret, listener_tls_block(pki.server))
-    context = client_context(pki.ca.cert_file)
-    with warnings.catch_warnings():  # a deliberately old client: Python warns about configuring one
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-        context.maximum_version = version
-    context.set_ciphers(ciphers)
-    await handshake_refused(proxy.url + "/items", context, bearer)
-    assert upstream.requests == []
-
-
-async def test_client_certificates_are_verified_and_the_subject_is_logged(
-    launch: Launch,
-    tmp_path: Path,
-    upstream: RecordingUpstream,
-    hs_secret: bytes,
-    pki: Pki,
-    bearer: dict[str, str],
-) -> None:
-    block = listener_tls_block(pki.server, client_ca=pki.ca.cert_file)
-    proxy = await tls_proxy(launch, tmp_path, upstream, hs_secret, block)
-    trust = pki.ca.cert_file
-    with structlog.testing.capture_logs() as logs:
-        status, _ = await get(proxy.url + "/items", client_context(trust, pki.client), bearer)
-    assert status == 200
-    [line] = access_lines(logs)
-    assert line["client_cert"] == "CN=svc-agent,O=authproxy tests" and line["subject"] == "alice"
-    for refused in (None, pki.wrong_client, pki.expired_client):
-        await handshake_refused(proxy.url + "/items", client_context(trust, refused), bearer)
-    assert len(upstream.requests) == 1
-
-
-async def test_optional_client_certificate_is_logged_when_presented(
-    launch: Launch,
-    tmp_path: Path,
-    upstream: RecordingUpstream,
-    hs_secret: bytes,
-    pki: Pki,
-    bearer: dict[str, str],
-) -> None:
-    block = listener_tls_block(pki.server, client_ca=pki.ca.cert_file, client_auth="optional")
-    proxy = await tls_proxy(launch, tmp_path, upstream, hs_secret, block)
-    with structlog.testing.capture_logs() as logs:
-        assert (await get(proxy.url + "/items", client_context(pki.ca.cert_file), bearer))[0] == 200
-        assert (await get(proxy.url + "/items", client_context(pki.ca.cert_file, pki.client), bearer))[
-            0
-        ] == 200
-        assert (await get(proxy.url + "/items", client_context(pki.ca.cert_file)))[0] == 401
-    without, with_cert, denied = access_lines(logs)
-    assert "client_cert" not in without and "client_cert" not in denied
-    assert with_cert["client_cert"] == "CN=svc-agent,O=authproxy tests"
-    # A certificate from an untrusted CA is still refused: optional means "may be absent", not "unchecked".
-    await handshake_refused(proxy.url + "/items", client_context(pki.ca.cert_file, pki.wrong_client), bearer)
-    assert len(upstream.requests) == 2
+def mounted_secret(world: TlsWorld, *, client_ca: bool) -> tuple[Path, str]:
+    """The server certificate, key (and CA) copied where a mounted Secret would hold them, and the
+    `tls:` block naming those copies."""
+    live = world.directory / "live"
+    live.mkdir()
+    pki = world.pki
+    shutil.copy(pki.server.cert_file, live / "tls.crt")
+    shutil.copy(pki.server.key_file, live / "tls.key")
+    shutil.copy(pki.ca.cert_file, live / "ca.crt")
+    copied = Issued(live / "tls.crt", live / "tls.key", pki.server.certificate)
+    return live, listener_tls_block(copied, client_ca=live / "ca.crt" if client_ca else None)
 
 
 async def served_certificate(url: str, trust: ssl.SSLContext) -> str:
@@ -153,32 +70,76 @@ async def served_certificate(url: str, trust: ssl.SSLContext) -> str:
     return str(dict(item[0] for item in peer["subject"])["commonName"])
 
 
-async def test_renewed_certificate_and_client_ca_are_used_from_the_next_handshake(
-    launch: Launch,
-    tmp_path: Path,
-    upstream: RecordingUpstream,
-    hs_secret: bytes,
-    pki: Pki,
-    bearer: dict[str, str],
-    client: aiohttp.ClientSession,
+async def test_https_listener_forwards_and_plain_http_gets_nothing_through(world: TlsWorld) -> None:
+    proxy = await tls_proxy(world, listener_tls_block(world.pki.server))
+    status, body = await get(proxy.url + "/items?x=1", client_context(world.pki.ca.cert_file), world.bearer)
+    assert status == 200 and json.loads(body)["raw_path"] == "/items?x=1"
+    assert world.upstream.last().header("X-Forwarded-Proto") == ["https"]
+    with pytest.raises(aiohttp.ClientError):  # plain HTTP on the TLS port: no HTTP answer at all
+        await get(proxy.url.replace("https://", "http://") + "/items", None, world.bearer)
+    assert len(world.upstream.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("version", "ciphers"),
+    [
+        (ssl.TLSVersion.TLSv1_1, "ALL:@SECLEVEL=0"),
+        (ssl.TLSVersion.TLSv1_2, "ECDHE+AES128+SHA:ECDHE+AES256+SHA"),
+    ],
+    ids=["tls1.1", "tls1.2-cbc-sha1"],
+)
+async def test_old_protocols_and_weak_suites_are_refused(
+    world: TlsWorld, version: ssl.TLSVersion, ciphers: str
 ) -> None:
-    live = tmp_path / "live"  # what a mounted Secret would hold
-    live.mkdir()
-    for name, source in (
-        ("tls.crt", pki.server.cert_file),
-        ("tls.key", pki.server.key_file),
-        ("ca.crt", pki.ca.cert_file),
-    ):
-        shutil.copy(source, live / name)
-    block = listener_tls_block(
-        Issued(live / "tls.crt", live / "tls.key", pki.server.certificate), client_ca=live / "ca.crt"
-    )
-    proxy = await tls_proxy(launch, tmp_path, upstream, hs_secret, block, interval=0.05)
-    new_ca = new_authority(tmp_path / "pki", "new-ca")
-    renewed, new_client = (
-        new_ca.issue(tmp_path / "pki", "proxy-renewed"),
-        new_ca.issue(tmp_path / "pki", "svc-new", server=False),
-    )
+    proxy = await tls_proxy(world, listener_tls_block(world.pki.server))
+    context = client_context(world.pki.ca.cert_file)
+    with warnings.catch_warnings():  # a deliberately old client: Python warns about configuring one
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        context.maximum_version = version
+    context.set_ciphers(ciphers)
+    await handshake_refused(proxy.url + "/items", context, world.bearer)
+    assert world.upstream.requests == []
+
+
+async def test_client_certificates_are_verified_and_the_subject_is_logged(world: TlsWorld) -> None:
+    pki = world.pki
+    proxy = await tls_proxy(world, listener_tls_block(pki.server, client_ca=pki.ca.cert_file))
+    trust = pki.ca.cert_file
+    with structlog.testing.capture_logs() as logs:
+        status, _ = await get(proxy.url + "/items", client_context(trust, pki.client), world.bearer)
+    assert status == 200
+    [line] = access_lines(logs)
+    assert line["client_cert"] == "CN=svc-agent,O=authproxy tests" and line["subject"] == "alice"
+    for refused in (None, pki.wrong_client, pki.expired_client):
+        await handshake_refused(proxy.url + "/items", client_context(trust, refused), world.bearer)
+    assert len(world.upstream.requests) == 1
+
+
+async def test_optional_client_certificate_is_logged_when_presented(world: TlsWorld) -> None:
+    pki, bearer = world.pki, world.bearer
+    block = listener_tls_block(pki.server, client_ca=pki.ca.cert_file, client_auth="optional")
+    proxy = await tls_proxy(world, block)
+    url = proxy.url + "/items"
+    with structlog.testing.capture_logs() as logs:
+        assert (await get(url, client_context(pki.ca.cert_file), bearer))[0] == 200
+        assert (await get(url, client_context(pki.ca.cert_file, pki.client), bearer))[0] == 200
+        assert (await get(url, client_context(pki.ca.cert_file)))[0] == 401
+    without, with_cert, denied = access_lines(logs)
+    assert "client_cert" not in without and "client_cert" not in denied
+    assert with_cert["client_cert"] == "CN=svc-agent,O=authproxy tests"
+    # A certificate from an untrusted CA is still refused: optional means "may be absent", not "unchecked".
+    await handshake_refused(url, client_context(pki.ca.cert_file, pki.wrong_client), bearer)
+    assert len(world.upstream.requests) == 2
+
+
+async def test_renewed_certificate_and_client_ca_are_used_from_the_next_handshake(world: TlsWorld) -> None:
+    pki = world.pki
+    live, block = mounted_secret(world, client_ca=True)
+    proxy = await tls_proxy(world, block, interval=0.05)
+    new_ca = new_authority(pki.directory, "new-ca")
+    renewed = new_ca.issue(pki.directory, "proxy-renewed")
+    new_client = new_ca.issue(pki.directory, "svc-new", server=False)
     both = client_context(pki.ca.cert_file, pki.client)
     both.load_verify_locations(cafile=str(new_ca.cert_file))
     assert await served_certificate(proxy.url, both) == "proxy"
@@ -186,75 +147,44 @@ async def test_renewed_certificate_and_client_ca_are_used_from_the_next_handshak
     shutil.copy(renewed.cert_file, live / "tls.crt")
     shutil.copy(renewed.key_file, live / "tls.key")
     shutil.copy(new_ca.cert_file, live / "ca.crt")
+    await world.counted(proxy, RELOADED)
 
-    async def reloaded() -> bool:
-        return value(await scrape(client, proxy.admin_url), "authproxy_config_reloads_total") >= 1
-
-    await poll(reloaded)
     fresh = client_context(new_ca.cert_file, new_client)
     assert await served_certificate(proxy.url, fresh) == "proxy-renewed"
-    assert (await get(proxy.url + "/items", fresh, bearer))[0] == 200
+    assert (await get(proxy.url + "/items", fresh, world.bearer))[0] == 200
     # The old client CA is gone from the trust store: its certificates are refused now.
     old = client_context(new_ca.cert_file, pki.client)
-    await handshake_refused(proxy.url + "/items", old, bearer)
-    assert len(upstream.requests) == 1
+    await handshake_refused(proxy.url + "/items", old, world.bearer)
+    assert len(world.upstream.requests) == 1
 
 
-async def test_a_broken_certificate_file_keeps_the_running_certificate(
-    launch: Launch,
-    tmp_path: Path,
-    upstream: RecordingUpstream,
-    hs_secret: bytes,
-    pki: Pki,
-    bearer: dict[str, str],
-    client: aiohttp.ClientSession,
-) -> None:
-    live = tmp_path / "live"
-    live.mkdir()
-    shutil.copy(pki.server.cert_file, live / "tls.crt")
-    shutil.copy(pki.server.key_file, live / "tls.key")
-    block = f"tls:\n  cert_file: {live / 'tls.crt'}\n  key_file: {live / 'tls.key'}\n"
-    proxy = await tls_proxy(launch, tmp_path, upstream, hs_secret, block, interval=0.05)
+async def test_a_broken_certificate_file_keeps_the_running_certificate(world: TlsWorld) -> None:
+    live, block = mounted_secret(world, client_ca=False)
+    proxy = await tls_proxy(world, block, interval=0.05)
     # Half a rotation: a new certificate whose key has not arrived yet.
-    shutil.copy(pki.client.cert_file, live / "tls.crt")
-
-    async def refused() -> bool:
-        return value(await scrape(client, proxy.admin_url), "authproxy_config_reload_failures_total") >= 1
-
+    shutil.copy(world.pki.client.cert_file, live / "tls.crt")
     with structlog.testing.capture_logs() as logs:
-        await poll(refused)
+        await world.counted(proxy, REFUSED)
     [failure] = [line for line in logs if line["event"] == "config reload failed; the running policy stays"]
-    assert any(
-        "tls.cert_file:" in problem and "KEY_VALUES_MISMATCH" in problem for problem in failure["problems"]
-    )
-    assert await served_certificate(proxy.url, client_context(pki.ca.cert_file)) == "proxy"
+    problems = failure["problems"]
+    assert any("tls.cert_file:" in problem and "KEY_VALUES_MISMATCH" in problem for problem in problems)
+    assert await served_certificate(proxy.url, client_context(world.pki.ca.cert_file)) == "proxy"
 
 
-async def test_turning_tls_off_in_the_file_needs_a_restart_and_keeps_tls_running(
-    launch: Launch,
-    tmp_path: Path,
-    upstream: RecordingUpstream,
-    hs_secret: bytes,
-    pki: Pki,
-    bearer: dict[str, str],
-    client: aiohttp.ClientSession,
-) -> None:
-    block = listener_tls_block(pki.server, client_ca=pki.ca.cert_file)
-    proxy = await tls_proxy(launch, tmp_path, upstream, hs_secret, block, interval=0.05)
+async def test_turning_tls_off_in_the_file_needs_a_restart_and_keeps_tls_running(world: TlsWorld) -> None:
+    pki = world.pki
+    proxy = await tls_proxy(world, listener_tls_block(pki.server, client_ca=pki.ca.cert_file), interval=0.05)
     # The same file without client certificates: a reload may not loosen what the handshake demands.
     with structlog.testing.capture_logs() as logs:
-        proxy.config_path.write_text(config_text(upstream.url, hs_secret) + listener_tls_block(pki.server))
-
-        async def reloaded() -> bool:
-            return value(await scrape(client, proxy.admin_url), "authproxy_config_reloads_total") >= 1
-
-        await poll(reloaded)
+        proxy.config_path.write_text(world.config() + listener_tls_block(pki.server))
+        await world.counted(proxy, RELOADED)
     [warning] = [line for line in logs if line["event"].startswith("config change needs a restart")]
     assert (warning["key"], warning["running"], warning["configured"]) == (
         "tls",
         "on, client certificate required",
         "on",
     )
-    await handshake_refused(proxy.url + "/items", client_context(pki.ca.cert_file), bearer)
-    assert (await get(proxy.url + "/items", client_context(pki.ca.cert_file, pki.client), bearer))[0] == 200
-    assert len(upstream.requests) == 1
+    await handshake_refused(proxy.url + "/items", client_context(pki.ca.cert_file), world.bearer)
+    with_cert = client_context(pki.ca.cert_file, pki.client)
+    assert (await get(proxy.url + "/items", with_cert, world.bearer))[0] == 200
+    assert len(world.upstream.requests) == 1

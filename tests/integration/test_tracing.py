@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
-from proxyrig import AUTHPROXY, RecordingUpstream, ServeFactory, TokenFactory, config_text
+from proxyrig import AUTHPROXY, RecordingUpstream, ServeFactory, ServeProcess, TokenFactory, config_text
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -37,22 +37,28 @@ def otel_env(receiver: OtlpReceiver, **extra: str) -> dict[str, str]:
     }
 
 
+@pytest.fixture
+async def traced(
+    tmp_path: Path, upstream: RecordingUpstream, hs_secret: bytes, serve: ServeFactory, receiver: OtlpReceiver
+) -> ServeProcess:
+    """`authproxy serve` in front of the recording upstream, exporting to the receiver."""
+    config = tmp_path / "traced.yaml"
+    config.write_text(config_text(upstream.url, hs_secret))
+    return await serve(config, env=otel_env(receiver))
+
+
 def named(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
     return [span for span in spans if span.name == name]
 
 
 async def test_server_span_continues_the_callers_trace_with_a_decision_child_and_goes_upstream(
-    tmp_path: Path,
+    traced: ServeProcess,
     upstream: RecordingUpstream,
-    hs_secret: bytes,
-    serve: ServeFactory,
     receiver: OtlpReceiver,
     client: aiohttp.ClientSession,
     token: TokenFactory,
 ) -> None:
-    config = tmp_path / "traced.yaml"
-    config.write_text(config_text(upstream.url, hs_secret))
-    proxy = await serve(config, env=otel_env(receiver))
+    proxy = traced
     bearer = token("proxy:use", sub="alice")
     caller = {
         "Authorization": f"Bearer {bearer}",
@@ -89,17 +95,13 @@ async def test_server_span_continues_the_callers_trace_with_a_decision_child_and
 
 
 async def test_a_denial_is_traced_with_its_reason_and_nothing_goes_upstream(
-    tmp_path: Path,
+    traced: ServeProcess,
     upstream: RecordingUpstream,
-    hs_secret: bytes,
-    serve: ServeFactory,
     receiver: OtlpReceiver,
     client: aiohttp.ClientSession,
     token: TokenFactory,
 ) -> None:
-    config = tmp_path / "traced.yaml"
-    config.write_text(config_text(upstream.url, hs_secret))
-    proxy = await serve(config, env=otel_env(receiver))
+    proxy = traced
     bearer = token("proxy:use")
     async with client.get(proxy.url + "/private/x", headers={"Authorization": f"Bearer {bearer}"}) as resp:
         assert resp.status == 403

@@ -8,12 +8,60 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from certutil import Issued
-from proxyrig import RecordingUpstream
+from certutil import Issued, Pki
+from opsrig import Launch, OpsProxy, ops_launcher, poll, scrape, value
+from proxyrig import RecordingUpstream, TokenFactory, config_text
+
+
+@dataclass
+class TlsWorld:
+    """What each TLS test starts from: a launcher of proxies that watch their files, a fresh PKI, the
+    recording upstream, the proxy's HS256 secret, a bearer header allowed everywhere, and a client."""
+
+    launch: Launch
+    directory: Path
+    upstream: RecordingUpstream
+    secret: bytes
+    pki: Pki
+    bearer: dict[str, str]
+    client: aiohttp.ClientSession
+    configs: list[Path] = field(default_factory=list)
+
+    def config(self, upstream_url: str | None = None) -> str:
+        return config_text(upstream_url or self.upstream.url, self.secret)
+
+    async def proxy(self, config: str, *, interval: float | None = None) -> OpsProxy:
+        """A proxy started from `config`; with `interval`, it watches its files for changes."""
+        path = self.directory / f"tls-{len(self.configs)}.yaml"
+        self.configs.append(path)
+        path.write_text(config)
+        return await self.launch(path, interval=interval)
+
+    async def counted(self, proxy: OpsProxy, metric: str) -> None:
+        """Return once the proxy's counter `metric` is at least 1 (a reload done or refused)."""
+
+        async def reached() -> bool:
+            return value(await scrape(self.client, proxy.admin_url), metric) >= 1
+
+        await poll(reached)
+
+
+@asynccontextmanager
+async def tls_world(
+    directory: Path,
+    upstream: RecordingUpstream,
+    secret: bytes,
+    token: TokenFactory,
+    client: aiohttp.ClientSession,
+) -> AsyncIterator[TlsWorld]:
+    bearer = {"Authorization": f"Bearer {token('proxy:use', sub='alice')}"}
+    async with ops_launcher() as launch:
+        yield TlsWorld(launch, directory, upstream, secret, Pki.create(directory / "pki"), bearer, client)
 
 
 def listener_tls_block(cert: Issued, *, client_ca: Path | None = None, client_auth: str | None = None) -> str:

@@ -35,4 +35,3 @@ def test_off_means_no_tracing_object() -> None:
 def test_grpc_is_refused_by_name(variable: str) -> None:
     with pytest.raises(TracingUnavailable, match="OTLP protocol 'grpc' is not supported"):
         start_tracing({**ENDPOINT, variable: "grpc"})
-
