@@ -32,7 +32,7 @@ from authproxy.runtime import Runtime, RuntimeHolder, load_runtime
 from authproxy.serve.metrics import Metrics
 from authproxy.serve.reload import Reloader, ReloadOptions
 from authproxy.serve.tls import follow_reloads
-from authproxy.serve.tracing import Tracing, TracingUnavailable, start_tracing
+from authproxy.serve.tracing import Tracing, TracingUnavailable, check_tracing, start_tracing
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -254,6 +254,11 @@ def run_server(
     if worker is None:  # a worker stays quiet: its supervisor has logged them
         for warning in rt.warnings:
             get_logger("authproxy.config").warning("config warning", problem=str(warning))
+    try:
+        check_tracing(os.environ)  # before any worker starts: a bad setting is one error, not N restarts
+    except TracingUnavailable as error:
+        get_logger("authproxy.serve.lifecycle").error("cannot trace", error=str(error))
+        return 1
     if workers > 1 and worker is None:
         from authproxy.serve.workers import Supervisor
 

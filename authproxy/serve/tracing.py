@@ -10,15 +10,24 @@ OpenTelemetry SDK from its own `OTEL_*` variables.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from typing import Protocol
 
 from authproxy.policy.decision import Decision
 
-__all__ = ["RequestTrace", "Tracing", "TracingUnavailable", "start_tracing", "tracing_wanted"]
+__all__ = [
+    "RequestTrace",
+    "Tracing",
+    "TracingUnavailable",
+    "check_tracing",
+    "start_tracing",
+    "tracing_wanted",
+]
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+_PACKAGES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")  # what authproxy[otel] adds
 
 
 class TracingUnavailable(Exception):
@@ -54,13 +63,30 @@ def tracing_wanted(environ: Mapping[str, str]) -> bool:
     return any(environ.get(name, "").strip() for name in _ENDPOINTS)
 
 
-def start_tracing(environ: Mapping[str, str]) -> Tracing | None:
-    """The process's tracing, or None when it is off. Raises TracingUnavailable when it cannot start."""
+def check_tracing(environ: Mapping[str, str]) -> bool:
+    """Whether tracing is on; raises TracingUnavailable when it is asked for but cannot run. Creates
+    nothing, so a supervisor can refuse a bad setting before it starts any worker."""
     if not tracing_wanted(environ):
-        return None
+        return False
     protocol = next((environ[name].strip() for name in _PROTOCOLS if environ.get(name, "").strip()), None)
     if protocol not in (None, "http/protobuf"):
         raise TracingUnavailable(f"OTLP protocol {protocol!r} is not supported; use http/protobuf")
+    for module in _PACKAGES:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a parent package is missing
+            found = False
+        if not found:
+            raise TracingUnavailable(
+                f"an OTLP endpoint is set but {module} is not installed; install authproxy[otel]"
+            )
+    return True
+
+
+def start_tracing(environ: Mapping[str, str]) -> Tracing | None:
+    """The process's tracing, or None when it is off. Raises TracingUnavailable when it cannot start."""
+    if not check_tracing(environ):
+        return None
     try:
         # Loaded only here: the packages are an optional extra and cost nothing when tracing is off.
         from authproxy.serve.otel import OtelTracing

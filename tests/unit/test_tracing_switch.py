@@ -3,9 +3,11 @@ OTEL_TRACES_EXPORTER=none turn it off again; only OTLP over HTTP/protobuf is off
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
-from authproxy.serve.tracing import TracingUnavailable, start_tracing, tracing_wanted
+from authproxy.serve.tracing import TracingUnavailable, check_tracing, start_tracing, tracing_wanted
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
 
@@ -35,3 +37,15 @@ def test_off_means_no_tracing_object() -> None:
 def test_grpc_is_refused_by_name(variable: str) -> None:
     with pytest.raises(TracingUnavailable, match="OTLP protocol 'grpc' is not supported"):
         start_tracing({**ENDPOINT, variable: "grpc"})
+
+
+def test_a_missing_extra_is_named_before_anything_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on an image built without authproxy[otel]: the SDK cannot be found.
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "opentelemetry.sdk" else real(name, *a)
+    )
+    missing = r"opentelemetry.sdk is not installed; install authproxy\[otel\]"
+    with pytest.raises(TracingUnavailable, match=missing):
+        check_tracing(ENDPOINT)
+    assert check_tracing({}) is False
