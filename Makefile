@@ -28,7 +28,7 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/uv
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/uv
-	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install -q -e '.[test,agentos]'
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install -q -e '.[test,agentos,otel]'
 	touch $@ $(RUN_STAMP)
 
 venv: $(RUN_STAMP)

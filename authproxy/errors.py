@@ -22,6 +22,7 @@ __all__ = [
     "RequestRejected",
     "UpstreamError",
     "UpstreamTimeout",
+    "UpstreamTlsError",
     "UpstreamUnavailable",
 ]
 
@@ -33,7 +34,7 @@ DenialCode: TypeAlias = Literal[
     "insufficient_scope",
     "rate_limited",  # the gate's rate-limit step (authproxy.limits.check)
     "rate_limit_unavailable",
-    # the content step (authproxy.content): what the request's body or named entity holds
+    # the content step (policy/content, proxy/content): what the request's body or named entity holds
     "forbidden",
     "not_found",
     "payload_too_large",
@@ -42,7 +43,7 @@ DenialCode: TypeAlias = Literal[
 # Every `error` an answer of our own may carry.
 AnswerCode: TypeAlias = (
     DenialCode
-    | Literal["upstream_unavailable", "upstream_timeout", "internal_error"]
+    | Literal["upstream_unavailable", "upstream_timeout", "upstream_tls_failed", "internal_error"]
     # the decision port: an allow whose checks read the body, the answer or each message
     | Literal["proxied_port_only"]
 )
@@ -152,3 +153,9 @@ class ContentRejected(RequestRejected):
         super().__init__(reason)
         self.status = status
         self.answer_code = code  # varies by refusal, unlike the class-wide `code` of the other rejections
+
+
+class UpstreamTlsError(UpstreamUnavailable):
+    """The TLS handshake with the upstream failed: its certificate was refused, or it refused ours."""
+
+    code: ClassVar[AnswerCode] = "upstream_tls_failed"

@@ -18,9 +18,9 @@ from authproxy.config import load_with_warnings
 from authproxy.config.headers import HeaderPlan
 from authproxy.config.model import Config, JwksUrl, OidcIssuer
 from authproxy.config.values import check_upstream_url, parse_address
-from authproxy.content.plan import ContentPlans
 from authproxy.errors import ConfigError, Problem
 from authproxy.limits.plan import NO_LIMITS, Limits, build_limits
+from authproxy.policy.content.plan import ContentPlans
 from authproxy.policy.table import RouteTable
 
 __all__ = ["Runtime", "RuntimeHolder", "build_runtime", "load_runtime"]

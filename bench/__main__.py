@@ -24,6 +24,7 @@ from bench.profile import profile_under_load
 from bench.report import Results, machine_facts, render
 from bench.soak import run_soak
 from bench.stack import REPO, Stack, uvicorn_parser
+from bench.tls_material import client_context
 from bench.tokens import KeySet, make_keys
 
 _RESULTS = REPO / "bench" / "results"
@@ -86,7 +87,7 @@ def _status(url: str, token: str | None) -> int:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback URL built here
     try:
-        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5, context=client_context()) as resp:  # noqa: S310
             return int(resp.status)
     except urllib.error.HTTPError as err:
         return int(err.code)

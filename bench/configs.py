@@ -46,14 +46,24 @@ def nginx_static_conf(prefix: Path, port: int) -> str:
     )
 
 
-def nginx_hop_conf(prefix: Path, port: int, upstream_port: int, workers: int) -> str:
-    """The reference hop: proxy_pass with pooled upstream connections, as authproxy pools them."""
+def nginx_hop_conf(
+    prefix: Path, port: int, upstream_port: int, workers: int, tls: tuple[Path, Path] | None = None
+) -> str:
+    """The reference hop: proxy_pass with pooled upstream connections, as authproxy pools them; with
+    `tls` (certificate, key) it terminates TLS 1.2/1.3 on `port`."""
+    listen = f"listen 127.0.0.1:{port};"
+    if tls is not None:
+        listen = (
+            f"listen 127.0.0.1:{port} ssl;\n"
+            f"    ssl_certificate {tls[0]};\n    ssl_certificate_key {tls[1]};\n"
+            "    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:bench:10m;"
+        )
     return (
         _nginx_common(prefix, workers)
         + f"""
   upstream bench_upstream {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
   server {{
-    listen 127.0.0.1:{port};
+    {listen}
     location / {{
       proxy_pass http://bench_upstream;
       proxy_http_version 1.1;
@@ -142,7 +152,14 @@ def envoy_yaml(port: int, admin_port: int, upstream_port: int, jwks: str) -> str
 
 
 def authproxy_yaml(
-    *, port: int, admin_port: int, upstream_url: str, alg: str, key_line: str, public: bool = False
+    *,
+    port: int,
+    admin_port: int,
+    upstream_url: str,
+    alg: str,
+    key_line: str,
+    public: bool = False,
+    tls: tuple[Path, Path] | None = None,
 ) -> str:
     """An authproxy config: the agentos preset, or (public) a policy where the bench route needs no token."""
     policy = '  public: ["/agents/**"]\n' if public else "  preset: agentos\n"
@@ -158,4 +175,4 @@ jwt:
 policy:
 {policy}logging:
   level: warning  # no per-request line: nginx and Envoy run with access logs off too
-"""
+""" + (f"tls: {{cert_file: {tls[0]}, key_file: {tls[1]}}}\n" if tls is not None else "")

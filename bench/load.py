@@ -128,7 +128,7 @@ def run_load(
     token_file: Path | None = None,
 ) -> Sample:
     """Warm up (discarded), then measure; loopback URLs only, every run bounded by `timeout`."""
-    if not url.startswith("http://127.0.0.1:"):
+    if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise ValueError(f"load runs target loopback only, not {url}")
     if settings.warmup > 0:
         _wrk(url, settings.warmup, settings, script, token, token_file)

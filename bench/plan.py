@@ -20,10 +20,12 @@ class Variant:
 VARIANTS: tuple[Variant, ...] = (
     Variant("upstream", "static", "-", protected=False),
     Variant("nginx-hop", "hop", "nginx static", protected=False),
+    Variant("nginx-hop-tls", "hop-tls", "nginx static", protected=False),
     Variant("envoy-rs256", "envoy", "nginx static"),
     Variant("authproxy-public", "ap-public", "nginx static", protected=False),
     Variant("authproxy-hs256", "ap-hs256", "nginx static", alg="HS256"),
     Variant("authproxy-rs256", "ap-rs256", "nginx static"),
+    Variant("authproxy-rs256-tls", "ap-rs256-tls", "nginx static"),
     Variant("authproxy-es256", "ap-es256", "nginx static", alg="ES256"),
     Variant("authproxy-rs256-miss", "ap-rs256-miss", "nginx static", cycle=True),
     Variant("fastapi", "fastapi", "-", protected=False),
@@ -45,6 +47,11 @@ RATIOS: tuple[Ratio, ...] = (
     Ratio("authproxy-RS256 / nginx hop", "authproxy-rs256", "nginx-hop", 0.25),
     Ratio("authproxy-RS256 / Envoy (same workers)", "authproxy-rs256", "envoy-rs256", 0.75),
     Ratio("authproxy-RS256 cache-miss / cache-hit", "authproxy-rs256-miss", "authproxy-rs256", None),
+    Ratio(
+        "authproxy-RS256 TLS / plain (TLS termination cost)", "authproxy-rs256-tls", "authproxy-rs256", None
+    ),
+    Ratio("nginx hop TLS / plain (TLS termination cost)", "nginx-hop-tls", "nginx-hop", None),
+    Ratio("authproxy-RS256 TLS / nginx hop TLS", "authproxy-rs256-tls", "nginx-hop-tls", None),
     Ratio("authproxy+FastAPI / FastAPI alone", "authproxy-rs256+fastapi", "fastapi", 0.9),
     Ratio("authproxy+FastAPI / FastAPI+Agno middleware", "authproxy-rs256+fastapi", "fastapi+agno", 3.0),
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench.configs import authproxy_yaml, envoy_yaml, nginx_hop_conf, nginx_static_conf
 from bench.procs import Service, Services, free_port
+from bench.tls_material import bench_tls
 from bench.tokens import AUDIENCE, KeySet
 
 __all__ = ["BENCH_SITE", "REPO", "Stack", "authproxy_workers_supported", "uvicorn_parser"]
@@ -40,12 +41,14 @@ class _ProxySpec:
     alg: str
     upstream: str  # a service name
     public: bool = False
+    tls: bool = False  # terminate TLS on the proxied port
 
 
 _PROXIES: dict[str, _ProxySpec] = {
     "ap-public": _ProxySpec("RS256", "static", public=True),
     "ap-hs256": _ProxySpec("HS256", "static"),
     "ap-rs256": _ProxySpec("RS256", "static"),
+    "ap-rs256-tls": _ProxySpec("RS256", "static", tls=True),
     "ap-rs256-miss": _ProxySpec("RS256", "static"),
     "ap-es256": _ProxySpec("ES256", "static"),
     "ap-fastapi": _ProxySpec("RS256", "fastapi"),
@@ -69,7 +72,9 @@ class Stack:
         return self._running[name]
 
     def url(self, name: str, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.get(name).port}{path}"
+        spec = _PROXIES.get(name)
+        scheme = "https" if name == "hop-tls" or (spec is not None and spec.tls) else "http"
+        return f"{scheme}://127.0.0.1:{self.get(name).port}{path}"
 
     def _start(self, name: str) -> Service:
         if name in _PROXIES:
@@ -77,6 +82,7 @@ class Stack:
         starters = {
             "static": self._nginx_static,
             "hop": self._nginx_hop,
+            "hop-tls": lambda: self._nginx_hop(tls=True),
             "envoy": self._envoy,
             "fastapi": lambda: self._fastapi("fastapi", agno=False),
             "fastapi-agno": lambda: self._fastapi("fastapi-agno", agno=True),
@@ -89,7 +95,11 @@ class Stack:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def _nginx(self, name: str, conf: str, port: int) -> Service:
+    def _tls(self) -> tuple[Path, Path]:
+        made = bench_tls(self._folder("tls"))
+        return made.cert_file, made.key_file
+
+    def _nginx(self, name: str, conf: str, port: int, scheme: str = "http") -> Service:
         folder = self._folder(name)
         (folder / "nginx.conf").write_text(conf)
         argv = [
@@ -103,17 +113,18 @@ class Stack:
             "-g",
             "daemon off;",
         ]
-        return self._services.start(name, argv, port=port, ready_url=f"http://127.0.0.1:{port}/")
+        return self._services.start(name, argv, port=port, ready_url=f"{scheme}://127.0.0.1:{port}/")
 
     def _nginx_static(self) -> Service:
         port = free_port()
         return self._nginx("static", nginx_static_conf(self._folder("static"), port), port)
 
-    def _nginx_hop(self) -> Service:
-        upstream, port = self.get("static").port, free_port()
-        return self._nginx(
-            "hop", nginx_hop_conf(self._folder("hop"), port, upstream, self.proxy_workers), port
+    def _nginx_hop(self, *, tls: bool = False) -> Service:
+        name, upstream, port = "hop-tls" if tls else "hop", self.get("static").port, free_port()
+        conf = nginx_hop_conf(
+            self._folder(name), port, upstream, self.proxy_workers, self._tls() if tls else None
         )
+        return self._nginx(name, conf, port, "https" if tls else "http")
 
     def _envoy(self) -> Service:
         upstream, port, admin = self.get("static").port, free_port(), free_port()
@@ -175,6 +186,7 @@ class Stack:
                 alg=spec.alg,
                 key_line=self._key_line(spec.alg),
                 public=spec.public,
+                tls=self._tls() if spec.tls else None,
             )
         )
         return conf

@@ -97,3 +97,33 @@ authz_nginx() {
   # RUNLEVEL=1 above keeps the package from starting a system nginx on port 80
 }
 authz_nginx || echo "install-tools (authz): WARNING: nginx not installed; the auth_request tests cannot run" >&2
+
+# --- monitoring: Prometheus and promtool from Debian's `prometheus` package --------------------
+# Unpacked, not installed: no service starts, no root needed once the package is downloaded, and the
+# binaries (Go, linked to libc only) run from .tools. tests/deploy/test_monitoring.py and
+# tests/integration/test_monitoring_live.py use them.
+monitoring_prometheus() {
+  local dest="$deploy_tools/prometheus"
+  if [[ ! -x "$dest/usr/bin/prometheus" || ! -x "$dest/usr/bin/promtool" ]]; then
+    local work
+    work=$(mktemp -d)
+    chmod 0755 "$work" # apt's _apt user downloads into it
+    if ! (cd "$work" && apt-get download prometheus >>"$deploy_log" 2>&1); then
+      [[ $(id -u) -eq 0 ]] && apt-get update -qq >>"$deploy_log" 2>&1
+      (cd "$work" && apt-get download prometheus >>"$deploy_log" 2>&1) || {
+        rm -rf "$work"
+        return 1
+      }
+    fi
+    rm -rf "$dest"
+    dpkg-deb -x "$work"/prometheus_*.deb "$dest" || {
+      rm -rf "$work" "$dest"
+      return 1
+    }
+    rm -rf "$work"
+  fi
+  ln -sf "$dest/usr/bin/prometheus" "$deploy_tools/bin/prometheus"
+  ln -sf "$dest/usr/bin/promtool" "$deploy_tools/bin/promtool"
+}
+
+monitoring_prometheus || deploy_warn "prometheus/promtool not installed; monitoring tests cannot run"

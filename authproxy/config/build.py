@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from collections.abc import Mapping as EnvMap
 from typing import Literal, TypeVar, cast
+from urllib.parse import urlsplit
 
 from authproxy.config.authz import AUTHZ_KEYS, read_authz
 from authproxy.config.fields import (
@@ -41,6 +42,7 @@ from authproxy.config.model import (
 )
 from authproxy.config.rules import read_policy
 from authproxy.config.source import Node, Scalar
+from authproxy.config.tls import read_listener_tls, read_upstream_tls
 from authproxy.config.values import (
     check_upstream_url,
     parse_address,
@@ -56,6 +58,7 @@ T = TypeVar("T")
 _TOP = (
     "listen",
     "admin_listen",
+    "tls",
     "upstream",
     "jwt",
     "policy",
@@ -64,7 +67,7 @@ _TOP = (
     "rate_limits",
     *AUTHZ_KEYS,
 )
-_UPSTREAM = ("url", "connect_timeout", "read_timeout")
+_UPSTREAM = ("url", "connect_timeout", "read_timeout", "tls")
 _JWT = ("algorithms", "keys", "audience", "issuer", "leeway", "sources", "header", "cookie", "claims")
 _CLAIMS = ("user_id", "session_id", "scopes")
 _DEFAULT_JWT = JwtConfig((), ())
@@ -87,8 +90,11 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
         lambda p, n: read_value(report, p, n, parse_address, _ADDRESS),
         _DEFAULT.admin_listen,
     )
-    upstream = _upstream(report, top)
+    upstream = _upstream(report, top, os.path.dirname(file))
     jwt = _jwt(report, top, os.path.dirname(file))
+    tls = _optional(
+        top, "tls", lambda p, n: read_listener_tls(report, p, top.key_line(p), n, os.path.dirname(file)), None
+    )
     policy: PolicyConfig | None = PolicyConfig()
     if (node := top.get("policy")) is not None:
         policy = read_policy(report, top.key_line("policy"), node, preset_dir, env)
@@ -105,12 +111,15 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
     )
     if authz is None or report.errors or None in (listen, admin, upstream, jwt, policy, forward, logging):
         return None
+    if "tls" in top.entries and tls is None:
+        return None
     return Config(
         path=file,
         upstream=cast(UpstreamConfig, upstream),
         jwt=cast(JwtConfig, jwt),
         listen=cast(Address, listen),
         admin_listen=cast(Address, admin),
+        tls=tls,
         policy=cast(PolicyConfig, policy),
         forward=cast(ForwardConfig, forward),
         logging=cast(LoggingConfig, logging),
@@ -134,7 +143,7 @@ def _check_listeners(report: Report, top: Section, listen: Address, admin: Addre
         report.error(top.key_line(name), f"{name}: listen ({listen}) and admin_listen ({admin}) share a port")
 
 
-def _upstream(report: Report, top: Section) -> UpstreamConfig | None:
+def _upstream(report: Report, top: Section, base_dir: str) -> UpstreamConfig | None:
     node = top.get("upstream")
     section = (
         read_section(report, "upstream", top.key_line("upstream"), node, _UPSTREAM, ("url",))
@@ -150,9 +159,17 @@ def _upstream(report: Report, top: Section) -> UpstreamConfig | None:
 
     connect = _optional(section, "connect_timeout", timeout, _DEFAULT.upstream.connect_timeout)
     read = _optional(section, "read_timeout", timeout, _DEFAULT.upstream.read_timeout)
+    tls = None
+    if (tls_node := section.get("tls")) is not None and url is not None:
+        if urlsplit(url).scheme != "https":
+            report.error(section.key_line("tls"), "upstream.tls: needs an https:// upstream.url")
+            return None
+        tls = read_upstream_tls(report, section.key_line("tls"), tls_node, base_dir)
+        if tls is None:
+            return None
     if url is None or connect is None or read is None:
         return None
-    return UpstreamConfig(url, connect, read)
+    return UpstreamConfig(url, connect, read, tls)
 
 
 def _upstream_url(url: str) -> str:

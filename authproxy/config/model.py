@@ -5,7 +5,8 @@ Every object is built once at load (or reload) and never changes; nothing here d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from typing import Literal
 
 from authproxy.config.content import ContentRule
@@ -21,6 +22,7 @@ __all__ = [
     "JwksUrl",
     "JwtConfig",
     "KeySource",
+    "ListenerTls",
     "LoggingConfig",
     "OidcIssuer",
     "PolicyConfig",
@@ -29,6 +31,7 @@ __all__ = [
     "RouteRule",
     "SecretKey",
     "UpstreamConfig",
+    "UpstreamTls",
 ]
 
 
@@ -42,10 +45,35 @@ class Address:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerTls:
+    """`tls:` of a listener; `context` is the server SSLContext made from the files at load."""
+
+    cert_file: str
+    key_file: str
+    line: int
+    context: ssl.SSLContext = field(compare=False, repr=False)
+    client_ca_file: str | None = None  # set: clients present a certificate signed by these CAs
+    client_auth: Literal["required", "optional"] = "required"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTls:
+    """`upstream.tls:` for an https upstream; `context` is the client SSLContext made at load."""
+
+    line: int
+    context: ssl.SSLContext = field(compare=False, repr=False)
+    ca_file: str | None = None  # None: the system's CA bundle
+    server_name: str | None = None  # SNI and the name checked in the certificate; None: the URL's host
+    cert_file: str | None = None  # a client certificate: mTLS to the upstream
+    key_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     url: str  # scheme://host[:port][/base-path], http or https
     connect_timeout: float = 5.0
     read_timeout: float = 300.0  # idle gap between bytes, not the whole response
+    tls: UpstreamTls | None = None  # https only; None on https: system CAs, the URL's host
 
 
 # --- key sources: one variant per YAML form; `line` locates the list item for messages ---------
@@ -198,6 +226,7 @@ class Config:
     jwt: JwtConfig
     listen: Address = Address("0.0.0.0", 8080)  # noqa: S104 - the proxied port of a sidecar listens on the pod IP
     admin_listen: Address = Address("127.0.0.1", 9901)
+    tls: ListenerTls | None = None  # TLS on the proxied port
     policy: PolicyConfig = PolicyConfig()
     forward: ForwardConfig = ForwardConfig()
     logging: LoggingConfig = LoggingConfig()

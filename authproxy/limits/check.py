@@ -12,9 +12,9 @@ from dataclasses import replace
 
 from authproxy.auth.claims import Identity
 from authproxy.errors import DenialCode, RateLimitBackendError
-from authproxy.limits.outcome import RateLimitState
 from authproxy.limits.plan import Limits
 from authproxy.policy.decision import Decision
+from authproxy.policy.rate_limit import RateLimitState
 
 __all__ = ["KEY_PREFIX", "apply_limits", "bucket_key"]
 

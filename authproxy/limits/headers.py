@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from authproxy.limits.outcome import RateLimitState
+from authproxy.policy.rate_limit import RateLimitState
 
 __all__ = ["limit_answer"]
 

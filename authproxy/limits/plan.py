@@ -13,7 +13,7 @@ from typing import Protocol
 from authproxy.config.limits_model import Rate, RateLimitsConfig
 from authproxy.limits.bucket import Taken
 from authproxy.limits.memory import MemoryBuckets
-from authproxy.limits.outcome import AppliedLimit
+from authproxy.policy.rate_limit import AppliedLimit
 
 __all__ = ["DEFAULT_LIMIT", "NO_LIMITS", "BucketStore", "Limits", "build_limits"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from authproxy.content.plan import ContentPlan
 from authproxy.errors import DenialCode
-from authproxy.limits.outcome import RateLimitState
+from authproxy.policy.content.plan import ContentPlan
+from authproxy.policy.rate_limit import RateLimitState
 from authproxy.policy.roster import RosterFilter
 from authproxy.policy.ws_messages import MessageGrant
 

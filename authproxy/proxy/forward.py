@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.config.model import UpstreamConfig
-from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamTlsError, UpstreamUnavailable
 from authproxy.proxy.headers import response_headers
 from authproxy.proxy.upstream import (
     KEEPALIVE,
@@ -54,22 +54,32 @@ class _Upstream:
     config: UpstreamConfig
     base: str  # scheme://host[:port][/base-path] without a trailing slash
     pool: UpstreamPool
+    ssl: ssl.SSLContext | bool  # for WebSocket upgrades through aiohttp; True: system CAs
+    server_name: str | None  # SNI and certificate name when it differs from the URL's host
 
     @classmethod
     def of(cls, config: UpstreamConfig) -> _Upstream:
         base = config.url.rstrip("/")
         url = URL(base)
         assert url.host is not None and url.port is not None  # the config checked the URL
-        tls = ssl.create_default_context() if url.scheme == "https" else None
+        # A reload builds a new context, so a new pool opens new connections with the new certificates.
+        tls = config.tls
+        context: ssl.SSLContext | None = None
+        if tls is not None:
+            context = tls.context
+        elif url.scheme == "https":
+            context = ssl.create_default_context()  # the system CAs, as for any https client
+        server_name = tls.server_name if tls is not None else None
         target = UpstreamTarget(
             host=url.host,
             port=url.port,
             host_header=url.raw_authority,
             base_path=url.raw_path.rstrip("/"),
-            ssl=tls,
-            server_hostname=url.host,
+            ssl=context,
+            server_hostname=server_name or url.host,
         )
-        return cls(config, base, UpstreamPool(target, config.connect_timeout))
+        ws_ssl: ssl.SSLContext | bool = tls.context if tls is not None else True
+        return cls(config, base, UpstreamPool(target, config.connect_timeout), ws_ssl, server_name)
 
     def request_head(self, method: str, raw_target: str, headers: Headers, chunked: bool) -> bytes:
         target = self.pool.target
@@ -80,7 +90,19 @@ class _Upstream:
         return URL(self.base + raw_target, encoded=True)
 
 
-def _translate(error: BaseException) -> UpstreamError:
+def _translate(error: BaseException, upstream: _Upstream) -> UpstreamError:
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        problem = getattr(error.certificate_error, "verify_message", None) or "not trusted"
+        return UpstreamTlsError(f"the upstream's TLS certificate was refused: {problem}")
+    handshake_reset = (
+        # An https upstream that resets while we connect hung up inside the TLS handshake (a reset cannot
+        # answer a SYN: that is a refusal), as one does when it wants a client certificate we lack.
+        URL(upstream.base).scheme == "https"
+        and isinstance(error, aiohttp.ClientConnectorError)
+        and isinstance(error.os_error, ConnectionResetError)
+    )
+    if isinstance(error, aiohttp.ClientSSLError) or handshake_reset:
+        return UpstreamTlsError("the TLS handshake with the upstream failed")
     if isinstance(error, TimeoutError):
         return UpstreamTimeout("the upstream did not answer in time")
     if isinstance(error, aiohttp.ClientConnectorError):
@@ -212,13 +234,15 @@ class Forwarder:
                 headers=headers,
                 autoclose=False,  # the relay forwards the close code and reason itself
                 max_msg_size=_WS_MAX_MESSAGE,
+                ssl=upstream.ssl,
+                server_hostname=upstream.server_name,
             )
         except aiohttp.WSServerHandshakeError as error:
             raise UpstreamUnavailable(
                 f"the upstream refused the websocket upgrade ({error.status})"
             ) from error
         except (TimeoutError, aiohttp.ClientError) as error:
-            raise _translate(error) from error
+            raise _translate(error, upstream) from error
 
 
 class _CoalescingResponse(web.StreamResponse):

@@ -44,6 +44,7 @@ _STATUS: dict[AnswerCode, int] = {
     "insufficient_scope": 403,
     "upstream_unavailable": 502,
     "upstream_timeout": 504,
+    "upstream_tls_failed": 502,
     "internal_error": 500,
     "proxied_port_only": 403,
     "rate_limited": 429,

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from authproxy.content.step import run_content
 from authproxy.errors import (
     ContentRejected,
     InsufficientScope,
@@ -28,6 +28,7 @@ from authproxy.gate import authorize
 from authproxy.logs import access_logger
 from authproxy.policy.decision import Decision
 from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
+from authproxy.proxy.content import run_content
 from authproxy.proxy.forward import Forwarder, continue_upload
 from authproxy.proxy.headers import forwarded_headers
 from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
@@ -43,6 +44,10 @@ from authproxy.proxy.responses import (
 )
 from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
 from authproxy.runtime import Runtime, RuntimeHolder
+from authproxy.tls import peer_subject
+
+if TYPE_CHECKING:
+    from authproxy.proxy.trace import RequestTrace, Tracing
 
 __all__ = [
     "AccessRecord",
@@ -68,6 +73,7 @@ class AccessRecord:
     decision_ms: float = 0.0  # the authorization decision alone
     upstream_error: str | None = None  # unavailable | timeout, when no answer came from the upstream
     detail: bool = True  # log the decision detail; denials always, allows as logging.allow_sample_rate says
+    client_cert: str | None = None  # the verified client certificate's subject (listener asks for one)
 
     def fields(self) -> dict[str, object]:
         d = self.decision
@@ -83,6 +89,8 @@ class AccessRecord:
             "upstream_status": self.upstream_status,
             "outcome": self.outcome,
         }
+        if self.client_cert is not None:
+            out["client_cert"] = self.client_cert
         if d is not None and d.jti is not None and self.detail:
             out["jti"] = d.jti
         if d is not None and not d.allowed:
@@ -106,9 +114,14 @@ class ProxyHandler:
     """`handle(request)`: one runtime snapshot, the gate, then the upstream or a rendered denial."""
 
     def __init__(
-        self, holder: RuntimeHolder, forwarder: Forwarder, observers: Iterable[Observer] = ()
+        self,
+        holder: RuntimeHolder,
+        forwarder: Forwarder,
+        observers: Iterable[Observer] = (),
+        tracing: Tracing | None = None,
     ) -> None:
         self._holder = holder
+        self._tracing = tracing
         self._forwarder = forwarder
         self._observers = tuple(observers)
         self._log = access_logger()
@@ -119,8 +132,11 @@ class ProxyHandler:
         record = AccessRecord(request.method, request.raw_path.partition("?")[0])
         started = time.perf_counter()
         self.in_flight += 1
+        trace = None
+        if self._tracing is not None:
+            trace = self._tracing.begin(request.method, record.path, request.headers, request.remote)
         try:
-            return await self._handle(request, record)
+            return await self._handle(request, record, trace)
         except asyncio.CancelledError:
             record.outcome = "client_gone"  # the client disconnected, or shutdown's grace ran out
             raise
@@ -130,14 +146,22 @@ class ProxyHandler:
             self.in_flight -= 1
             record.latency_ms = (time.perf_counter() - started) * 1000
             self._emit(record)
+            if trace is not None:
+                trace.finish(record.status, record.outcome)
 
-    async def _handle(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
+    async def _handle(
+        self, request: web.BaseRequest, record: AccessRecord, trace: RequestTrace | None
+    ) -> web.StreamResponse:
         rt = self._holder.current  # read once: the whole request runs under this policy
+        if rt.config.tls is not None and rt.config.tls.client_ca_file is not None:
+            record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
         started = time.perf_counter()
         decision = record.decision = await authorize(
             rt, request.method, request.raw_path, request.headers, consume=True
         )
         record.decision_ms = (time.perf_counter() - started) * 1000
+        if trace is not None:
+            trace.decided(decision, record.decision_ms / 1000)
         if not decision.allowed:
             return self._answer(record, render_decision(decision, preset=rt.config.policy.preset))
         record.detail = _sampled(rt.config.logging.allow_sample_rate)
@@ -152,22 +176,37 @@ class ProxyHandler:
             proto=request.scheme,
             websocket=websocket,
         )
+        if trace is not None:
+            trace.inject(headers)
         try:
-            if decision.content is not None:
-                return await self._content(request, rt, headers, record, decision)
-            if decision.listing is not None:
-                refine = partial(filter_listing, listing=decision.listing)
-                return await self._filtered(request, rt, headers, record, refine, MAX_LISTING_BYTES)
-            if decision.roster is not None:
-                refine = partial(filter_config, roster=decision.roster)
-                return await self._filtered(request, rt, headers, record, refine, MAX_CONFIG_BYTES)
-            if websocket:
-                return await self._relay_websocket(request, rt, headers, record, decision)
-            return await self._forward(request, rt, headers, record)
+            return await self._pass(request, rt, headers, record, websocket)
         except UpstreamError as error:
             record.upstream_status = None  # no answer from the upstream (or a refused upgrade)
             record.upstream_error = "timeout" if isinstance(error, UpstreamTimeout) else "unavailable"
             return self._answer(record, render_upstream_error(error))
+
+    async def _pass(
+        self,
+        request: web.BaseRequest,
+        rt: Runtime,
+        headers: list[tuple[str, str]],
+        record: AccessRecord,
+        websocket: bool,
+    ) -> web.StreamResponse:
+        """The allowed request's way upstream: streamed, unless the decision asks for its content read."""
+        decision = record.decision
+        assert decision is not None
+        if decision.content is not None:
+            return await self._content(request, rt, headers, record, decision)
+        if decision.listing is not None:
+            refine = partial(filter_listing, listing=decision.listing)
+            return await self._filtered(request, rt, headers, record, refine, MAX_LISTING_BYTES)
+        if decision.roster is not None:
+            refine = partial(filter_config, roster=decision.roster)
+            return await self._filtered(request, rt, headers, record, refine, MAX_CONFIG_BYTES)
+        if websocket:
+            return await self._relay_websocket(request, rt, headers, record, decision)
+        return await self._forward(request, rt, headers, record)
 
     async def _forward(
         self, request: web.BaseRequest, rt: Runtime, headers: list[tuple[str, str]], record: AccessRecord

@@ -28,7 +28,7 @@ from typing import cast
 import httptools
 from aiohttp import StreamReader
 
-from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamTlsError, UpstreamUnavailable
 
 __all__ = ["KEEPALIVE", "Exchange", "UpstreamPool", "UpstreamTarget"]
 
@@ -387,6 +387,17 @@ class UpstreamPool:
                 )
         except TimeoutError as error:
             raise UpstreamTimeout("the upstream did not answer in time") from error
+        except ssl.SSLCertVerificationError as error:
+            reason = error.verify_message or "not trusted"
+            raise UpstreamTlsError(f"the upstream's TLS certificate was refused: {reason}") from error
+        except ssl.SSLError as error:
+            raise UpstreamTlsError("the TLS handshake with the upstream failed") from error
+        except ConnectionResetError as error:
+            if target.ssl is not None:
+                # A reset cannot answer a SYN (that is a refusal): over TLS, the upstream hung up inside the
+                # handshake, as one does when it wants a client certificate we lack.
+                raise UpstreamTlsError("the TLS handshake with the upstream failed") from error
+            raise UpstreamUnavailable("could not connect to the upstream") from error
         except OSError as error:
             raise UpstreamUnavailable("could not connect to the upstream") from error
         return conn

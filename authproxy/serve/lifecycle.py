@@ -28,6 +28,8 @@ from authproxy.serve.admin import ServiceState, build_admin_app
 from authproxy.serve.metrics import Metrics
 from authproxy.serve.reload import Reloader, ReloadOptions
 from authproxy.serve.settings import DEFAULT_GRACE, DEFAULT_RELOAD_INTERVAL, ServeSettings
+from authproxy.serve.tls import follow_reloads
+from authproxy.serve.tracing import Tracing, TracingUnavailable, check_tracing, start_tracing
 from authproxy.serve.workers import Supervisor
 
 __all__ = ["ProxyService", "WorkerRole", "run_async", "run_server"]
@@ -66,13 +68,14 @@ class ProxyService:
         reload: ReloadOptions | None = None,
         worker: WorkerRole | None = None,
         head_timeout: float = HEAD_TIMEOUT,
+        tracing: Tracing | None = None,
     ) -> None:
         self.holder = holder
         self.state = ServiceState()
         self._worker = worker
         self._forwarder = Forwarder()
         self.metrics = Metrics(holder)
-        self.handler = ProxyHandler(holder, self._forwarder, (self.metrics.observe, *observers))
+        self.handler = ProxyHandler(holder, self._forwarder, (self.metrics.observe, *observers), tracing)
         self.metrics.count_live(self.handler)
         self.reloader = Reloader(holder, reload or ReloadOptions(), self.metrics)
         server = build_proxy_server(self.handler, head_timeout=head_timeout)
@@ -107,6 +110,7 @@ class ProxyService:
             config.listen.port,
             backlog=_BACKLOG,
             reuse_port=self._worker is not None,
+            ssl_context=follow_reloads(lambda: self.holder.current.config.tls),
         )
         await site.start()
         self.proxy_address = _bound(self._proxy)
@@ -154,7 +158,14 @@ async def _serve(
     log = get_logger("authproxy.serve.lifecycle")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    service = ProxyService(RuntimeHolder(rt), grace=settings.grace, reload=reload, worker=worker)
+    try:
+        tracing = start_tracing(os.environ)
+    except TracingUnavailable as error:
+        log.error("cannot trace", error=str(error))
+        return 1
+    service = ProxyService(
+        RuntimeHolder(rt), grace=settings.grace, reload=reload, worker=worker, tracing=tracing
+    )
     handlers: dict[int, Callable[[], None]] = {
         signal.SIGTERM: stop.set,
         signal.SIGINT: stop.set,
@@ -182,6 +193,8 @@ async def _serve(
         return 0
     finally:
         await service.stop()
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
         for signum in handlers:
             loop.remove_signal_handler(signum)
         if worker is not None:
@@ -235,6 +248,11 @@ def run_server(
         for warning in rt.warnings:
             get_logger("authproxy.config").warning("config warning", problem=str(warning))
     settings = ServeSettings.from_environment()
+    try:
+        check_tracing(os.environ)  # before any worker starts: a bad setting is one error, not N restarts
+    except TracingUnavailable as error:
+        get_logger("authproxy.serve.lifecycle").error("cannot trace", error=str(error))
+        return 1
     if workers > 1 and worker is None:
         supervisor = Supervisor(
             rt, workers, upstream=upstream, reload_interval=reload_interval, grace=settings.grace

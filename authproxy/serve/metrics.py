@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics import Histogram as HistogramChild
 
     from authproxy.auth.keys import RemoteKeys
-    from authproxy.limits.outcome import RateLimitState
+    from authproxy.policy.rate_limit import RateLimitState
     from authproxy.proxy.server import AccessRecord
     from authproxy.runtime import RuntimeHolder
 

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from authproxy.config.model import Config, JwksFile, PublicKeyFile, SecretKey
+from authproxy.config.tls import tls_files
 from authproxy.errors import ConfigError
 from authproxy.logs import get_logger
 from authproxy.runtime import Runtime, RuntimeHolder, load_runtime
+from authproxy.serve.tls import tls_shape
 
 if TYPE_CHECKING:
     from authproxy.auth.keys import RemoteKeys
@@ -39,8 +41,8 @@ class ReloadOptions:
 
 
 def watched_files(config: Config) -> tuple[str, ...]:
-    """The config file and every key file it names, as paths the process can open."""
-    paths = [config.path]
+    """The config file and every key and certificate file it names, as paths the process can open."""
+    paths = [config.path, *tls_files(config.tls, config.upstream.tls)]
     for key in config.jwt.keys:
         if isinstance(key, SecretKey) and key.origin != "secret":
             paths.append(key.origin)
@@ -69,6 +71,7 @@ def _restart_only(old: Config, new: Config) -> list[tuple[str, str, str]]:
         ("admin_listen", str(old.admin_listen), str(new.admin_listen)),
         ("authz_listen", str(old.authz.listen), str(new.authz.listen)),
         ("authz.grpc_listen", str(old.authz.grpc_listen), str(new.authz.grpc_listen)),
+        ("tls", tls_shape(old.tls), tls_shape(new.tls)),
         ("upstream.url", old.upstream.url, new.upstream.url),
         ("logging.level", old.logging.level, new.logging.level),
         ("logging.format", old.logging.format, new.logging.format),
@@ -82,6 +85,7 @@ def _keep_running_values(old: Config, new: Config) -> Config:
         listen=old.listen,
         admin_listen=old.admin_listen,
         authz=dataclasses.replace(new.authz, listen=old.authz.listen, grpc_listen=old.authz.grpc_listen),
+        tls=new.tls if tls_shape(new.tls) == tls_shape(old.tls) else old.tls,
         upstream=dataclasses.replace(new.upstream, url=old.upstream.url),
         logging=dataclasses.replace(new.logging, level=old.logging.level, format=old.logging.format),
     )

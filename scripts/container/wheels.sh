@@ -2,7 +2,8 @@
 # Downloads every wheel the image build needs into DEST (`wheels.sh DEST`), so
 # `docker build` can run with no package index: the Dockerfile installs from `wheels/` in its
 # context with `--no-index` whenever that folder holds wheels. The set is the runtime
-# dependencies in pyproject.toml plus the build backend that turns the source into a wheel.
+# dependencies in pyproject.toml, the `otel` extra the image carries (loaded only when tracing is
+# configured), plus the build backend that turns the source into a wheel.
 # Run it with the same Python minor version as the image (3.11); PYTHON overrides the interpreter.
 set -euo pipefail
 
@@ -21,7 +22,8 @@ import tomllib
 
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)
-for line in project["project"]["dependencies"] + project["build-system"]["requires"]:
+extras = project["project"]["optional-dependencies"]["otel"]
+for line in project["project"]["dependencies"] + extras + project["build-system"]["requires"]:
     print(line)
 EOF
 )

@@ -50,6 +50,23 @@ Port and volume names carry an "authproxy-" prefix so they cannot clash with the
       value: {{ .redisUrl | quote }}
     {{- end }}
     {{- end }}
+    {{- with .Values.tracing }}
+    {{- if .otlpEndpoint }}
+    # Tracing is on because an OTLP endpoint is set; the SDK reads the rest of OTEL_* itself.
+    - name: OTEL_EXPORTER_OTLP_ENDPOINT
+      value: {{ .otlpEndpoint | quote }}
+    - name: OTEL_SERVICE_NAME
+      value: {{ .serviceName | default (include "authproxy.fullname" $) | quote }}
+    {{- if .sampler }}
+    - name: OTEL_TRACES_SAMPLER
+      value: {{ .sampler | quote }}
+    {{- end }}
+    {{- if .samplerArg }}
+    - name: OTEL_TRACES_SAMPLER_ARG
+      value: {{ .samplerArg | quote }}
+    {{- end }}
+    {{- end }}
+    {{- end }}
     {{- with .Values.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -131,6 +148,32 @@ a ConfigMap edit reaches the running process, and the keys sit at /etc/authproxy
               path: {{ printf "keys/%s" . }}
               mode: {{ $.Values.keys.fileMode }}
             {{- end }}
+      {{- end }}
+      {{- /* Certificates in the same projected volume: no subPath, so a renewed Secret reaches the
+             process and is used from the next handshake. */}}
+      {{- with .Values.tls }}
+      {{- if .secretName }}
+      - secret:
+          name: {{ .secretName }}
+          items:
+            - {key: tls.crt, path: tls/tls.crt, mode: {{ $.Values.keys.fileMode }}}
+            - {key: tls.key, path: tls/tls.key, mode: {{ $.Values.keys.fileMode }}}
+            {{- if .clientAuth }}
+            - {key: ca.crt, path: tls/ca.crt, mode: {{ $.Values.keys.fileMode }}}
+            {{- end }}
+      {{- end }}
+      {{- end }}
+      {{- with .Values.upstreamTls }}
+      {{- if .secretName }}
+      - secret:
+          name: {{ .secretName }}
+          items:
+            - {key: ca.crt, path: upstream-tls/ca.crt, mode: {{ $.Values.keys.fileMode }}}
+            {{- if .clientCertificate }}
+            - {key: tls.crt, path: upstream-tls/tls.crt, mode: {{ $.Values.keys.fileMode }}}
+            - {key: tls.key, path: upstream-tls/tls.key, mode: {{ $.Values.keys.fileMode }}}
+            {{- end }}
+      {{- end }}
       {{- end }}
 - name: authproxy-tmp
   emptyDir:

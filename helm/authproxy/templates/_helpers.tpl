@@ -74,6 +74,17 @@ Refuses values that would render a valid-looking but broken deployment.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if and .Values.tls.clientAuth (not .Values.tls.secretName) }}
+{{- fail "tls.clientAuth needs tls.secretName (its ca.crt verifies the client certificates)" }}
+{{- end }}
+{{- with .Values.upstreamTls }}
+{{- if and (or .secretName .serverName) (not (hasPrefix "https://" $.Values.upstream.url)) }}
+{{- fail "upstreamTls needs an https:// upstream.url" }}
+{{- end }}
+{{- if and .clientCertificate (not .secretName) }}
+{{- fail "upstreamTls.clientCertificate needs upstreamTls.secretName (its tls.crt and tls.key)" }}
+{{- end }}
+{{- end }}
 {{- with .Values.rateLimits }}
 {{- if and .redisUrl .redisUrlSecret.name }}
 {{- fail "set rateLimits.redisUrl or rateLimits.redisUrlSecret.name, not both" }}

@@ -8,8 +8,8 @@ import pytest
 
 from authproxy.config.limits import parse_rate
 from authproxy.errors import DenialCode
-from authproxy.limits.outcome import AppliedLimit, RateLimitState
 from authproxy.policy.decision import Decision
+from authproxy.policy.rate_limit import AppliedLimit, RateLimitState
 from authproxy.proxy.responses import render_decision
 
 DEFAULT = AppliedLimit("default", parse_rate("600/min"))

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from authproxy.config.content import ContentRule, FieldRef, ItemScopes, parse_field
-from authproxy.content.fields import Body, field_values, pin_body, pin_query
-from authproxy.content.items import check_items, item_satisfied_by
-from authproxy.content.plan import ContentPlan
 from authproxy.errors import ContentRejected, InsufficientScope
+from authproxy.policy.content.fields import Body, field_values, pin_body, pin_query
+from authproxy.policy.content.items import check_items, item_satisfied_by
+from authproxy.policy.content.plan import ContentPlan
 
 USER = FieldRef("query", "user_id")
 JSON_USER = parse_field("json:/user_id")

@@ -17,10 +17,10 @@ from aiohttp import web
 from authproxy.config.content import ContentRule, FieldRef, OwnerLookup
 from authproxy.config.model import UpstreamConfig
 from authproxy.config.route_form import template_names
-from authproxy.content.fields import Body, field_values, malformed, pin_body, pin_query
-from authproxy.content.items import check_items
-from authproxy.content.plan import ContentPlan
 from authproxy.errors import ContentRejected, UpstreamUnavailable
+from authproxy.policy.content.fields import Body, field_values, malformed, pin_body, pin_query
+from authproxy.policy.content.items import check_items
+from authproxy.policy.content.plan import ContentPlan
 from authproxy.proxy.forward import Forwarder, Headers, Relayed, continue_upload
 from authproxy.proxy.listings import listing_request_headers
 

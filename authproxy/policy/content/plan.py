@@ -20,7 +20,6 @@ from authproxy.errors import ConfigError, InsufficientScope, Problem
 from authproxy.policy.patterns import parse_pattern
 
 if TYPE_CHECKING:
-    from authproxy.auth.claims import Identity
     from authproxy.policy.decision import Decision
 
 __all__ = ["ContentPlan", "ContentPlans"]
@@ -84,20 +83,21 @@ class ContentPlans:
             raise ConfigError(problems)
         return cls(rules)
 
-    def attach(self, decision: Decision, identity: Identity, admin_scope: str | None) -> Decision:
-        """The allow with the route's content plan bound to the caller; admins are not pinned.
+    def attach(self, decision: Decision, admin_scope: str | None) -> Decision:
+        """The allow with the route's content plan bound to its caller; admins are not pinned.
 
         Raises InsufficientScope when the rule pins to a user id the token does not carry (Agno: 403).
         """
         rule = self._rules.get(decision.route or "")
-        if rule is None or (admin_scope is not None and admin_scope in identity.scopes):
+        if rule is None or (admin_scope is not None and admin_scope in decision.scopes):
             return decision
-        if not identity.user_id and _uses_user_id(rule):  # an empty id names nobody (Agno: 403 too)
+        if not decision.subject and _uses_user_id(rule):  # an empty id names nobody (Agno: 403 too)
             raise InsufficientScope(
                 "the token carries no user id, and this route is scoped to its caller", (), ()
             )
-        caller = (("user_id", identity.user_id), ("session_id", identity.session_id))
-        return replace(decision, content=ContentPlan(rule, caller, decision.params, identity.scopes))
+        caller = (("user_id", decision.subject), ("session_id", decision.session_id))
+        plan = ContentPlan(rule, caller, decision.params, frozenset(decision.scopes))
+        return replace(decision, content=plan)
 
 
 def _uses_user_id(rule: ContentRule) -> bool:

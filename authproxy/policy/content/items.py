@@ -7,9 +7,9 @@ the item segment (`agents:run`, family-wide).
 
 from __future__ import annotations
 
-from authproxy.content.fields import Body, field_values, malformed
-from authproxy.content.plan import ContentPlan
 from authproxy.errors import InsufficientScope
+from authproxy.policy.content.fields import Body, field_values, malformed
+from authproxy.policy.content.plan import ContentPlan
 
 __all__ = ["check_items", "item_satisfied_by"]
 

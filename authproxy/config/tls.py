@@ -1,0 +1,89 @@
+"""The `tls:` blocks: a listener's (`tls:` for the proxied port; any other listener may reuse
+`read_listener_tls`) and an upstream's (`upstream.tls:`). Paths are relative to the config file's
+directory; the files are loaded into an SSLContext here, so `authproxy check` reports a bad one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, cast
+
+from authproxy.config.fields import Report, Section, read_choice, read_section, read_str
+from authproxy.config.model import ListenerTls, UpstreamTls
+from authproxy.config.source import Node
+from authproxy.tls import TlsFileError, client_context, server_context
+
+__all__ = ["LISTENER_TLS_KEYS", "UPSTREAM_TLS_KEYS", "read_listener_tls", "read_upstream_tls", "tls_files"]
+
+LISTENER_TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth")
+UPSTREAM_TLS_KEYS = ("ca_file", "server_name", "cert_file", "key_file")
+
+
+def _paths(report: Report, section: Section, names: tuple[str, ...], base_dir: str) -> dict[str, str] | None:
+    """The given file settings, resolved against the config's directory; None when one is not a string."""
+    files: dict[str, str] = {}
+    for name in names:
+        if (node := section.get(name)) is None:
+            continue
+        text = read_str(report, section.sub(name), node)
+        if text is not None:
+            files[name] = os.path.join(base_dir, text)
+    given = [name for name in names if name in section.entries]
+    return files if len(files) == len(given) else None
+
+
+def read_listener_tls(report: Report, path: str, line: int, node: Node, base_dir: str) -> ListenerTls | None:
+    """`path` is where the block stands ("tls", "authz_tls"…): it prefixes every message."""
+    section = read_section(report, path, line, node, LISTENER_TLS_KEYS, ("cert_file", "key_file"))
+    if section is None:
+        return None
+    files = _paths(report, section, ("cert_file", "key_file", "client_ca_file"), base_dir)
+    auth: str | None = "required"
+    if (auth_node := section.get("client_auth")) is not None:
+        auth = read_choice(report, section.sub("client_auth"), auth_node, ("required", "optional"))
+        if "client_ca_file" not in section.entries:
+            report.error(auth_node.line, f"{path}.client_auth: needs {path}.client_ca_file")
+            return None
+    if files is None or auth is None or "cert_file" not in files or "key_file" not in files:
+        return None
+    cert, key, client_ca = files["cert_file"], files["key_file"], files.get("client_ca_file")
+    client_auth = cast(Literal["required", "optional"], auth)
+    try:
+        context = server_context(path, cert, key, client_ca, client_auth)
+    except TlsFileError as bad:
+        report.error(section.key_line(bad.field.rpartition(".")[2]), str(bad))
+        return None
+    return ListenerTls(cert, key, line, context, client_ca, client_auth)
+
+
+def read_upstream_tls(report: Report, line: int, node: Node, base_dir: str) -> UpstreamTls | None:
+    path = "upstream.tls"
+    section = read_section(report, path, line, node, UPSTREAM_TLS_KEYS)
+    if section is None:
+        return None
+    files = _paths(report, section, ("ca_file", "cert_file", "key_file"), base_dir)
+    name_node = section.get("server_name")
+    server_name = read_str(report, section.sub("server_name"), name_node) if name_node is not None else None
+    if files is None or (name_node is not None and server_name is None):
+        return None
+    if ("cert_file" in files) != ("key_file" in files):
+        missing = "key_file" if "cert_file" in files else "cert_file"
+        report.error(line, f"{path}: a client certificate needs cert_file and key_file; {missing} is missing")
+        return None
+    ca, cert, key = files.get("ca_file"), files.get("cert_file"), files.get("key_file")
+    try:
+        context = client_context(path, ca, cert, key)
+    except TlsFileError as bad:
+        report.error(section.key_line(bad.field.rpartition(".")[2]), str(bad))
+        return None
+    return UpstreamTls(line, context, ca, server_name, cert, key)
+
+
+def tls_files(listener: ListenerTls | None, upstream: UpstreamTls | None) -> tuple[str, ...]:
+    """Every file the TLS settings name: a reload watches them like the config file itself."""
+    names: list[str | None] = []
+    if listener is not None:
+        names += [listener.cert_file, listener.key_file, listener.client_ca_file]
+    if upstream is not None:
+        names += [upstream.ca_file, upstream.cert_file, upstream.key_file]
+    return tuple(name for name in names if name is not None)
