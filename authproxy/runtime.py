@@ -16,6 +16,7 @@ from authproxy.auth.verify import Verifier
 from authproxy.config import load_with_warnings
 from authproxy.config.model import Config, JwksUrl, OidcIssuer
 from authproxy.errors import ConfigError, Problem
+from authproxy.mcp.policy import McpPolicy
 from authproxy.policy.table import RouteTable
 from authproxy.proxy.headers import HeaderPlan
 
@@ -32,6 +33,7 @@ class Runtime:
     warnings: tuple[Problem, ...] = ()
     # The remote key sources inside `keys`, each with the identity a reload uses to keep it running.
     remotes: tuple[tuple[Hashable, RemoteKeys], ...] = ()
+    mcp: McpPolicy | None = None  # MCP endpoints, authorized per JSON-RPC message (authproxy/mcp/)
 
 
 class RuntimeHolder:
@@ -87,6 +89,9 @@ def build_runtime(
         header_plan=HeaderPlan.build(config.forward, config.jwt),
         warnings=warnings,
         remotes=remotes,
+        mcp=McpPolicy.build(config.mcp, preset=policy.preset, admin_scope=policy.admin_scope)
+        if config.mcp is not None
+        else None,
     )
 
 

@@ -24,6 +24,7 @@ from authproxy.config.fields import (
     read_value,
 )
 from authproxy.config.keys import check_families, read_algorithms, read_keys
+from authproxy.config.mcp import endpoint_routes, issuers_of, read_mcp
 from authproxy.config.model import (
     Address,
     ClaimPaths,
@@ -52,7 +53,7 @@ __all__ = ["build", "check_upstream_url", "parse_address", "parse_duration"]
 
 T = TypeVar("T")
 
-_TOP = ("listen", "admin_listen", "upstream", "jwt", "policy", "forward", "logging")
+_TOP = ("listen", "admin_listen", "upstream", "jwt", "policy", "forward", "logging", "mcp")
 _UPSTREAM = ("url", "connect_timeout", "read_timeout")
 _JWT = ("algorithms", "keys", "audience", "issuer", "leeway", "sources", "header", "cookie", "claims")
 _CLAIMS = ("user_id", "session_id", "scopes")
@@ -84,19 +85,23 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
     token_header = jwt.header if jwt is not None else _DEFAULT_JWT.header
     forward = _optional(top, "forward", lambda p, n: _forward(report, top, n, token_header), _DEFAULT.forward)
     logging = _optional(top, "logging", lambda p, n: _logging(report, top, n), _DEFAULT.logging)
+    issuers = issuers_of(jwt.keys, jwt.issuer) if jwt is not None else ()
+    mcp = read_mcp(report, top, policy, issuers, preset_dir, env)
     if listen is not None and admin is not None:
         _check_listeners(report, top, listen, admin)
     if report.errors or None in (listen, admin, upstream, jwt, policy, forward, logging):
         return None
+    policy = endpoint_routes(cast(PolicyConfig, policy), mcp)
     return Config(
         path=file,
         upstream=cast(UpstreamConfig, upstream),
         jwt=cast(JwtConfig, jwt),
         listen=cast(Address, listen),
         admin_listen=cast(Address, admin),
-        policy=cast(PolicyConfig, policy),
+        policy=policy,
         forward=cast(ForwardConfig, forward),
         logging=cast(LoggingConfig, logging),
+        mcp=mcp,
     )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from authproxy.config.mcp_model import McpConfig
+
 __all__ = [
     "Address",
     "ClaimPaths",
@@ -175,3 +177,4 @@ class Config:
     policy: PolicyConfig = PolicyConfig()
     forward: ForwardConfig = ForwardConfig()
     logging: LoggingConfig = LoggingConfig()
+    mcp: McpConfig | None = None  # MCP endpoints authorized per JSON-RPC message (config/mcp.py)

@@ -102,24 +102,34 @@ class Forwarder:
             upstream = self._upstream = _Upstream.of(config)
         return self._session, upstream
 
-    async def forward(self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers) -> Relayed:
-        """Relay `request` (raw target, streamed body) and stream the answer back. Raises UpstreamError."""
-        session, upstream = self._prepare(config)
+    async def forward(
+        self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, body: bytes | None = None
+    ) -> Relayed:
+        """Relay `request` (raw target, streamed body, or `body` when it was read already) and stream the
+        answer back. Raises UpstreamError."""
+        answer = await self.send(request, config, headers, body)
         try:
-            answer = await session.request(
+            return await _relay(request, answer)
+        finally:
+            answer.close()
+
+    async def send(
+        self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, body: bytes | None = None
+    ) -> aiohttp.ClientResponse:
+        """The upstream's answer, its body unread (the caller closes it). Raises UpstreamError."""
+        session, upstream = self._prepare(config)
+        data = body if body is not None else (request.content if request.body_exists else None)
+        try:
+            return await session.request(
                 request.method,
                 upstream.url(request.raw_path),
                 headers=headers,
-                data=request.content if request.body_exists else None,
+                data=data,
                 allow_redirects=False,
                 timeout=upstream.timeout,
             )
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _translate(error) from error
-        try:
-            return await _relay(request, answer)
-        finally:
-            answer.close()
 
     async def fetch_bounded(
         self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, limit: int

@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 from authproxy.errors import InvalidToken, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from authproxy.gate import authorize
 from authproxy.logs import access_logger
+from authproxy.mcp.exchange import Answered, McpExchange
 from authproxy.policy.decision import Decision, ListingFilter
 from authproxy.proxy.forward import Forwarder
 from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
@@ -88,6 +89,12 @@ def _sampled(rate: float) -> bool:
     return rate >= 1.0 or (rate > 0.0 and random.random() < rate)  # noqa: S311
 
 
+def _mcp_answered(record: AccessRecord, answered: Answered) -> web.StreamResponse:
+    record.decision, record.status, record.outcome = answered.decision, answered.status, answered.outcome
+    record.upstream_status, record.upstream_error = answered.upstream_status, answered.upstream_error
+    return answered.response
+
+
 def _deny_identity(decision: Decision, bad: InvalidToken) -> Decision:
     return replace(decision, allowed=False, error="invalid_token", reason=bad.reason)
 
@@ -100,6 +107,7 @@ class ProxyHandler:
     ) -> None:
         self._holder = holder
         self._forwarder = forwarder
+        self._mcp = McpExchange(forwarder)
         self._observers = tuple(observers)
         self._log = access_logger()
         self.in_flight = 0  # read by metrics at scrape time
@@ -123,6 +131,8 @@ class ProxyHandler:
 
     async def _handle(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
         rt = self._holder.current  # read once: the whole request runs under this policy
+        if rt.mcp is not None and (mcp := await self._mcp.serve(request, rt, rt.mcp)) is not None:
+            return _mcp_answered(record, mcp)  # an MCP endpoint: each JSON-RPC message is authorized too
         started = time.perf_counter()
         decision = record.decision = await authorize(rt, request.method, request.raw_path, request.headers)
         record.decision_ms = (time.perf_counter() - started) * 1000

@@ -42,6 +42,8 @@ def spawn(mode: str, workdir: Path, secret: str) -> Running:
     port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "OS_SECURITY_KEY"))}
     env.update({"AGENTOS_TEST_SECRET": secret, "OPENAI_API_KEY": "sk-dummy-never-used"})
+    # A model call that slips through fails at once on a closed loopback port, never leaves the machine.
+    env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
     log_path = workdir / f"agentos-{mode}.log"
     log = log_path.open("wb")
     args = [sys.executable, str(APP_FACTORY), "--mode", mode, "--db", str(workdir / f"{mode}.db")]

@@ -1,0 +1,299 @@
+"""One request to an MCP endpoint: the gate for the HTTP request, then each JSON-RPC message, then upstream.
+
+Order: the gate decides the HTTP request as for any route (a valid token, by the rule config/mcp.py adds);
+then a POST body is read whole, bounded (413 over `mcp.max_body`), parsed (400 when it is not JSON-RPC),
+and every `tools/call` in it is checked against the tool table. Only then does anything reach the upstream.
+GET (the server's SSE stream) and DELETE (end of session) stream through untouched once the gate allowed
+them; `Mcp-Session-Id` and every other header pass as on any route.
+
+A denied `tools/call` is answered 403 with `WWW-Authenticate: Bearer error="insufficient_scope",
+scope="…", resource_metadata="…"` and a JSON-RPC error body carrying the request's id. The MCP
+authorization spec ("Scope Challenge Handling") asks exactly this of a resource server whose token lacks
+a scope, and the official SDK client acts on both halves: its OAuth flow re-authorizes for the named scope
+on that 403, and without OAuth it surfaces the JSON-RPC error in the body as the call's error. Agno's own
+answer (a 200 tool result with isError and "Insufficient permissions") would tell a client nothing it
+can act on, and would mean running the tool layer for a call that must not reach the upstream.
+
+A batch with any denied call is refused whole (403, one JSON-RPC error per request in it): the HTTP answer
+has one status, so a partly forwarded batch could not carry the step-up challenge, and nothing in a batch
+runs unless all of it may run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+from aiohttp import HttpVersion11, web
+from multidict import CIMultiDict
+
+from authproxy.errors import InvalidToken, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authproxy.gate import authorize
+from authproxy.mcp.discovery import metadata_document, metadata_url, with_resource_metadata
+from authproxy.mcp.jsonrpc import FORBIDDEN, INVALID_REQUEST, BadMessage, Post, error_object, parse_post
+from authproxy.mcp.listing import MAX_EVENT_BYTES, EventFilter, filter_json
+from authproxy.mcp.policy import McpPolicy, McpSite
+from authproxy.policy.decision import Decision
+from authproxy.proxy.forward import READ_CHUNK, Forwarder
+from authproxy.proxy.headers import response_headers
+from authproxy.proxy.listings import listing_request_headers
+from authproxy.proxy.responses import Rendered, render_decision, render_upstream_error
+from authproxy.runtime import Runtime
+
+__all__ = ["Answered", "McpExchange"]
+
+_NOT_RUN = "not run: another call in this batch was refused"
+
+
+class Answered:
+    """What the exchange tells the access record: the decision, statuses and how the answer ended."""
+
+    __slots__ = ("decision", "outcome", "response", "status", "upstream_error", "upstream_status")
+
+    def __init__(self, response: web.StreamResponse, decision: Decision | None, status: int) -> None:
+        self.response = response
+        self.decision = decision
+        self.status = status
+        self.upstream_status: int | None = None
+        self.upstream_error: str | None = None  # unavailable | timeout, when the upstream gave no answer
+        self.outcome = "answered"
+
+
+def _respond(rendered: Rendered, decision: Decision | None) -> Answered:
+    response = web.Response(status=rendered.status, headers=CIMultiDict(rendered.headers), body=rendered.body)
+    return Answered(response, decision, rendered.status)
+
+
+def _jsonrpc(status: int, document: Any, headers: tuple[tuple[str, str], ...] = ()) -> Rendered:
+    body = json.dumps(document, separators=(",", ":")).encode()
+    return Rendered(status, (("Content-Type", "application/json"), *headers), body)
+
+
+class McpExchange:
+    def __init__(self, forwarder: Forwarder) -> None:
+        self._forwarder = forwarder
+
+    async def serve(self, request: web.BaseRequest, rt: Runtime, policy: McpPolicy) -> Answered | None:
+        """The answer for a request to an MCP endpoint or its metadata; None for any other request."""
+        site = policy.site_for(request.raw_path)
+        if site is None:
+            is_metadata, described = policy.metadata_site(request.raw_path)
+            if not is_metadata or request.method not in ("GET", "HEAD"):
+                return None
+            return _respond(metadata_document(policy, described, request), None)
+        decision = await authorize(rt, request.method, request.raw_path, request.headers)
+        if not decision.allowed:
+            return self._deny(request, policy, site, decision)
+        try:
+            headers = rt.header_plan.upstream_headers(
+                request.headers, decision, peer=request.remote, proto=request.scheme, websocket=False
+            )
+        except InvalidToken as bad:
+            denied = replace(decision, allowed=False, error="invalid_token", reason=bad.reason)
+            return self._deny(request, policy, site, denied)
+        try:
+            if request.method != "POST":
+                return await self._relay(request, rt, headers, decision, None)
+            return await self._post(request, rt, policy, site, headers, decision)
+        except UpstreamError as error:
+            answered = _respond(render_upstream_error(error), decision)
+            answered.upstream_error = "timeout" if isinstance(error, UpstreamTimeout) else "unavailable"
+            return answered
+
+    def _deny(
+        self, request: web.BaseRequest, policy: McpPolicy, site: McpSite, decision: Decision
+    ) -> Answered:
+        rendered = with_resource_metadata(render_decision(decision), metadata_url(policy, site, request))
+        return _respond(rendered, decision)
+
+    async def _post(
+        self,
+        request: web.BaseRequest,
+        rt: Runtime,
+        policy: McpPolicy,
+        site: McpSite,
+        headers: list[tuple[str, str]],
+        decision: Decision,
+    ) -> Answered:
+        try:
+            body = await _read_bounded(request, policy.config.max_body)
+            post = parse_post(body)
+        except BadMessage as bad:
+            status = 413 if bad.code == _TOO_LARGE else 400
+            error = "payload_too_large" if status == 413 else "bad_request"
+            code = INVALID_REQUEST if status == 413 else bad.code
+            document = error_object(None, code, bad.reason, {"error": error})
+            return _respond(
+                _jsonrpc(status, document), replace(decision, allowed=False, error=error, reason=bad.reason)
+            )
+        denial = self._check_calls(request, policy, site, post, decision)
+        if denial is not None:
+            return denial
+        listings = post.requests("tools/list")
+        if not listings:
+            return await self._relay(request, rt, headers, decision, body)
+        granted = frozenset(decision.scopes)
+        ids = [m.id for m in listings]
+        return await self._filtered(
+            request, rt, listing_request_headers(headers), decision, body, ids, policy, site, granted
+        )
+
+    def _check_calls(
+        self, request: web.BaseRequest, policy: McpPolicy, site: McpSite, post: Post, decision: Decision
+    ) -> Answered | None:
+        granted = frozenset(decision.scopes)
+        errors: list[dict[str, Any]] = []
+        required: dict[str, None] = {}
+        missing: dict[str, None] = {}
+        reasons: list[str] = []
+        for message in post.messages:
+            if message.kind != "request":
+                continue
+            if message.method == "tools/call" and message.tool is not None:
+                verdict = policy.check(site, message.tool, message.arguments, granted)
+                if not verdict.allowed:
+                    text = _insufficient(verdict.required)
+                    data = {
+                        "error": "insufficient_scope",
+                        "tool": message.tool,
+                        "reason": verdict.reason,
+                        "required_scopes": list(verdict.required),
+                        "missing_scopes": list(verdict.missing),
+                    }
+                    errors.append(error_object(message.id, FORBIDDEN, text, data))
+                    required.update(dict.fromkeys(verdict.required))
+                    missing.update(dict.fromkeys(verdict.missing))
+                    reasons.append(f"tool {message.tool!r}: {verdict.reason}")
+                    continue
+            errors.append(error_object(message.id, FORBIDDEN, _NOT_RUN, {"error": "insufficient_scope"}))
+        if not reasons:
+            return None
+        denied = replace(
+            decision,
+            allowed=False,
+            error="insufficient_scope",
+            reason="; ".join(reasons),
+            required_scopes=tuple(required),
+            missing_scopes=tuple(missing),
+        )
+        challenge = with_resource_metadata(render_decision(denied), metadata_url(policy, site, request))
+        refused = [e for e in errors if e["error"]["message"] != _NOT_RUN] if not post.batch else errors
+        document: Any = errors if post.batch else refused[0]
+        www = tuple((n, v) for n, v in challenge.headers if n == "WWW-Authenticate")
+        return _respond(_jsonrpc(403, document, www), denied)
+
+    async def _relay(
+        self,
+        request: web.BaseRequest,
+        rt: Runtime,
+        headers: list[tuple[str, str]],
+        decision: Decision,
+        body: bytes | None,
+    ) -> Answered:
+        relayed = await self._forwarder.forward(request, rt.config.upstream, headers, body)
+        answered = Answered(relayed.response, decision, relayed.upstream_status)
+        answered.upstream_status = relayed.upstream_status
+        answered.outcome = relayed.outcome
+        return answered
+
+    async def _filtered(
+        self,
+        request: web.BaseRequest,
+        rt: Runtime,
+        headers: list[tuple[str, str]],
+        decision: Decision,
+        body: bytes,
+        ids: Collection[object],
+        policy: McpPolicy,
+        site: McpSite,
+        granted: frozenset[str],
+    ) -> Answered:
+        def listed(name: str) -> bool:
+            return policy.listed(site, name, granted)
+
+        answer = await self._forwarder.send(request, rt.config.upstream, headers, body)
+        try:
+            out_headers = response_headers(answer.headers)
+            out_headers.popall("Content-Length", None)
+            out_headers.popall("Transfer-Encoding", None)
+            if answer.headers.get("Content-Encoding", "identity").lower() != "identity":
+                raise UpstreamUnavailable("the MCP answer is compressed and cannot be filtered")
+            if answer.content_type == "text/event-stream":
+                return await _stream_events(request, answer, out_headers, EventFilter(ids, listed), decision)
+            payload = await _read_answer(answer)
+            if answer.status == 200 and answer.content_type == "application/json":
+                payload = filter_json(payload, ids, listed)
+            answered = Answered(
+                web.Response(status=answer.status, headers=out_headers, body=payload), decision, answer.status
+            )
+            answered.upstream_status = answer.status
+            answered.outcome = "complete"
+            return answered
+        finally:
+            answer.close()
+
+
+_TOO_LARGE = 413  # BadMessage.code for a body over the bound (never a JSON-RPC code)
+
+
+def _insufficient(required: tuple[str, ...]) -> str:
+    # Agno's wording, so a client reading the message sees what AgentOS itself would say.
+    return (
+        f"Insufficient permissions. Required scope(s): {', '.join(required)}"
+        if required
+        else "Insufficient permissions"
+    )
+
+
+async def _read_bounded(request: web.BaseRequest, limit: int) -> bytes:
+    """The whole request body, at most `limit` bytes; BadMessage(413) over it, read no further."""
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise BadMessage("a compressed MCP request cannot be checked; send it uncompressed")
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BadMessage(f"the MCP request body is larger than {limit} bytes", _TOO_LARGE)
+    if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # authorized, and within the bound
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise BadMessage(f"the MCP request body is larger than {limit} bytes", _TOO_LARGE)
+    return bytes(body)
+
+
+async def _read_answer(answer: Any) -> bytes:
+    body = bytearray()
+    async for chunk in answer.content.iter_chunked(READ_CHUNK):
+        body += chunk
+        if len(body) > MAX_EVENT_BYTES:
+            raise UpstreamUnavailable("the MCP answer is too large to filter")
+    return bytes(body)
+
+
+async def _stream_events(
+    request: web.BaseRequest, answer: Any, headers: CIMultiDict[str], events: EventFilter, decision: Decision
+) -> Answered:
+    response = web.StreamResponse(status=answer.status, reason=answer.reason, headers=headers)
+    await response.prepare(request)
+    answered = Answered(response, decision, answer.status)
+    answered.upstream_status = answer.status
+    try:
+        async for chunk in answer.content.iter_any():
+            out = events.feed(chunk)
+            if out:
+                await response.write(out)
+        await response.write_eof(events.close())
+    except (UpstreamError, aiohttp.ClientError, TimeoutError):
+        if request.transport is not None:
+            request.transport.abort()  # a stream we cannot filter must not look complete
+        answered.outcome = "upstream_failed"
+        return answered
+    except ConnectionError:
+        answered.outcome = "client_gone"
+        return answered
+    answered.outcome = "complete"
+    return answered
