@@ -40,12 +40,13 @@ from authproxy.policy.decision import Decision
 from authproxy.proxy.forward import READ_CHUNK, Forwarder
 from authproxy.proxy.headers import response_headers
 from authproxy.proxy.listings import listing_request_headers
-from authproxy.proxy.responses import Rendered, render_decision, render_upstream_error
+from authproxy.proxy.responses import Rendered, render_decision, render_error, render_upstream_error
 from authproxy.runtime import Runtime
 
 __all__ = ["Answered", "McpExchange"]
 
 _NOT_RUN = "not run: another call in this batch was refused"
+_TRANSPORT = frozenset({"GET", "HEAD", "POST", "DELETE", "OPTIONS"})  # Streamable HTTP, and CORS preflight
 
 
 class Answered:
@@ -94,6 +95,12 @@ class McpExchange:
         except InvalidToken as bad:
             denied = replace(decision, allowed=False, error="invalid_token", reason=bad.reason)
             return self._deny(request, policy, site, denied)
+        if request.method not in _TRANSPORT:
+            # Only POST carries messages, and only a POST body is checked: no other method may carry one.
+            refused = replace(decision, allowed=False, error="method_not_allowed", reason="not an MCP method")
+            allow = ("Allow", ", ".join(sorted(_TRANSPORT)))
+            rendered = render_error(405, "method_not_allowed", "an MCP endpoint takes GET, POST and DELETE")
+            return _respond(replace(rendered, headers=(*rendered.headers, allow)), refused)
         try:
             if request.method != "POST":
                 return await self._relay(request, rt, headers, decision, None)

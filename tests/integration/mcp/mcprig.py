@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -14,7 +14,9 @@ import uvicorn
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
+from proxyrig import RunningProxy
 
+StartProxy = Callable[[str], Awaitable[RunningProxy]]  # authproxy with MCP_SECTION, before an upstream URL
 TOOLS = ("export", "purge", "read_note", "whoami", "write_note")
 
 # The tool policy the tests put in front of the notes server: per-item scopes bound from the arguments,

@@ -4,45 +4,19 @@ tool and per item, in both answer framings (SSE and JSON), and discovery of how 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from mcp.shared.exceptions import MCPError
-from mcprig import MCP_SECTION, TOOLS, NotesServer, mcp_session, notes_server
-from proxyrig import RunningProxy, TokenFactory, config_text
-
-from authproxy.runtime import RuntimeHolder, load_runtime
-from authproxy.serve.lifecycle import ProxyService
-
-StartProxy = Callable[[str], Awaitable[RunningProxy]]
+from mcprig import TOOLS, NotesServer, StartProxy, mcp_session, notes_server
+from proxyrig import TokenFactory
 
 
 @pytest.fixture(params=[False, True], ids=["sse", "json"])
 async def notes(request: pytest.FixtureRequest) -> AsyncIterator[NotesServer]:
     async with notes_server(json_response=request.param) as server:
         yield server
-
-
-@pytest.fixture
-async def mcp_proxy(tmp_path: Path, hs_secret: bytes) -> AsyncIterator[StartProxy]:
-    """authproxy with the rig's policy plus MCP_SECTION, in front of `upstream_url` (a server root)."""
-    started: list[ProxyService] = []
-
-    async def start(upstream_url: str) -> RunningProxy:
-        path = tmp_path / f"mcp-{len(started)}.yaml"
-        path.write_text(config_text(upstream_url, hs_secret) + MCP_SECTION.format(max_body="64k"))
-        service = ProxyService(RuntimeHolder(load_runtime(path)), grace=2.0)
-        started.append(service)
-        await service.start()
-        host, port = service.proxy_address
-        admin_host, admin_port = service.admin_address
-        return RunningProxy(service, f"http://{host}:{port}", f"http://{admin_host}:{admin_port}", path)
-
-    yield start
-    for service in reversed(started):
-        await service.stop()
 
 
 async def _through(mcp_proxy: StartProxy, notes: NotesServer) -> str:
