@@ -102,6 +102,10 @@ class McpExchange:
             rendered = render_error(405, "method_not_allowed", "an MCP endpoint takes GET, POST and DELETE")
             return _respond(replace(rendered, headers=(*rendered.headers, allow)), refused)
         try:
+            if request.method == "GET" and "Last-Event-ID" in request.headers:
+                # A resumed stream may replay a tools/list answer: filtered by its shape (listing.py).
+                plain = listing_request_headers(headers)
+                return await self._filtered(request, rt, plain, decision, None, None, policy, site)
             if request.method != "POST":
                 return await self._relay(request, rt, headers, decision, None)
             return await self._post(request, rt, policy, site, headers, decision)
@@ -142,10 +146,9 @@ class McpExchange:
         listings = post.requests("tools/list")
         if not listings:
             return await self._relay(request, rt, headers, decision, body)
-        granted = frozenset(decision.scopes)
         ids = [m.id for m in listings]
         return await self._filtered(
-            request, rt, listing_request_headers(headers), decision, body, ids, policy, site, granted
+            request, rt, listing_request_headers(headers), decision, body, ids, policy, site
         )
 
     def _check_calls(
@@ -212,12 +215,13 @@ class McpExchange:
         rt: Runtime,
         headers: list[tuple[str, str]],
         decision: Decision,
-        body: bytes,
-        ids: Collection[object],
+        body: bytes | None,
+        ids: Collection[object] | None,
         policy: McpPolicy,
         site: McpSite,
-        granted: frozenset[str],
     ) -> Answered:
+        granted = frozenset(decision.scopes)
+
         def listed(name: str) -> bool:
             return policy.listed(site, name, granted)
 

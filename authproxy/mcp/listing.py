@@ -1,7 +1,9 @@
 """`tools/list` answers cut down to the tools the caller may call, in a JSON body or an SSE stream.
 
 Only the answers to the `tools/list` requests of the POST (matched by JSON-RPC id) are rewritten; every
-other message passes as it came. Anything we cannot filter with certainty fails closed: a listing that
+other message passes as it came. A resumed stream (GET with Last-Event-ID) may replay answers to earlier
+POSTs whose ids we no longer know: there (`ids` None) every answer whose result carries a tool list is
+filtered. Anything we cannot filter with certainty fails closed: a listing that
 is not an object list of named tools raises UpstreamUnavailable (502 before the head, an abort after it),
 so an unfiltered listing never reaches the caller.
 """
@@ -24,12 +26,16 @@ _LINE_END = re.compile(rb"\r\n|\n|\r")
 Listed = Callable[[str], bool]
 
 
-def _filter_message(message: Any, ids: Collection[object], listed: Listed) -> bool:
-    """Filter one JSON-RPC answer in place if it answers one of `ids`; True when it did."""
-    if not isinstance(message, dict) or "result" not in message or message.get("id") not in ids:
+def _filter_message(message: Any, ids: Collection[object] | None, listed: Listed) -> bool:
+    """Filter one answer in place if it answers one of `ids` (None: any tool list); True if it did."""
+    if not isinstance(message, dict) or "result" not in message:
         return False
     result = message["result"]
     tools = result.get("tools") if isinstance(result, dict) else None
+    if ids is None and not isinstance(tools, list):
+        return False
+    if ids is not None and message.get("id") not in ids:
+        return False
     if not isinstance(tools, list):
         raise UpstreamUnavailable("the tools/list answer has no tool list and cannot be filtered")
     kept = []
@@ -46,7 +52,7 @@ def _dumps(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def filter_json(body: bytes, ids: Collection[object], listed: Listed) -> bytes:
+def filter_json(body: bytes, ids: Collection[object] | None, listed: Listed) -> bytes:
     """A JSON answer (one message or a batch) with its tools/list results filtered."""
     try:
         document = json.loads(body)
@@ -62,7 +68,7 @@ class EventFilter:
 
     __slots__ = ("_buffer", "_ids", "_listed")
 
-    def __init__(self, ids: Collection[object], listed: Listed) -> None:
+    def __init__(self, ids: Collection[object] | None, listed: Listed) -> None:
         self._buffer = bytearray()
         self._ids = ids
         self._listed = listed
