@@ -55,6 +55,8 @@ async def explain(
         "subject": decision.subject or "(none)",
         "reason": decision.reason,
     }
+    if decision.allowed and runtime.mcp is not None and runtime.mcp.site_for(target) is not None:
+        report["mcp"] = "each JSON-RPC message is then checked against the endpoint's tool rules"
     if decision.listing is not None:
         ids = " ".join(sorted(decision.listing.ids))
         report["listing filter"] = f"{decision.listing.family} limited to: {ids or '(nothing)'}"

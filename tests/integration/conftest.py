@@ -53,7 +53,7 @@ async def start_proxy(tmp_path: Path, hs_secret: bytes) -> AsyncIterator[ProxyFa
 
     async def start(upstream_url: str, **options: Any) -> RunningProxy:
         path = tmp_path / f"proxy-{len(started)}.yaml"
-        path.write_text(config_text(upstream_url, hs_secret, **options))
+        path.write_text(config_text(upstream_url, hs_secret, **options) + options.get("extra", ""))
         service = ProxyService(RuntimeHolder(load_runtime(path)), grace=float(options.get("grace", 5)))
         started.append(service)
         await service.start()
