@@ -64,7 +64,7 @@ class Post:
 def parse_post(body: bytes) -> Post:
     """The messages of one POST body; raises BadMessage."""
     try:
-        document = json.loads(body)
+        document = json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadMessage("the body is not JSON", PARSE_ERROR) from None
     if isinstance(document, list):
@@ -72,6 +72,19 @@ def parse_post(body: bytes) -> Post:
             raise BadMessage("an empty JSON-RPC batch")
         return Post(tuple(_message(item) for item in document), batch=True)
     return Post((_message(document),), batch=False)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on a repeated key (first or last wins): {"name": "whoami", "name": "purge"} must not
+    # be judged as one tool and run as another.
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise BadMessage("a JSON object repeats a key")
+    return found
+
+
+def _no_constant(name: str) -> None:
+    raise BadMessage(f"{name} is not JSON")
 
 
 def _message(item: object) -> Message:

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 APP_FACTORY = Path(__file__).with_name("app_factory.py")
 OS_ID = "authproxy-test-os"
-READY_TIMEOUT = 90.0  # seconds for one /health request; the listening socket queues it until uvicorn serves
+READY_TIMEOUT = 240.0  # seconds for one /health request; the listening socket queues it until uvicorn serves
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,8 @@ BAD_ARGUMENTS = "tools/call params.arguments must be an object"
         ),
         (b'{"jsonrpc": "2.0", "id": 1}', -32600, NO_METHOD),
         (CALL + b'"params": {}}', -32602, "tools/call needs params.name, the tool's name"),
+        (CALL + b'"params": {"name": "whoami", "name": "purge"}}', -32600, "a JSON object repeats a key"),
+        (CALL + b'"params": {"name": "whoami", "arguments": {"n": NaN}}}', -32600, "NaN is not JSON"),
         (
             CALL + b'"params": {"name": "x", "arguments": [1]}}',
             -32602,
