@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from multidict import CIMultiDict
 
 from authproxy.gate import authorize
+from authproxy.mcp.discovery import metadata_url, with_resource_metadata
 from authproxy.proxy.responses import render_decision
 from authproxy.runtime import Runtime, load_runtime
 
@@ -62,6 +63,9 @@ async def explain(
         report["listing filter"] = f"{decision.listing.family} limited to: {ids or '(nothing)'}"
     if not decision.allowed:
         rendered = render_decision(decision)
+        site = runtime.mcp.site_for(target) if runtime.mcp is not None else None
+        if runtime.mcp is not None and site is not None:  # as the proxy challenges on an MCP endpoint
+            rendered = with_resource_metadata(rendered, metadata_url(runtime.mcp, site, None))
         report["status"] = str(rendered.status)
         report["error"] = decision.error or ""
         for name, value in rendered.headers:

@@ -23,16 +23,18 @@ __all__ = ["metadata_document", "metadata_url", "with_resource_metadata"]
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
 
 
-def _base(policy: McpPolicy, request: web.BaseRequest) -> str | None:
+def _base(policy: McpPolicy, request: web.BaseRequest | None) -> str | None:
     if policy.config.resource is not None:
         return policy.config.resource
+    if request is None:
+        return None  # `authproxy explain`: no Host to name the resource by
     hosts = request.headers.getall("Host", [])
     if len(hosts) != 1 or _HOST.fullmatch(hosts[0]) is None:
         return None
     return f"{request.scheme}://{hosts[0]}"
 
 
-def metadata_url(policy: McpPolicy, site: McpSite, request: web.BaseRequest) -> str | None:
+def metadata_url(policy: McpPolicy, site: McpSite, request: web.BaseRequest | None) -> str | None:
     base = _base(policy, request)
     return None if base is None else f"{base}{METADATA_PATH}{site.path.rstrip('/')}"
 

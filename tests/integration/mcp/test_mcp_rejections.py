@@ -10,8 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import MAX_BODY
-from mcprig import StartProxy
-from proxyrig import RecordingUpstream, TokenFactory, raw_exchange
+from mcprig import MCP_SECTION, StartProxy
+from proxyrig import ProxyFactory, RecordingUpstream, TokenFactory, raw_exchange
+
+from authproxy.cli.explain import explain
 
 READER = ("notes:n1:read",)
 
@@ -218,3 +220,18 @@ async def test_allowed_messages_reach_the_upstream_exactly_as_sent(
         async with http.post(base + "/other", data=b"{not json", headers=user) as answer:
             assert answer.status == 200
     assert upstream.last().body_sha256 == hashlib.sha256(b"{not json").hexdigest()
+
+
+async def test_explain_gives_the_same_challenge_when_the_resource_url_is_configured(
+    start_proxy: ProxyFactory, upstream: RecordingUpstream
+) -> None:
+    section = MCP_SECTION.format(max_body=MAX_BODY) + "  resource: https://notes.example.com\n"
+    proxy = await start_proxy(upstream.url, extra=section)
+    status, headers, body = await post(proxy.url + "/mcp", call(1, "whoami"), None)
+    report, allowed = await explain(str(proxy.config_path), "POST", "/mcp", token=None)
+    metadata = "https://notes.example.com/.well-known/oauth-protected-resource/mcp"
+    assert headers["WWW-Authenticate"] == f'Bearer realm="authproxy", resource_metadata="{metadata}"'
+    assert (allowed, report["status"]) == (False, str(status))
+    assert report["www-authenticate"] == headers["WWW-Authenticate"]
+    assert json.loads(report["body"]) == body
+    assert upstream.requests == []
