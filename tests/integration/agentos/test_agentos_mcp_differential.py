@@ -64,21 +64,20 @@ def bearer(mint: Mint, scopes: list[str], audience: str) -> str:
 
 
 async def outcomes(url: str, token: str) -> tuple[list[str], list[bool]]:
-    """The tools listed, and for each call whether it ran (one session per call, as a model's stream that
-    breaks on the closed OpenAI port may end its session). A refusal says "Insufficient permissions":
-    AgentOS puts it in a tool error result, authproxy in the JSON-RPC error of its 403."""
+    """The tools listed, and for each call whether it ran. A refusal says "Insufficient permissions":
+    AgentOS puts it in a tool error result, authproxy in the JSON-RPC error of its 403. (A model's run
+    fails on the closed OpenAI port, sometimes as a stream that ends without an answer: it ran.)"""
+    ran = []
     async with mcp_session(url, token) as session:
         listed = sorted(tool.name for tool in (await session.list_tools()).tools)
-    ran = []
-    for name, arguments in CALLS:
-        async with mcp_session(url, token) as session:
+        for name, arguments in CALLS:
             try:
                 result = await session.call_tool(name, arguments)
             except MCPError as error:
                 said = str(error)
             else:
                 said = getattr(result.content[0], "text", "") if result.is_error and result.content else ""
-        ran.append(REFUSED not in said)
+            ran.append(REFUSED not in said)
     return listed, ran
 
 
