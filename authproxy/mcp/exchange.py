@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -86,15 +86,15 @@ class McpExchange:
                 return None
             return _respond(metadata_document(policy, described, request), None)
         decision = await authorize(rt, request.method, request.raw_path, request.headers)
+        call = _Call(self._forwarder, request, rt, policy, site, decision)
         if not decision.allowed:
-            return self._deny(request, policy, site, decision)
+            return call.deny(decision)
         try:
-            headers = rt.header_plan.upstream_headers(
+            call.headers = rt.header_plan.upstream_headers(
                 request.headers, decision, peer=request.remote, proto=request.scheme, websocket=False
             )
         except InvalidToken as bad:
-            denied = replace(decision, allowed=False, error="invalid_token", reason=bad.reason)
-            return self._deny(request, policy, site, denied)
+            return call.deny(replace(decision, allowed=False, error="invalid_token", reason=bad.reason))
         if request.method not in _TRANSPORT:
             # Only POST carries messages, and only a POST body is checked: no other method may carry one.
             refused = replace(decision, allowed=False, error="method_not_allowed", reason="not an MCP method")
@@ -104,57 +104,53 @@ class McpExchange:
         try:
             if request.method == "GET" and "Last-Event-ID" in request.headers:
                 # A resumed stream may replay a tools/list answer: filtered by its shape (listing.py).
-                plain = listing_request_headers(headers)
-                return await self._filtered(request, rt, plain, decision, None, None, policy, site)
+                return await call.filtered(None, None)
             if request.method != "POST":
-                return await self._relay(request, rt, headers, decision, None)
-            return await self._post(request, rt, policy, site, headers, decision)
+                return await call.relay(None)
+            return await call.post()
         except UpstreamError as error:
             answered = _respond(render_upstream_error(error), decision)
             answered.upstream_error = "timeout" if isinstance(error, UpstreamTimeout) else "unavailable"
             return answered
 
-    def _deny(
-        self, request: web.BaseRequest, policy: McpPolicy, site: McpSite, decision: Decision
-    ) -> Answered:
-        rendered = with_resource_metadata(render_decision(decision), metadata_url(policy, site, request))
-        return _respond(rendered, decision)
 
-    async def _post(
-        self,
-        request: web.BaseRequest,
-        rt: Runtime,
-        policy: McpPolicy,
-        site: McpSite,
-        headers: list[tuple[str, str]],
-        decision: Decision,
-    ) -> Answered:
+@dataclass(slots=True)
+class _Call:
+    """One request to an MCP endpoint, once the gate has decided on it."""
+
+    forwarder: Forwarder
+    request: web.BaseRequest
+    rt: Runtime
+    policy: McpPolicy
+    site: McpSite
+    decision: Decision
+    headers: list[tuple[str, str]] = field(default_factory=list)  # for the upstream
+
+    def deny(self, decision: Decision) -> Answered:
+        url = metadata_url(self.policy, self.site, self.request)
+        return _respond(with_resource_metadata(render_decision(decision), url), decision)
+
+    async def post(self) -> Answered:
         try:
-            body = await _read_bounded(request, policy.config.max_body)
+            body = await _read_bounded(self.request, self.policy.config.max_body)
             post = parse_post(body)
         except BadMessage as bad:
             status = 413 if bad.code == _TOO_LARGE else 400
             error = "payload_too_large" if status == 413 else "bad_request"
             code = INVALID_REQUEST if status == 413 else bad.code
             document = error_object(None, code, bad.reason, {"error": error})
-            return _respond(
-                _jsonrpc(status, document), replace(decision, allowed=False, error=error, reason=bad.reason)
-            )
-        denial = self._check_calls(request, policy, site, post, decision)
+            refused = replace(self.decision, allowed=False, error=error, reason=bad.reason)
+            return _respond(_jsonrpc(status, document), refused)
+        denial = self.check_calls(post)
         if denial is not None:
             return denial
         listings = post.requests("tools/list")
         if not listings:
-            return await self._relay(request, rt, headers, decision, body)
-        ids = [m.id for m in listings]
-        return await self._filtered(
-            request, rt, listing_request_headers(headers), decision, body, ids, policy, site
-        )
+            return await self.relay(body)
+        return await self.filtered(body, [m.id for m in listings])
 
-    def _check_calls(
-        self, request: web.BaseRequest, policy: McpPolicy, site: McpSite, post: Post, decision: Decision
-    ) -> Answered | None:
-        granted = frozenset(decision.scopes)
+    def check_calls(self, post: Post) -> Answered | None:
+        granted = frozenset(self.decision.scopes)
         errors: list[dict[str, Any]] = []
         required: dict[str, None] = {}
         missing: dict[str, None] = {}
@@ -163,7 +159,7 @@ class McpExchange:
             if message.kind != "request":
                 continue
             if message.method == "tools/call" and message.tool is not None:
-                verdict = policy.check(site, message.tool, message.arguments, granted)
+                verdict = self.policy.check(self.site, message.tool, message.arguments, granted)
                 if not verdict.allowed:
                     text = _insufficient(verdict.required)
                     data = {
@@ -182,50 +178,33 @@ class McpExchange:
         if not reasons:
             return None
         denied = replace(
-            decision,
+            self.decision,
             allowed=False,
             error="insufficient_scope",
             reason="; ".join(reasons),
             required_scopes=tuple(required),
             missing_scopes=tuple(missing),
         )
-        challenge = with_resource_metadata(render_decision(denied), metadata_url(policy, site, request))
+        challenge = self.deny(denied).response.headers["WWW-Authenticate"]
         refused = [e for e in errors if e["error"]["message"] != _NOT_RUN] if not post.batch else errors
         document: Any = errors if post.batch else refused[0]
-        www = tuple((n, v) for n, v in challenge.headers if n == "WWW-Authenticate")
-        return _respond(_jsonrpc(403, document, www), denied)
+        return _respond(_jsonrpc(403, document, (("WWW-Authenticate", challenge),)), denied)
 
-    async def _relay(
-        self,
-        request: web.BaseRequest,
-        rt: Runtime,
-        headers: list[tuple[str, str]],
-        decision: Decision,
-        body: bytes | None,
-    ) -> Answered:
-        relayed = await self._forwarder.forward(request, rt.config.upstream, headers, body)
-        answered = Answered(relayed.response, decision, relayed.upstream_status)
+    async def relay(self, body: bytes | None) -> Answered:
+        relayed = await self.forwarder.forward(self.request, self.rt.config.upstream, self.headers, body)
+        answered = Answered(relayed.response, self.decision, relayed.upstream_status)
         answered.upstream_status = relayed.upstream_status
         answered.outcome = relayed.outcome
         return answered
 
-    async def _filtered(
-        self,
-        request: web.BaseRequest,
-        rt: Runtime,
-        headers: list[tuple[str, str]],
-        decision: Decision,
-        body: bytes | None,
-        ids: Collection[object] | None,
-        policy: McpPolicy,
-        site: McpSite,
-    ) -> Answered:
-        granted = frozenset(decision.scopes)
+    async def filtered(self, body: bytes | None, ids: Collection[object] | None) -> Answered:
+        granted = frozenset(self.decision.scopes)
 
         def listed(name: str) -> bool:
-            return policy.listed(site, name, granted)
+            return self.policy.listed(self.site, name, granted)
 
-        answer = await self._forwarder.send(request, rt.config.upstream, headers, body)
+        headers = listing_request_headers(self.headers)
+        answer = await self.forwarder.send(self.request, self.rt.config.upstream, headers, body)
         try:
             out_headers = response_headers(answer.headers)
             out_headers.popall("Content-Length", None)
@@ -233,13 +212,13 @@ class McpExchange:
             if answer.headers.get("Content-Encoding", "identity").lower() != "identity":
                 raise UpstreamUnavailable("the MCP answer is compressed and cannot be filtered")
             if answer.content_type == "text/event-stream":
-                return await _stream_events(request, answer, out_headers, EventFilter(ids, listed), decision)
+                events = EventFilter(ids, listed)
+                return await _stream_events(self.request, answer, out_headers, events, self.decision)
             payload = await _read_answer(answer)
             if answer.status == 200 and answer.content_type == "application/json":
                 payload = filter_json(payload, ids, listed)
-            answered = Answered(
-                web.Response(status=answer.status, headers=out_headers, body=payload), decision, answer.status
-            )
+            response = web.Response(status=answer.status, headers=out_headers, body=payload)
+            answered = Answered(response, self.decision, answer.status)
             answered.upstream_status = answer.status
             answered.outcome = "complete"
             return answered

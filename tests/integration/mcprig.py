@@ -17,6 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from proxyrig import RunningProxy
 
 StartProxy = Callable[[str], Awaitable[RunningProxy]]  # authproxy with MCP_SECTION, before an upstream URL
+MAX_BODY = 64 * 1024  # the bound on one MCP POST in MCP_SECTION as the tests use it
 TOOLS = ("export", "purge", "read_note", "whoami", "write_note")
 
 # The tool policy the tests put in front of the notes server: per-item scopes bound from the arguments,

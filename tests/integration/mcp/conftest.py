@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from mcprig import MCP_SECTION, StartProxy
+from mcprig import MAX_BODY, MCP_SECTION, StartProxy
 from proxyrig import ProxyFactory, RunningProxy
-
-MAX_BODY = 64 * 1024
 
 
 @pytest.fixture

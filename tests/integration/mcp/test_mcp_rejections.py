@@ -9,8 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import MAX_BODY
-from mcprig import MCP_SECTION, StartProxy
+from mcprig import MAX_BODY, MCP_SECTION, StartProxy
 from proxyrig import ProxyFactory, RecordingUpstream, TokenFactory, raw_exchange
 
 from authproxy.cli.explain import explain
