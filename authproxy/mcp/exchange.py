@@ -77,14 +77,11 @@ class McpExchange:
     def __init__(self, forwarder: Forwarder) -> None:
         self._forwarder = forwarder
 
-    async def serve(self, request: web.BaseRequest, rt: Runtime, policy: McpPolicy) -> Answered | None:
-        """The answer for a request to an MCP endpoint or its metadata; None for any other request."""
+    async def serve(self, request: web.BaseRequest, rt: Runtime, policy: McpPolicy) -> Answered:
+        """The answer for a request `policy.claims`: to an MCP endpoint, or for its metadata."""
         site = policy.site_for(request.raw_path)
         if site is None:
-            is_metadata, described = policy.metadata_site(request.raw_path)
-            if not is_metadata or request.method not in ("GET", "HEAD"):
-                return None
-            return _respond(metadata_document(policy, described, request), None)
+            return _respond(metadata_document(policy, policy.metadata_site(request.raw_path), request), None)
         decision = await authorize(rt, request.method, request.raw_path, request.headers)
         call = _Call(self._forwarder, request, rt, policy, site, decision)
         if not decision.allowed:

@@ -74,6 +74,16 @@ class McpPolicy:
             raise ConfigError(problems)
         return cls(config, tuple(sites), admin_scope)
 
+    def claims(self, method: str, raw_path: str) -> bool:
+        """Whether authproxy/mcp/ answers this request (an endpoint, or a read of its metadata): the one check
+        every proxied request pays once MCP is configured."""
+        path = raw_path.partition("?")[0]
+        if path in self._sites:
+            return True
+        if path in self._metadata:
+            return method in ("GET", "HEAD")
+        return "%" in path and self.site_for(path) is not None
+
     def site_for(self, raw_path: str) -> McpSite | None:
         """The MCP endpoint a request target names, however it spells the path; None for any other."""
         path = raw_path.partition("?")[0]
@@ -86,12 +96,9 @@ class McpPolicy:
             site = self._sites.get("/" + "/".join(segments))
         return site
 
-    def metadata_site(self, raw_path: str) -> tuple[bool, McpSite | None]:
-        """(is a protected-resource metadata path, the endpoint it describes or None for the root form)."""
-        path = raw_path.partition("?")[0]
-        if path not in self._metadata:
-            return False, None
-        return True, self._metadata[path]
+    def metadata_site(self, raw_path: str) -> McpSite | None:
+        """The endpoint a protected-resource metadata path describes; None for the root form."""
+        return self._metadata.get(raw_path.partition("?")[0])
 
     def check(
         self, site: McpSite, name: str, arguments: Mapping[str, object], granted: frozenset[str]

@@ -131,8 +131,8 @@ class ProxyHandler:
 
     async def _handle(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
         rt = self._holder.current  # read once: the whole request runs under this policy
-        if rt.mcp is not None and (mcp := await self._mcp.serve(request, rt, rt.mcp)) is not None:
-            return _mcp_answered(record, mcp)  # an MCP endpoint: each JSON-RPC message is authorized too
+        if rt.mcp is not None and rt.mcp.claims(request.method, request.raw_path):
+            return _mcp_answered(record, await self._mcp.serve(request, rt, rt.mcp))  # per JSON-RPC message
         started = time.perf_counter()
         decision = record.decision = await authorize(rt, request.method, request.raw_path, request.headers)
         record.decision_ms = (time.perf_counter() - started) * 1000
