@@ -10,6 +10,7 @@
             search_docs: [docs:read]                     # all listed scopes are required
             run_agent: ["agents:{agent_id}:run"]         # {agent_id} binds arguments.agent_id
             cancel_run: {any_of: [["agents:{agent_id}:run"], ["teams:{team_id}:run"]]}
+            my_notes: {scopes: [notes:read], pin: {user_id: user_id}}  # arguments.user_id := the caller's
             drop_tables: deny                            # only the admin scope
             "*": deny                                    # every tool not named (the default)
 
@@ -24,7 +25,15 @@ import re
 from collections.abc import Mapping as EnvMap
 from dataclasses import replace
 
-from authproxy.config.fields import Report, Section, read_list, read_section, read_str, read_value
+from authproxy.config.fields import (
+    Report,
+    Section,
+    read_choice,
+    read_list,
+    read_section,
+    read_str,
+    read_value,
+)
 from authproxy.config.mcp_model import DEFAULT_MAX_BODY, McpConfig, McpEndpoint, ToolRule
 from authproxy.config.model import OidcIssuer, PolicyConfig, RouteRule
 from authproxy.config.source import MapNode, Node, Scalar, parse
@@ -38,6 +47,7 @@ __all__ = ["endpoint_routes", "issuers_of", "read_mcp"]
 
 _KEYS = ("authorization_servers", "resource", "max_body", "endpoints")
 _PRESET_KEYS = ("endpoints",)
+_PIN_FIELDS = ("user_id", "session_id")  # the caller's identity fields (jwt.claims)
 _SIZE = re.compile(r"(\d+)\s*([kKmM]?)(i?[bB])?")
 # The HTTP methods of the Streamable HTTP transport: POST messages, GET the server's stream, DELETE the
 # session. OPTIONS stays with the policy's other rules (a CORS preflight carries no token).
@@ -177,36 +187,66 @@ def _tools(report: Report, label: str, node: Node, preset: str | None) -> list[T
     ok = True
     for key, value in node.items:
         where = f"{label}[{key.text!r}]"
-        alternatives = _alternatives(report, where, value)
-        if alternatives is None:
+        rule = _rule(report, where, value)
+        if rule is None:
             ok = False
             continue
         try:
-            compile_tool(key.text, alternatives, preset=preset)
+            compile_tool(key.text, rule[0], preset=preset)
         except ValueError as bad:
             report.error(key.line, f"{where}: {bad}")
             ok = False
             continue
-        rules.append(ToolRule(key.text, alternatives, report.file, key.line))
+        rules.append(ToolRule(key.text, rule[0], report.file, key.line, rule[1]))
     return rules if ok else None
 
 
-def _alternatives(report: Report, label: str, node: Node) -> tuple[tuple[str, ...], ...] | None:
+_Rule = tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, str], ...]]  # (alternatives, pins)
+
+
+def _rule(report: Report, label: str, node: Node) -> _Rule | None:
     if isinstance(node, Scalar) and node.value == "deny":
-        return ()
+        return (), ()
     if isinstance(node, MapNode):
-        section = read_section(report, label, node.line, node, ("any_of",), required=("any_of",))
-        value = section.get("any_of") if section is not None else None
-        items = read_list(report, f"{label}.any_of", value) if value is not None else None
-        if items is None:
-            return None
-        found = [_scopes(report, f"{label}.any_of[{i}]", item) for i, item in enumerate(items)]
-        return tuple(s for s in found if s is not None) if None not in found else None
+        return _rule_map(report, label, node)
     if isinstance(node, Scalar) and not node.failed:
         report.error(node.line, f"{label}: expected a list of scopes, deny, or {{any_of: [[scopes], ...]}}")
         return None
     scopes = _scopes(report, label, node)
-    return None if scopes is None else (scopes,)
+    return None if scopes is None else ((scopes,), ())
+
+
+def _rule_map(report: Report, label: str, node: MapNode) -> _Rule | None:
+    section = read_section(report, label, node.line, node, ("any_of", "scopes", "pin"))
+    if section is None:
+        return None
+    if ("any_of" in section.entries) == ("scopes" in section.entries):
+        report.error(node.line, f"{label}: give either scopes or any_of")
+        return None
+    alternatives: tuple[tuple[str, ...], ...] | None
+    if (value := section.get("scopes")) is not None:
+        scopes = _scopes(report, f"{label}.scopes", value)
+        alternatives = None if scopes is None else (scopes,)
+    else:
+        value = section.entries["any_of"]
+        items = read_list(report, f"{label}.any_of", value)
+        found = [_scopes(report, f"{label}.any_of[{i}]", item) for i, item in enumerate(items or ())]
+        alternatives = tuple(s for s in found if s is not None) if items and None not in found else None
+    pins: tuple[tuple[str, str], ...] | None = ()
+    if (value := section.get("pin")) is not None:
+        pins = _pins(report, f"{label}.pin", value)
+    return None if alternatives is None or pins is None else (alternatives, pins)
+
+
+def _pins(report: Report, label: str, node: Node) -> tuple[tuple[str, str], ...] | None:
+    if not isinstance(node, MapNode) or not node.items:
+        report.error(node.line, f"{label}: expected a map of argument: user_id | session_id")
+        return None
+    found = [
+        (key.text, read_choice(report, f"{label}.{key.text}", value, _PIN_FIELDS))
+        for key, value in node.items
+    ]
+    return tuple((a, f) for a, f in found if f is not None) if all(f for _, f in found) else None
 
 
 def _scopes(report: Report, label: str, node: Node) -> tuple[str, ...] | None:

@@ -15,7 +15,7 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024  # one JSON-RPC POST; tool arguments are smal
 
 @dataclass(frozen=True, slots=True)
 class ToolRule:
-    """`name: [scopes]`, `name: deny` or `name: {any_of: [[scopes], ...]}`, located in its file.
+    """`name: [scopes]`, `name: deny` or `name: {scopes | any_of, pin}`, located in its file.
 
     `alternatives` is empty for `deny` (only the admin scope passes). Each alternative is all-of; a
     `{param}` in a scope binds the tool call's `arguments.param`, and an alternative whose arguments are
@@ -26,6 +26,9 @@ class ToolRule:
     alternatives: tuple[tuple[str, ...], ...]
     file: str
     line: int
+    # (argument, identity field): the call's `arguments.<argument>` is set to the caller's `user_id` or
+    # `session_id` when absent, and a different value is refused; the admin scope is not pinned.
+    pins: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,9 +33,18 @@ from multidict import CIMultiDict
 from authproxy.errors import InvalidToken, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from authproxy.gate import authorize
 from authproxy.mcp.discovery import metadata_document, metadata_url, with_resource_metadata
-from authproxy.mcp.jsonrpc import FORBIDDEN, INVALID_REQUEST, BadMessage, Post, error_object, parse_post
+from authproxy.mcp.jsonrpc import (
+    FORBIDDEN,
+    INVALID_REQUEST,
+    BadMessage,
+    Post,
+    error_object,
+    parse_post,
+    set_arguments,
+)
 from authproxy.mcp.listing import MAX_EVENT_BYTES, EventFilter, filter_json
 from authproxy.mcp.policy import McpPolicy, McpSite
+from authproxy.mcp.tools import ToolVerdict
 from authproxy.policy.decision import Decision
 from authproxy.proxy.forward import READ_CHUNK, Forwarder
 from authproxy.proxy.headers import response_headers
@@ -138,25 +147,32 @@ class _Call:
             document = error_object(None, code, bad.reason, {"error": error})
             refused = replace(self.decision, allowed=False, error=error, reason=bad.reason)
             return _respond(_jsonrpc(status, document), refused)
-        denial = self.check_calls(post)
+        denial, pinned = self.check_calls(post)
         if denial is not None:
             return denial
+        if pinned:
+            body = set_arguments(body, pinned)
+            self.headers = [(n, v) for n, v in self.headers if n.lower() != "content-length"]
         listings = post.requests("tools/list")
         if not listings:
             return await self.relay(body)
         return await self.filtered(body, [m.id for m in listings])
 
-    def check_calls(self, post: Post) -> Answered | None:
+    def check_calls(self, post: Post) -> tuple[Answered | None, list[tuple[int, str, str]]]:
+        """The refusal of the POST if any call in it is refused; else the argument pins to write into it."""
         granted = frozenset(self.decision.scopes)
         errors: list[dict[str, Any]] = []
         required: dict[str, None] = {}
         missing: dict[str, None] = {}
         reasons: list[str] = []
-        for message in post.messages:
+        pinned: list[tuple[int, str, str]] = []
+        for index, message in enumerate(post.messages):
             if message.kind != "request":
                 continue
             if message.method == "tools/call" and message.tool is not None:
                 verdict = self.policy.check(self.site, message.tool, message.arguments, granted)
+                if verdict.allowed:
+                    verdict = self.pin(index, message.tool, message.arguments, granted, pinned)
                 if not verdict.allowed:
                     text = _insufficient(verdict.required)
                     data = {
@@ -173,7 +189,7 @@ class _Call:
                     continue
             errors.append(error_object(message.id, FORBIDDEN, _NOT_RUN, {"error": "insufficient_scope"}))
         if not reasons:
-            return None
+            return None, pinned
         denied = replace(
             self.decision,
             allowed=False,
@@ -185,7 +201,31 @@ class _Call:
         challenge = self.deny(denied).response.headers["WWW-Authenticate"]
         refused = [e for e in errors if e["error"]["message"] != _NOT_RUN] if not post.batch else errors
         document: Any = errors if post.batch else refused[0]
-        return _respond(_jsonrpc(403, document, (("WWW-Authenticate", challenge),)), denied)
+        return _respond(_jsonrpc(403, document, (("WWW-Authenticate", challenge),)), denied), []
+
+    def pin(
+        self,
+        index: int,
+        tool: str,
+        arguments: dict[str, Any],
+        granted: frozenset[str],
+        pinned: list[tuple[int, str, str]],
+    ) -> ToolVerdict:
+        """Hold the tool's pinned arguments to the caller's own id (a missing one is set, another refused)."""
+        admin = self.policy.admin_scope
+        if admin is not None and admin in granted:
+            return ToolVerdict(True, "admin scope")
+        for name, field_name in self.site.tool(tool).pins:
+            own = self.decision.subject if field_name == "user_id" else self.decision.session_id
+            given = arguments.get(name)
+            if own is None or (given is not None and given != own):
+                needed = (admin,) if admin is not None else ()
+                return ToolVerdict(
+                    False, f"arguments.{name} must be the caller's own {field_name}", needed, needed
+                )
+            if given is None:
+                pinned.append((index, name, own))
+        return ToolVerdict(True, "scopes satisfied")
 
     async def relay(self, body: bytes | None) -> Answered:
         relayed = await self.forwarder.forward(self.request, self.rt.config.upstream, self.headers, body)

@@ -24,6 +24,7 @@ __all__ = [
     "Post",
     "error_object",
     "parse_post",
+    "set_arguments",
 ]
 
 PARSE_ERROR = -32700
@@ -126,3 +127,15 @@ def error_object(ident: Id | None, code: int, message: str, data: dict[str, Any]
         "error": {"code": code, "message": message, "data": data},
         "detail": message,
     }
+
+
+def set_arguments(body: bytes, edits: list[tuple[int, str, str]]) -> bytes:
+    """The body with `arguments[name] = value` set in the tools/call at each message index (a pinned id)."""
+    document = json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    messages = document if isinstance(document, list) else [document]
+    for index, name, value in edits:
+        params = messages[index]["params"]
+        if not isinstance(params.get("arguments"), dict):
+            params["arguments"] = {}
+        params["arguments"][name] = value
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()

@@ -65,7 +65,9 @@ class McpPolicy:
             tools: dict[str, CompiledTool] = {}
             for rule in endpoint.tools:
                 try:
-                    tools[rule.name] = compile_tool(rule.name, rule.alternatives, preset=preset)
+                    tools[rule.name] = compile_tool(
+                        rule.name, rule.alternatives, preset=preset, pins=rule.pins
+                    )
                 except ValueError as bad:
                     problems.append(Problem(rule.file, rule.line, f"MCP tool {rule.name!r}: {bad}"))
             default = tools.pop("*", _DENY)

@@ -35,6 +35,7 @@ class _Alternative:
 class CompiledTool:
     name: str
     alternatives: tuple[_Alternative, ...]  # empty: denied to all but the admin scope
+    pins: tuple[tuple[str, str], ...] = ()  # (argument, identity field) set to the caller's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,15 @@ class ToolVerdict:
     missing: tuple[str, ...] = ()
 
 
-def compile_tool(name: str, alternatives: tuple[tuple[str, ...], ...], *, preset: str | None) -> CompiledTool:
+def compile_tool(
+    name: str,
+    alternatives: tuple[tuple[str, ...], ...],
+    *,
+    preset: str | None,
+    pins: tuple[tuple[str, str], ...] = (),
+) -> CompiledTool:
     """Compile one rule; raise ValueError for a malformed scope (the message names it)."""
-    return CompiledTool(name, tuple(_compile_alternative(scopes, preset) for scopes in alternatives))
+    return CompiledTool(name, tuple(_compile_alternative(scopes, preset) for scopes in alternatives), pins)
 
 
 def _compile_alternative(scopes: tuple[str, ...], preset: str | None) -> _Alternative:

@@ -18,7 +18,7 @@ from proxyrig import RunningProxy
 
 StartProxy = Callable[[str], Awaitable[RunningProxy]]  # authproxy with MCP_SECTION, before an upstream URL
 MAX_BODY = 64 * 1024  # the bound on one MCP POST in MCP_SECTION as the tests use it
-TOOLS = ("export", "purge", "read_note", "whoami", "write_note")
+TOOLS = ("export", "my_notes", "purge", "read_note", "whoami", "write_note")
 
 # The tool policy the tests put in front of the notes server: per-item scopes bound from the arguments,
 # a tool any valid token may call, one denied outright, and one ("export") the table does not name.
@@ -33,6 +33,7 @@ mcp:
         write_note: ["notes:{{note_id}}:write"]
         whoami: []
         purge: deny
+        my_notes: {{scopes: [notes:read], pin: {{user_id: user_id}}}}
 """
 
 
@@ -59,6 +60,11 @@ def build_notes(ran: list[tuple[str, dict[str, str]]]) -> MCPServer:
     def whoami() -> str:
         ran.append(("whoami", {}))
         return "a notes user"
+
+    @server.tool()
+    def my_notes(user_id: str | None = None) -> str:
+        ran.append(("my_notes", {"user_id": user_id or ""}))
+        return f"the notes of {user_id}"
 
     @server.tool()
     def purge() -> str:

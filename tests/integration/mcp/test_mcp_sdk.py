@@ -28,7 +28,7 @@ async def _through(mcp_proxy: StartProxy, notes: NotesServer) -> str:
     ("scopes", "listed"),
     [
         (["proxy:admin"], list(TOOLS)),
-        (["notes:read", "notes:write"], ["read_note", "whoami", "write_note"]),
+        (["notes:read", "notes:write"], ["my_notes", "read_note", "whoami", "write_note"]),
         (["notes:n1:read"], ["read_note", "whoami"]),
         (["notes:*:write"], ["whoami", "write_note"]),
         (["proxy:use"], ["whoami"]),
@@ -113,3 +113,22 @@ async def test_a_client_without_a_token_is_challenged_to_discover_the_login(
         async with http.get(f"{base}/.well-known/oauth-protected-resource") as answer:
             assert (await answer.json())["resource"] == base
     assert notes.ran == []
+
+
+async def test_a_pinned_argument_is_the_callers_own_unless_admin(
+    mcp_proxy: StartProxy, notes: NotesServer, token: TokenFactory
+) -> None:
+    url = await _through(mcp_proxy, notes)
+    async with mcp_session(url, token("notes:read", sub="alice")) as session:
+        await session.call_tool("my_notes", {})  # set to the caller's user_id
+        await session.call_tool("my_notes", {"user_id": "alice"})
+        with pytest.raises(MCPError) as refused:
+            await session.call_tool("my_notes", {"user_id": "bob"})
+    async with mcp_session(url, token("proxy:admin", sub="root")) as session:
+        await session.call_tool("my_notes", {"user_id": "bob"})  # the admin scope is not pinned
+    assert refused.value.error.data["reason"] == "arguments.user_id must be the caller's own user_id"
+    assert notes.ran == [
+        ("my_notes", {"user_id": "alice"}),
+        ("my_notes", {"user_id": "alice"}),
+        ("my_notes", {"user_id": "bob"}),
+    ]

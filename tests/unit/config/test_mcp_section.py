@@ -120,3 +120,17 @@ def test_the_agentos_preset_brings_agnos_tools_and_a_user_line_replaces_one(
 
 def test_without_an_mcp_section_or_preset_nothing_is_inspected(cfg: ConfigDir, head: str) -> None:
     assert cfg.config(head).mcp is None
+
+
+def test_a_pinned_argument_is_read_and_checked(cfg: ConfigDir, head: str) -> None:
+    rule_text = "mine: {scopes: [s:read], pin: {user_id: user_id, sid: session_id}}"
+    body = f"endpoints:\n  /mcp:\n    tools:\n      {rule_text}\n"
+    config = cfg.config(mcp(head, body))
+    assert config.mcp is not None
+    (rule,) = config.mcp.endpoints[0].tools
+    assert (rule.alternatives, rule.pins) == ((("s:read",),), (("user_id", "user_id"), ("sid", "session_id")))
+    where = "config.yaml:12: mcp.endpoints['/mcp'].tools['mine']"
+    bad = body.replace("sid: session_id", "sid: email")
+    assert cfg.errors(mcp(head, bad)) == [f"{where}.pin.sid: must be one of user_id, session_id; got 'email'"]
+    both = body.replace("scopes: [s:read]", "scopes: [s:read], any_of: [[s:write]]")
+    assert cfg.errors(mcp(head, both)) == [f"{where}: give either scopes or any_of"]
