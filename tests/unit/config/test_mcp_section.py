@@ -107,7 +107,8 @@ def test_the_agentos_preset_brings_agnos_tools_and_a_user_line_replaces_one(
     assert config.mcp is not None
     (endpoint,) = config.mcp.endpoints
     tools = {rule.name: rule for rule in endpoint.tools}
-    assert tools["run_agent"] == ToolRule("run_agent", (("agents:{agent_id}:run",),), fragment, 25)
+    pinned = (("user_id", "user_id"),)
+    assert tools["run_agent"] == ToolRule("run_agent", (("agents:{agent_id}:run",),), fragment, 28, pinned)
     assert tools["*"].alternatives == () and len(tools) == 9
     mine = "mcp:\n  endpoints:\n    /mcp:\n      tools:\n"
     mine += "        run_agent: [agents:run]\n        my_tool: [x:read]\n"
