@@ -21,6 +21,7 @@ from authproxy.config.values import check_upstream_url, parse_address
 from authproxy.errors import ConfigError, Problem
 from authproxy.limits.plan import NO_LIMITS, Limits, build_limits
 from authproxy.policy.content.plan import ContentPlans
+from authproxy.policy.mcp.endpoints import McpPolicy
 from authproxy.policy.table import RouteTable
 
 __all__ = ["Runtime", "RuntimeHolder", "build_runtime", "load_runtime"]
@@ -38,6 +39,7 @@ class Runtime:
     remotes: tuple[tuple[Hashable, RemoteKeys], ...] = ()
     limits: Limits = NO_LIMITS
     content: ContentPlans | None = None  # the rules that read content; None when no rule does
+    mcp: McpPolicy | None = None  # MCP endpoints, authorized per JSON-RPC message (policy/mcp, proxy/mcp)
 
 
 class RuntimeHolder:
@@ -93,6 +95,9 @@ def build_runtime(
         remotes=remotes,
         limits=build_limits(config.rate_limits, reuse=reuse.limits if reuse is not None else None),
         content=ContentPlans.build(policy.routes) or None,
+        mcp=McpPolicy.build(config.mcp, preset=policy.preset, admin_scope=policy.admin_scope)
+        if config.mcp is not None
+        else None,
     )
 
 

@@ -9,6 +9,7 @@ from multidict import CIMultiDict
 
 from authproxy.gate import authorize
 from authproxy.policy.decision import Decision
+from authproxy.proxy.mcp.discovery import metadata_url, with_resource_metadata
 from authproxy.proxy.responses import render_decision
 from authproxy.runtime import Runtime, load_runtime
 
@@ -61,6 +62,17 @@ async def explain(
         "subject": decision.subject or "(none)",
         "reason": decision.reason,
     }
+    report.update(_after_the_gate(runtime, target, decision))
+    if not decision.allowed:
+        report.update(_denial(runtime, target, decision))
+    return report, decision.allowed
+
+
+def _after_the_gate(runtime: Runtime, target: str, decision: Decision) -> dict[str, str]:
+    """What the proxy does with an allow beyond forwarding it: the checks the decision carries."""
+    report: dict[str, str] = {}
+    if decision.allowed and runtime.mcp is not None and runtime.mcp.site_for(target) is not None:
+        report["mcp"] = "each JSON-RPC message is then checked against the endpoint's tool rules"
     if decision.listing is not None:
         ids = " ".join(sorted(decision.listing.ids))
         report["listing filter"] = f"{decision.listing.family} limited to: {ids or '(nothing)'}"
@@ -72,12 +84,18 @@ async def explain(
         report["config filter"] = decision.roster.describe()
     if decision.messages is not None:
         report["message check"] = decision.messages.describe()
-    if not decision.allowed:
-        rendered = render_decision(decision, preset=runtime.config.policy.preset)
-        report["status"] = str(rendered.status)
-        report["error"] = decision.error or ""
-        for name, value in rendered.headers:
-            if name == "WWW-Authenticate":
-                report["www-authenticate"] = value
-        report["body"] = rendered.body.decode()
-    return report, decision.allowed
+    return report
+
+
+def _denial(runtime: Runtime, target: str, decision: Decision) -> dict[str, str]:
+    """The denial's exact answer, rendered as the proxy renders it."""
+    rendered = render_decision(decision, preset=runtime.config.policy.preset)
+    site = runtime.mcp.site_for(target) if runtime.mcp is not None else None
+    if runtime.mcp is not None and site is not None:  # as the proxy challenges on an MCP endpoint
+        rendered = with_resource_metadata(rendered, metadata_url(runtime.mcp, site, None))
+    report = {"status": str(rendered.status), "error": decision.error or ""}
+    for name, value in rendered.headers:
+        if name == "WWW-Authenticate":
+            report["www-authenticate"] = value
+    report["body"] = rendered.body.decode()
+    return report

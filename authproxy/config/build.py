@@ -28,6 +28,7 @@ from authproxy.config.fields import (
 from authproxy.config.headers import check_identity_header, normalise
 from authproxy.config.keys import check_families, read_algorithms, read_keys
 from authproxy.config.limits import read_rate_limits
+from authproxy.config.mcp import endpoint_routes, issuers_of, read_mcp
 from authproxy.config.model import (
     Address,
     ClaimPaths,
@@ -65,6 +66,7 @@ _TOP = (
     "forward",
     "logging",
     "rate_limits",
+    "mcp",
     *AUTHZ_KEYS,
 )
 _UPSTREAM = ("url", "connect_timeout", "read_timeout", "tls")
@@ -104,6 +106,8 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
     limits = None
     if (node := top.get("rate_limits")) is not None and policy is not None:
         limits = read_rate_limits(report, top.key_line("rate_limits"), node, policy)
+    issuers = issuers_of(jwt.keys, jwt.issuer) if jwt is not None else ()
+    mcp = read_mcp(report, top, policy, issuers, preset_dir, env)
     if listen is not None and admin is not None:
         _check_listeners(report, top, listen, admin)
     authz = read_authz(
@@ -113,6 +117,7 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
         return None
     if "tls" in top.entries and tls is None:
         return None
+    policy = endpoint_routes(cast(PolicyConfig, policy), mcp)
     return Config(
         path=file,
         upstream=cast(UpstreamConfig, upstream),
@@ -120,11 +125,12 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
         listen=cast(Address, listen),
         admin_listen=cast(Address, admin),
         tls=tls,
-        policy=cast(PolicyConfig, policy),
+        policy=policy,
         forward=cast(ForwardConfig, forward),
         logging=cast(LoggingConfig, logging),
         rate_limits=limits,
         authz=authz,
+        mcp=mcp,
     )
 
 

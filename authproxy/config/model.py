@@ -11,6 +11,7 @@ from typing import Literal
 
 from authproxy.config.content import ContentRule
 from authproxy.config.limits_model import RateLimitsConfig
+from authproxy.config.mcp_model import McpConfig
 
 __all__ = [
     "Address",
@@ -232,3 +233,4 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     rate_limits: RateLimitsConfig | None = None  # None: nothing is rate-limited
     authz: AuthzConfig = AuthzConfig()
+    mcp: McpConfig | None = None  # MCP endpoints authorized per JSON-RPC message (config/mcp.py)

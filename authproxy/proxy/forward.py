@@ -30,7 +30,7 @@ from authproxy.proxy.upstream import (
     write_body,
 )
 
-__all__ = ["READ_CHUNK", "Forwarder", "Relayed", "continue_upload"]
+__all__ = ["READ_CHUNK", "Forwarder", "Relayed", "UpstreamAnswer", "continue_upload"]
 
 READ_CHUNK = 256 * 1024  # WebSocket and key-fetch reads through aiohttp's client
 _WS_MAX_MESSAGE = 16 * 1024 * 1024
@@ -45,6 +45,24 @@ class Relayed:
     response: web.StreamResponse
     upstream_status: int
     outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAnswer:
+    """An answer whose head has arrived; `chunks()` streams its body (UpstreamError when it breaks off)."""
+
+    status: int
+    reason: str
+    headers: CIMultiDict[str]  # as the upstream sent them, hop-by-hop ones included
+    exchange: Exchange
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while chunk := await self.exchange.read():
+            yield chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +214,25 @@ class Forwarder:
             return status, response_headers(CIMultiDict(raw_headers)), bytes(answer)
 
     @contextlib.asynccontextmanager
+    async def answer(
+        self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, body: bytes | None = None
+    ) -> AsyncIterator[UpstreamAnswer]:
+        """The upstream's answer to `request` (or to `body`, read already), its body left to the caller."""
+        sent: Body = body if body is not None else (request.content if request.body_exists else None)
+        async with self._send(request.method, request.raw_path, config, headers, sent) as exchange:
+            status, reason, raw_headers = await exchange.response_head()
+            yield UpstreamAnswer(status, reason, CIMultiDict(raw_headers), exchange)
+
+    @contextlib.asynccontextmanager
     async def _send(
         self, method: str, raw_target: str, config: UpstreamConfig, headers: Headers, body: Body
     ) -> AsyncIterator[Exchange]:
         """Write the request (head at once, a streamed body alongside) and yield its exchange."""
         _, upstream = self._prepare(config)
+        if isinstance(body, bytes):
+            # A body read (and maybe rewritten) here goes with its own length, whatever the client declared.
+            headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")]
+            headers.append(("Content-Length", str(len(body))))
         # A streamed body without a declared length goes chunked, as the client sent it.
         chunked = isinstance(body, aiohttp.StreamReader) and not any(
             name.lower() == "content-length" for name, _ in headers

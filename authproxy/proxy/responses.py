@@ -67,6 +67,8 @@ class OwnAnswer(Enum):
     MALFORMED_REQUEST = (400, "bad_request", "malformed HTTP request")
     BAD_WEBSOCKET_HANDSHAKE = (400, "bad_request", "malformed websocket handshake")
     INTERNAL_ERROR = (500, "internal_error", "internal error")
+    NOT_AN_MCP_METHOD = (405, "method_not_allowed", "an MCP endpoint takes GET, POST and DELETE")
+    HOST_NOT_ONE_HOST = (400, "bad_request", "the Host header does not name one host")
     # the decision port (authproxy/authz)
     CHECK_WITHOUT_REQUEST = (400, "bad_request", "the check request carries no HTTP request")
     PROXIED_PORT_ONLY = (

@@ -32,6 +32,7 @@ from authproxy.proxy.content import run_content
 from authproxy.proxy.forward import Forwarder, continue_upload
 from authproxy.proxy.headers import forwarded_headers
 from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
+from authproxy.proxy.mcp.exchange import Answered, McpExchange
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
 from authproxy.proxy.responses import (
     OwnAnswer,
@@ -110,6 +111,12 @@ def _sampled(rate: float) -> bool:
     return rate >= 1.0 or (rate > 0.0 and random.random() < rate)  # noqa: S311
 
 
+def _mcp_answered(record: AccessRecord, answered: Answered) -> web.StreamResponse:
+    record.decision, record.status, record.outcome = answered.decision, answered.status, answered.outcome
+    record.upstream_status, record.upstream_error = answered.upstream_status, answered.upstream_error
+    return answered.response
+
+
 class ProxyHandler:
     """`handle(request)`: one runtime snapshot, the gate, then the upstream or a rendered denial."""
 
@@ -123,6 +130,7 @@ class ProxyHandler:
         self._holder = holder
         self._tracing = tracing
         self._forwarder = forwarder
+        self._mcp = McpExchange(forwarder)
         self._observers = tuple(observers)
         self._log = access_logger()
         self.in_flight = 0  # read by metrics at scrape time
@@ -153,6 +161,8 @@ class ProxyHandler:
         self, request: web.BaseRequest, record: AccessRecord, trace: RequestTrace | None
     ) -> web.StreamResponse:
         rt = self._holder.current  # read once: the whole request runs under this policy
+        if rt.mcp is not None and rt.mcp.claims(request.method, request.raw_path):
+            return _mcp_answered(record, await self._mcp.serve(request, rt, rt.mcp))  # per JSON-RPC message
         if rt.config.tls is not None and rt.config.tls.client_ca_file is not None:
             record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
         started = time.perf_counter()

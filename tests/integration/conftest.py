@@ -42,7 +42,8 @@ def start_proxy(tmp_path: Path, hs_secret: bytes, launch: Launch) -> ProxyFactor
         grace = float(options.pop("grace", 5))
         path = tmp_path / f"proxy-{count}.yaml"
         count += 1
-        path.write_text(config_text(upstream_url, hs_secret, **options))
+        extra = options.pop("extra", "")
+        path.write_text(config_text(upstream_url, hs_secret, **options) + extra)
         return await launch(path, grace=grace)
 
     return start

@@ -21,7 +21,7 @@ from tests.rigs.serve import AUTHPROXY
 
 APP_FACTORY = Path(__file__).with_name("agentos_app.py")
 OS_ID = "authproxy-test-os"
-READY_TIMEOUT = 90.0  # seconds for one /health request; the listening socket queues it until uvicorn serves
+READY_TIMEOUT = 240.0  # seconds for one /health request; the listening socket queues it until uvicorn serves
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ def spawn(mode: str, workdir: Path, secret: str) -> Running:
     port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "OS_SECURITY_KEY"))}
     env.update({"AGENTOS_TEST_SECRET": secret, "OPENAI_API_KEY": "sk-dummy-never-used"})
+    # A model call that slips through fails at once on a closed loopback port, never leaves the machine.
+    env["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
     log_path = workdir / f"agentos-{mode}.log"
     log = log_path.open("wb")
     args = [sys.executable, str(APP_FACTORY), "--mode", mode, "--db", str(workdir / f"{mode}.db")]

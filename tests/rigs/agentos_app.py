@@ -63,6 +63,7 @@ def build_agentos(mode: str, db_file: str, os_id: str) -> Any:
         teams=[team],
         workflows=[workflow],
         telemetry=False,
+        mcp=True,  # AgentOS's MCP server at /mcp (needs fastmcp, in the agentos extra)
         **auth,
     )
 

@@ -193,9 +193,10 @@ async def test_listing_returns_the_same_items_as_agentos_for_token(
 @pytest.mark.parametrize(
     ("name", "agno_status", "our_status"),
     [
-        ("admin", 405, 405),  # allowed by both; no AgentOS route serves HEAD
-        ("agents reader", 405, 405),  # HEAD is held to the GET rule, which this token passes
-        ("sessions reader", 405, 403),  # Agno never checks HEAD; authproxy holds it to the GET rule
+        # allowed by both; no AgentOS route serves HEAD (404, not 405, once the MCP server is mounted)
+        ("admin", 404, 404),
+        ("agents reader", 404, 404),  # HEAD is held to the GET rule, which this token passes
+        ("sessions reader", 404, 403),  # Agno never checks HEAD; authproxy holds it to the GET rule
         ("no token", 401, 401),
     ],
 )

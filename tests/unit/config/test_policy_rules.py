@@ -209,7 +209,8 @@ def test_packaged_agentos_preset_loads(cfg: ConfigDir, head: str) -> None:
     config = cfg.config(policy(head, 'preset: agentos\nroutes:\n  "GET /agents": [mine:read]\n'))
     rules = config.policy.routes
     assert rules[-1] == RouteRule("GET /agents", ("mine:read",), "config.yaml", 11)
-    assert all(r.file == packaged for r in rules[:-1]) and len(rules) > 10
+    fragment = os.path.join(PRESET_DIR, "agentos-mcp.yaml")  # its /mcp endpoint's transport rule
+    assert all(r.file in (packaged, fragment) for r in rules[:-1]) and len(rules) > 10
     assert not any(r.key == "GET /agents" and r.file == packaged for r in rules)
 
 

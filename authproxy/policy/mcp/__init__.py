@@ -1,0 +1,1 @@
+"""MCP tool rules: which tool a caller may call, with which arguments, per configured MCP endpoint."""

@@ -1,0 +1,68 @@
+"""RFC 9728 protected-resource metadata, and the `resource_metadata` parameter of challenges on MCP paths.
+
+An MCP client that meets a 401 reads `resource_metadata` from the challenge, fetches that document, and
+learns from `authorization_servers` where to log in (MCP authorization, "Authorization Server Discovery").
+The resource is the public URL of the endpoint: `mcp.resource` when set (a proxy behind TLS termination
+cannot see its public scheme), else the scheme and Host the request came with.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+from aiohttp import web
+
+from authproxy.policy.mcp.endpoints import METADATA_PATH, McpPolicy, McpSite
+from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer
+
+__all__ = ["metadata_document", "metadata_url", "with_resource_metadata"]
+
+# One Host header value that is a host name or address and an optional port, nothing else.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
+
+
+def _base(policy: McpPolicy, request: web.BaseRequest | None) -> str | None:
+    if policy.config.resource is not None:
+        return policy.config.resource
+    if request is None:
+        return None  # `authproxy explain`: no Host to name the resource by
+    hosts = request.headers.getall("Host", [])
+    if len(hosts) != 1 or _HOST.fullmatch(hosts[0]) is None:
+        return None
+    return f"{request.scheme}://{hosts[0]}"
+
+
+def metadata_url(policy: McpPolicy, site: McpSite, request: web.BaseRequest | None) -> str | None:
+    base = _base(policy, request)
+    return None if base is None else f"{base}{METADATA_PATH}{site.path.rstrip('/')}"
+
+
+def with_resource_metadata(rendered: Rendered, url: str | None) -> Rendered:
+    """The same answer, its Bearer challenge naming where the resource metadata is."""
+    if url is None:
+        return rendered
+    headers = tuple(
+        (name, f'{value}, resource_metadata="{url}"' if name == "WWW-Authenticate" else value)
+        for name, value in rendered.headers
+    )
+    return replace(rendered, headers=headers)
+
+
+def metadata_document(policy: McpPolicy, site: McpSite | None, request: web.BaseRequest) -> Rendered:
+    """The metadata of one endpoint (path-suffixed form) or of the origin (the root form)."""
+    base = _base(policy, request)
+    if base is None:
+        return render_answer(OwnAnswer.HOST_NOT_ONE_HOST)
+    document: dict[str, object] = {
+        "resource": base + (site.path if site is not None else ""),
+        "bearer_methods_supported": ["header"],
+    }
+    if policy.config.authorization_servers:
+        document["authorization_servers"] = list(policy.config.authorization_servers)
+    sites = (site,) if site is not None else policy.sites
+    document["scopes_supported"] = sorted({scope for s in sites for scope in s.scopes()})
+    body = json.dumps(document, separators=(",", ":")).encode()
+    headers = (("Content-Type", "application/json"), ("Cache-Control", "max-age=300"))
+    return Rendered(200, headers, body)

@@ -1,0 +1,147 @@
+"""The JSON-RPC 2.0 envelope of an MCP POST: parsed strictly, answered in kind.
+
+A body that is not JSON, not a JSON-RPC message or batch, or a `tools/call` without a tool name is a
+BadMessage: the proxy answers 400 and nothing reaches the upstream. What the proxy answers itself on an
+MCP path is a JSON-RPC error object, because MCP clients read the error from the body (the official SDK
+surfaces a JSON-RPC error body of a 4xx answer as the call's error); `detail` rides along top-level,
+where JSON-RPC readers ignore it and AgentOS clients find it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from authproxy.errors import RequestRejected
+
+__all__ = [
+    "FORBIDDEN",
+    "INVALID_REQUEST",
+    "PARSE_ERROR",
+    "BadMessage",
+    "Message",
+    "Post",
+    "error_object",
+    "parse_post",
+    "set_arguments",
+]
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+# JSON-RPC leaves -32000..-32099 to the server; MCP names no code for authorization refusals.
+FORBIDDEN = -32003
+
+Id = str | int
+
+
+class BadMessage(RequestRejected):
+    """The body is not what an MCP POST carries; `rpc_code` is the JSON-RPC error code to answer with."""
+
+    def __init__(self, reason: str, rpc_code: int = INVALID_REQUEST) -> None:
+        super().__init__(reason)
+        self.rpc_code = rpc_code
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    kind: str  # "request" | "notification" | "response"
+    id: Id | None = None
+    method: str | None = None
+    tool: str | None = None  # tools/call only
+    arguments: dict[str, Any] = field(default_factory=dict)  # tools/call only
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    messages: tuple[Message, ...]
+    batch: bool
+
+    def requests(self, method: str) -> tuple[Message, ...]:
+        return tuple(m for m in self.messages if m.kind == "request" and m.method == method)
+
+
+def parse_post(body: bytes) -> Post:
+    """The messages of one POST body; raises BadMessage."""
+    try:
+        document = json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadMessage("the body is not JSON", PARSE_ERROR) from None
+    if isinstance(document, list):
+        if not document:
+            raise BadMessage("an empty JSON-RPC batch")
+        return Post(tuple(_message(item) for item in document), batch=True)
+    return Post((_message(document),), batch=False)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on a repeated key (first or last wins): {"name": "whoami", "name": "purge"} must not
+    # be judged as one tool and run as another.
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise BadMessage("a JSON object repeats a key")
+    return found
+
+
+def _no_constant(name: str) -> None:
+    raise BadMessage(f"{name} is not JSON")
+
+
+def _message(item: object) -> Message:
+    if not isinstance(item, dict) or item.get("jsonrpc") != "2.0":
+        raise BadMessage("not a JSON-RPC 2.0 message")
+    has_id = "id" in item
+    ident = item.get("id")
+    bad_id = has_id and (isinstance(ident, bool) or not isinstance(ident, str | int))
+    if bad_id and ("method" in item or ident is not None):  # only an error answer may carry id null
+        raise BadMessage("a JSON-RPC id must be a string or an integer")
+    method = item.get("method")
+    if method is None:
+        if not has_id or ("result" in item) == ("error" in item):
+            raise BadMessage("a JSON-RPC message needs a method, or an id with a result or an error")
+        return Message("response", ident)
+    if not isinstance(method, str) or not method:
+        raise BadMessage("a JSON-RPC method must be a non-empty string")
+    if not has_id:
+        return Message("notification", method=method)
+    if method != "tools/call":
+        return Message("request", ident, method)
+    name, arguments = _tool_call(item.get("params"))
+    return Message("request", ident, method, name, arguments)
+
+
+def _tool_call(params: object) -> tuple[str, dict[str, Any]]:
+    """A tools/call's tool name and arguments (an absent or null `arguments` is none)."""
+    name = params.get("name") if isinstance(params, dict) else None
+    if not isinstance(name, str) or not name:
+        raise BadMessage("tools/call needs params.name, the tool's name", INVALID_PARAMS)
+    assert isinstance(params, dict)
+    arguments = params.get("arguments", {})
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise BadMessage("tools/call params.arguments must be an object", INVALID_PARAMS)
+    return name, arguments
+
+
+def error_object(ident: Id | None, code: int, message: str, data: dict[str, Any]) -> dict[str, Any]:
+    """One JSON-RPC error response, with our `detail` top-level for readers of authproxy's own answers."""
+    return {
+        "jsonrpc": "2.0",
+        "id": ident,
+        "error": {"code": code, "message": message, "data": data},
+        "detail": message,
+    }
+
+
+def set_arguments(body: bytes, edits: list[tuple[int, str, str]]) -> bytes:
+    """The body with `arguments[name] = value` set in the tools/call at each message index (a pinned id)."""
+    document = json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    messages = document if isinstance(document, list) else [document]
+    for index, name, value in edits:
+        params = messages[index]["params"]
+        if not isinstance(params.get("arguments"), dict):
+            params["arguments"] = {}
+        params["arguments"][name] = value
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
