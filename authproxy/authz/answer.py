@@ -33,11 +33,12 @@ class CheckAnswer:
     remove: tuple[str, ...] = ()
 
 
-def check_answer(rt: Runtime, decision: Decision) -> CheckAnswer:
+def check_answer(rt: Runtime, decision: Decision, *, mcp: bool = False) -> CheckAnswer:
+    """`mcp`: the request is to an MCP endpoint (or its metadata), whose messages only the proxy reads."""
     preset = rt.config.policy.preset
     if not decision.allowed:
         return CheckAnswer(decision, render_decision(decision, preset=preset))
-    if _needs_the_proxied_port(decision):
+    if mcp or _needs_the_proxied_port(decision):
         # The proxy would cut the answer, check the body or read each message; a front end would pass the
         # request and its answer whole, so the decision port cannot honour this allow. Refused, never widened.
         return CheckAnswer(decision, render_answer(OwnAnswer.PROXIED_PORT_ONLY))

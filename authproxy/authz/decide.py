@@ -39,9 +39,10 @@ class Decider:
         """The answer to "may `method target` with `headers` pass?", noted in `record`."""
         record.method, record.path = method, target.partition("?")[0]
         started = time.perf_counter()
-        decision = await authorize(rt, method, target, headers)
+        # consume: in front of a mesh this port is where requests pass, so it spends their rate limits
+        decision = await authorize(rt, method, target, headers, consume=True)
         record.decision_ms = (time.perf_counter() - started) * 1000
-        answer = check_answer(rt, decision)
+        answer = check_answer(rt, decision, mcp=rt.mcp is not None and rt.mcp.claims(method, target))
         record.decision, record.status = answer.decision, answer.rendered.status
         rate = rt.config.logging.allow_sample_rate
         # log detail sampling, not a security decision
