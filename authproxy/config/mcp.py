@@ -67,7 +67,7 @@ def read_mcp(
     preset = policy.preset if policy is not None else None
     base: dict[str, McpEndpoint] = {}
     if preset is not None:
-        fragment = _load_fragment(report, top.key_line("policy"), preset, preset_dir, env)
+        fragment = _preset_tools(report, top.key_line("policy"), preset, policy, (preset_dir, env))
         if fragment is None:
             return None
         base = fragment
@@ -113,12 +113,33 @@ def endpoint_routes(policy: PolicyConfig, mcp: McpConfig | None) -> PolicyConfig
     return replace(policy, routes=(*added, *policy.routes))
 
 
-def _load_fragment(
-    report: Report, line: int, preset: str, preset_dir: str, env: EnvMap[str, str]
+def _preset_tools(
+    report: Report,
+    line: int,
+    preset: str,
+    policy: PolicyConfig | None,
+    where: tuple[str, EnvMap[str, str]],
 ) -> dict[str, McpEndpoint] | None:
-    path = os.path.join(preset_dir, f"{preset}-mcp.yaml")
+    preset_dir, env = where
+    tools = _load_fragment(report, line, f"{preset}-mcp", preset, preset_dir, env, {})
+    if tools is not None and policy is not None and policy.user_isolation:
+        # Agno's user_isolation pins the session tools too: merged over the preset's tools by name.
+        tools = _load_fragment(report, line, f"{preset}-mcp-isolation", preset, preset_dir, env, tools)
+    return tools
+
+
+def _load_fragment(
+    report: Report,
+    line: int,
+    name: str,
+    preset: str,
+    preset_dir: str,
+    env: EnvMap[str, str],
+    base: dict[str, McpEndpoint],
+) -> dict[str, McpEndpoint] | None:
+    path = os.path.join(preset_dir, f"{name}.yaml")
     if not os.path.exists(path):
-        return {}  # a preset without MCP tools
+        return base  # a preset without MCP tools (or without isolation rules for them)
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -135,7 +156,7 @@ def _load_fragment(
         if section is not None and node is None:
             there.error(1, "missing required key 'endpoints'")
         return None
-    return _endpoints(there, node, {}, preset, label="endpoints")
+    return _endpoints(there, node, base, preset, label="endpoints")
 
 
 def _endpoints(

@@ -119,6 +119,21 @@ def test_the_agentos_preset_brings_agnos_tools_and_a_user_line_replaces_one(
     assert tools["my_tool"].alternatives == (("x:read",),) and tools["get_sessions"].file == fragment
 
 
+def test_user_isolation_pins_the_session_tools_as_agno_does(cfg: ConfigDir, head: str) -> None:
+    preset = head + "policy:\n  preset: agentos\n"
+    pinned = (("user_id", "user_id"),)
+    plain = cfg.config(preset).mcp
+    assert plain is not None
+    assert {r.name: r.pins for r in plain.endpoints[0].tools}["get_sessions"] == ()
+    isolated = cfg.config(preset + "  user_isolation: true\n").mcp
+    assert isolated is not None
+    tools = {rule.name: rule for rule in isolated.endpoints[0].tools}
+    fragment = os.path.join(PRESET_DIR, "agentos-mcp-isolation.yaml")
+    assert tools["get_sessions"] == ToolRule("get_sessions", (("sessions:read",),), fragment, 9, pinned)
+    assert tools["get_session_runs"].pins == pinned and tools["get_session_runs"].file == fragment
+    assert tools["run_agent"].pins == pinned and len(tools) == 9  # the rest of the preset's table stays
+
+
 def test_without_an_mcp_section_or_preset_nothing_is_inspected(cfg: ConfigDir, head: str) -> None:
     assert cfg.config(head).mcp is None
 
