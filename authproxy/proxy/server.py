@@ -29,7 +29,7 @@ from authproxy.logs import access_logger
 from authproxy.policy.decision import Decision
 from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.content import run_content
-from authproxy.proxy.forward import Forwarder, continue_upload
+from authproxy.proxy.forward import Forwarder, Relayed, continue_upload
 from authproxy.proxy.headers import forwarded_headers
 from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
 from authproxy.proxy.mcp.exchange import Answered, McpExchange
@@ -109,6 +109,12 @@ Observer = Callable[[AccessRecord], None]
 def _sampled(rate: float) -> bool:
     # Sampling log detail, not a security decision: a fast non-cryptographic draw is right.
     return rate >= 1.0 or (rate > 0.0 and random.random() < rate)  # noqa: S311
+
+
+def _relayed(record: AccessRecord, relayed: Relayed) -> web.StreamResponse:
+    record.status = record.upstream_status = relayed.upstream_status
+    record.outcome = relayed.outcome
+    return relayed.response
 
 
 def _mcp_answered(record: AccessRecord, answered: Answered) -> web.StreamResponse:
@@ -222,10 +228,7 @@ class ProxyHandler:
         self, request: web.BaseRequest, rt: Runtime, headers: list[tuple[str, str]], record: AccessRecord
     ) -> web.StreamResponse:
         await continue_upload(request)
-        relayed = await self._forwarder.forward(request, rt.config.upstream, headers)
-        record.status = record.upstream_status = relayed.upstream_status
-        record.outcome = relayed.outcome
-        return relayed.response
+        return _relayed(record, await self._forwarder.forward(request, rt.config.upstream, headers))
 
     async def _content(
         self,
@@ -249,15 +252,13 @@ class ProxyHandler:
                 required_scopes=short.required,
                 missing_scopes=short.missing,
             )
-            return self._answer(record, render_decision(record.decision))
+            return self._answer(record, render_decision(record.decision, preset=rt.config.policy.preset))
         except ContentRejected as refused:  # the access line tells the refusal, not the gate's allow
             record.decision = replace(
                 decision, allowed=False, error=refused.answer_code, reason=refused.reason
             )
             return self._answer(record, render_refusal(refused))
-        record.status = record.upstream_status = relayed.upstream_status
-        record.outcome = relayed.outcome
-        return relayed.response
+        return _relayed(record, relayed)
 
     async def _filtered(
         self,

@@ -28,6 +28,10 @@ for line in project["project"]["dependencies"] + extras + project["build-system"
 EOF
 )
 
+# pip evaluates dependency markers for the Python running this script, not for the image's: redis needs
+# async-timeout below Python 3.11.3 (Debian bookworm's python3 is 3.11.2), which a newer host would skip.
+requirements+=("async-timeout>=4.0.3")
+
 mkdir -p "$dest"
 "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
   --python-version 3.11 --dest "$dest" "${requirements[@]}"
