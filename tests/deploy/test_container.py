@@ -91,7 +91,9 @@ def wheels(unavailable: Callable[[str], None]) -> Path:
     """The image's wheels, downloaded on the host once per set of requirements."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     requirements = project["project"]["dependencies"] + project["build-system"]["requires"]
-    cache = CACHE / f"wheels-{hashlib.sha256(chr(10).join(requirements).encode()).hexdigest()[:12]}"
+    # the script's own additions (the image's extras, wheels its older Python needs) count too
+    fingerprint = "\n".join(requirements) + (SCRIPTS / "wheels.sh").read_text()
+    cache = CACHE / f"wheels-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
     if not cache.is_dir():
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix="wheels-partial-", dir=CACHE))
