@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from authproxy.auth.claims import Identity, identity_from_claims
+from authproxy.auth.claims import Identity
 from authproxy.auth.extract import extract_token
 from authproxy.errors import (
     BadTarget,
@@ -71,7 +71,7 @@ async def authenticate(rt: Runtime, headers: CIMultiDictProxy[str] | CIMultiDict
     if token is None:
         raise MissingToken("authentication required: no bearer token")
     verified = await _verify(rt, token)
-    identity = identity_from_claims(verified.claims, rt.config.jwt.claims)
+    identity = verified.identity
     refusal = rt.header_plan.refusal(identity.user_id, identity.session_id, identity.scopes)
     if refusal is not None:
         raise InvalidToken(refusal)

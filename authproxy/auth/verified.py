@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from authproxy.auth.claims import Identity
+
 __all__ = ["VerifiedToken"]
 
 
@@ -16,3 +18,5 @@ class VerifiedToken:
     nbf: float | None
     kid: str | None
     alg: str
+    # Read from the claims once, at verification: a cached token's requests skip the claim walk.
+    identity: Identity

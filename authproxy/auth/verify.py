@@ -26,6 +26,7 @@ from jwt.exceptions import (
 )
 
 from authproxy.auth.cache import CacheStats, VerificationCache
+from authproxy.auth.claims import identity_from_claims
 from authproxy.auth.keys import KeyEntry, KeyRing
 from authproxy.auth.verified import VerifiedToken
 from authproxy.config.model import JwtConfig
@@ -49,6 +50,7 @@ class Verifier:
         self._leeway = jwt.leeway
         self._audience = frozenset(jwt.audience) if jwt.audience is not None else None
         self._issuer = jwt.issuer
+        self._claim_paths = jwt.claims
         self._cache = VerificationCache(cache_size, jwt.leeway)
 
     def verify(self, token: str, now: float | None = None) -> VerifiedToken:
@@ -89,7 +91,8 @@ class Verifier:
                 # Issuers may share keys (multi-tenant IdPs): another candidate may own this `iss`.
                 refusal = exc
                 continue
-            return VerifiedToken(MappingProxyType(claims), exp, nbf, kid, alg)
+            identity = identity_from_claims(claims, self._claim_paths)  # InvalidToken on a mistyped claim
+            return VerifiedToken(MappingProxyType(claims), exp, nbf, kid, alg, identity)
         raise refusal or InvalidToken("signature verification failed")
 
     def _read_header(self, token: str) -> tuple[str, str | None]:

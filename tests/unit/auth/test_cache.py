@@ -6,6 +6,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authproxy.auth.cache import CacheStats, VerificationCache
+from authproxy.auth.claims import Identity
 from authproxy.auth.keys import KeyEntry, KeyRing
 from authproxy.auth.verified import VerifiedToken
 from authproxy.auth.verify import Verifier
@@ -17,7 +18,9 @@ NOW = 1_800_000_000.0
 
 
 def _token(exp: float = NOW + 60, nbf: float | None = None) -> VerifiedToken:
-    return VerifiedToken(MappingProxyType({"sub": "u"}), exp, nbf, None, "HS256")
+    return VerifiedToken(
+        MappingProxyType({"sub": "u"}), exp, nbf, None, "HS256", Identity("u", None, frozenset(), None)
+    )
 
 
 def _verifier(secret: bytes, cache_size: int = 10_000, leeway: float = 0.0) -> Verifier:
