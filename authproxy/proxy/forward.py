@@ -21,14 +21,8 @@ from yarl import URL
 from authproxy.config.model import UpstreamConfig
 from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamTlsError, UpstreamUnavailable
 from authproxy.proxy.headers import response_headers
-from authproxy.proxy.upstream import (
-    KEEPALIVE,
-    Exchange,
-    UpstreamPool,
-    UpstreamTarget,
-    request_head,
-    write_body,
-)
+from authproxy.proxy.upstream import KEEPALIVE, UpstreamPool, UpstreamTarget, request_head, write_body
+from authproxy.proxy.upstream_exchange import Exchange
 
 __all__ = ["READ_CHUNK", "Forwarder", "Relayed", "UpstreamAnswer", "continue_upload"]
 

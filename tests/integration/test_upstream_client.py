@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 from authproxy.errors import UpstreamTimeout, UpstreamUnavailable
-from authproxy.proxy.upstream import Exchange, UpstreamPool, UpstreamTarget, request_head
+from authproxy.proxy.upstream import UpstreamPool, UpstreamTarget, request_head
+from authproxy.proxy.upstream_exchange import Exchange
 from tests.rigs.proxy import ProxyFactory
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
