@@ -8,6 +8,8 @@ TOOLS := .tools
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 PYTEST_ARGS ?=
+# Both cores: whole files per worker, so a file's fixtures (a session's AgentOS, an image) start once there.
+PARALLEL ?= -n 2 --dist loadfile
 # Coverage of the package over the whole suite, with a floor: 76% is what the unit tests alone reach
 # (76.8% when the floor was set; the whole suite reaches more); raise it, never lower it.
 COVERAGE_ARGS ?= --cov=authproxy --cov-report=term-missing:skip-covered --cov-fail-under=76
@@ -58,7 +60,7 @@ policy-cases: $(TEST_STAMP)
 	done
 
 pytest: $(TEST_STAMP) tools
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m pytest $(COVERAGE_ARGS) $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m pytest $(PARALLEL) $(COVERAGE_ARGS) $(PYTEST_ARGS)
 
 test: lint typecheck imports policy-cases pytest
 
