@@ -184,7 +184,8 @@ def test_image_declares_user_ports_healthcheck_and_entrypoint(docker: Docker, im
 
 def test_healthcheck_turns_healthy(healthy_proxy: ContainerProxy) -> None:
     assert health(healthy_proxy) == "healthy"
-    assert healthy_proxy.get("/readyz", admin=True)[0] == 200
+    # The HEALTHCHECK asks /healthz (alive); /readyz follows once every worker has its keys and policy.
+    wait_until(lambda: healthy_proxy.get("/readyz", admin=True)[0] == 200, "/readyz to answer 200")
 
 
 def test_process_runs_as_uid_and_gid_10001(healthy_proxy: ContainerProxy) -> None:

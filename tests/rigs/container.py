@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import shutil
 import socket
 import subprocess
@@ -62,10 +63,20 @@ class ContainerProxy:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A free loopback port below the kernel's ephemeral range (32768 and up by default).
+
+    The container is told its ports before it starts (its HEALTHCHECK needs them), so the port is free
+    only when picked; below the ephemeral range no other test's bind-to-port-0 can be handed it meanwhile.
+    """
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000)  # noqa: S311 - a port, not a secret
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def docker_cli() -> str:
