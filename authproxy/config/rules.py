@@ -100,8 +100,6 @@ def _layer(base: _Rules, fragment: _Rules) -> _Rules:
 
 
 def _canonical_of(key: str) -> str:
-    from authproxy.policy.patterns import parse_pattern  # imported late, as in _canonical
-
     return parse_pattern(key).canonical
 
 
