@@ -134,7 +134,9 @@ def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, iden
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
     decision = _allow(match, identity, "scopes satisfied", needed, result.listing)
     if rt.content is not None:  # one identity test when no rule of the policy reads content
-        decision = rt.content.attach(decision, admin)
+        content = rt.content.bind(decision, admin)
+        if content is not None:
+            decision = replace(decision, content=content)
     if policy.preset is None or not decision.allowed:
         return decision
     roster, messages = content_checks(

@@ -10,17 +10,14 @@ the caller, a response field that is not the caller's. `describe()` is what `exp
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
 from authproxy.config.content import ContentRule
 from authproxy.config.model import RouteRule
 from authproxy.config.route_form import template_names
 from authproxy.errors import ConfigError, InsufficientScope, Problem
 from authproxy.policy.patterns import parse_pattern
-
-if TYPE_CHECKING:
-    from authproxy.policy.decision import Decision
 
 __all__ = ["ContentPlan", "ContentPlans"]
 
@@ -83,21 +80,35 @@ class ContentPlans:
             raise ConfigError(problems)
         return cls(rules)
 
-    def attach(self, decision: Decision, admin_scope: str | None) -> Decision:
-        """The allow with the route's content plan bound to its caller; admins are not pinned.
+    def bind(self, allowed: Allowed, admin_scope: str | None) -> ContentPlan | None:
+        """The content plan of the allowed route, bound to its caller; None when it has none (or for admins).
 
         Raises InsufficientScope when the rule pins to a user id the token does not carry (Agno: 403).
         """
-        rule = self._rules.get(decision.route or "")
-        if rule is None or (admin_scope is not None and admin_scope in decision.scopes):
-            return decision
-        if not decision.subject and _uses_user_id(rule):  # an empty id names nobody (Agno: 403 too)
+        rule = self._rules.get(allowed.route or "")
+        if rule is None or (admin_scope is not None and admin_scope in allowed.scopes):
+            return None
+        if not allowed.subject and _uses_user_id(rule):  # an empty id names nobody (Agno: 403 too)
             raise InsufficientScope(
                 "the token carries no user id, and this route is scoped to its caller", (), ()
             )
-        caller = (("user_id", decision.subject), ("session_id", decision.session_id))
-        plan = ContentPlan(rule, caller, decision.params, frozenset(decision.scopes))
-        return replace(decision, content=plan)
+        caller = (("user_id", allowed.subject), ("session_id", allowed.session_id))
+        return ContentPlan(rule, caller, allowed.params, frozenset(allowed.scopes))
+
+
+class Allowed(Protocol):
+    """What binding reads of the gate's allow (a Decision)."""
+
+    @property
+    def route(self) -> str | None: ...
+    @property
+    def subject(self) -> str | None: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def scopes(self) -> tuple[str, ...]: ...
+    @property
+    def params(self) -> tuple[tuple[str, str], ...]: ...
 
 
 def _uses_user_id(rule: ContentRule) -> bool:
