@@ -7,11 +7,11 @@ Messages about a value's type never quote the value (it may be a secret).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from authproxy.config.source import MapNode, Node, Scalar, SeqNode
+from authproxy.config.source import MapNode, Node, Scalar, SeqNode, parse
 from authproxy.config.values import parse_duration
 from authproxy.errors import Problem
 
@@ -23,6 +23,7 @@ __all__ = [
     "read_duration",
     "read_fraction",
     "read_list",
+    "read_preset_file",
     "read_section",
     "read_str",
     "read_value",
@@ -118,6 +119,36 @@ def read_section(
         if name not in entries:
             report.error(line, f"missing required key '{name}'{where}")
     return Section(path, line, entries, key_lines)
+
+
+def read_preset_file(
+    report: Report,
+    line: int,
+    path: str,
+    what: str,
+    known: Collection[str],
+    env: Mapping[str, str],
+    required: Collection[str] = (),
+) -> tuple[Report, Section, bool] | None:
+    """A preset file shipped with authproxy, read as a top-level section with problems filed under it.
+
+    None when it cannot be read or is no map (the reason is reported at `line` of the user's file, or in
+    the preset); otherwise (its report, its section, whether it parsed without problems).
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        report.error(line, f"policy.preset: cannot read the {what} {path}: {reason}")
+        return None
+    there = report.at(path)
+    root, problems = parse(text, path, env)
+    there.errors.extend(problems)
+    if root is None:
+        return None
+    section = read_section(there, "", 1, root, known, required)
+    return None if section is None else (there, section, not problems)
 
 
 def read_str(

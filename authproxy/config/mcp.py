@@ -30,13 +30,14 @@ from authproxy.config.fields import (
     Section,
     read_choice,
     read_list,
+    read_preset_file,
     read_section,
     read_str,
     read_value,
 )
 from authproxy.config.mcp_model import DEFAULT_MAX_BODY, McpConfig, McpEndpoint, ToolRule
 from authproxy.config.model import OidcIssuer, PolicyConfig, RouteRule
-from authproxy.config.source import MapNode, Node, Scalar, parse
+from authproxy.config.source import MapNode, Node, Scalar
 from authproxy.config.values import split_http_url
 from authproxy.errors import BadTarget
 from authproxy.policy.mcp.tools import compile_tool
@@ -140,21 +141,12 @@ def _load_fragment(
     path = os.path.join(preset_dir, f"{name}.yaml")
     if not os.path.exists(path):
         return base  # a preset without MCP tools (or without isolation rules for them)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-        report.error(line, f"policy.preset: cannot read the {preset} MCP tools {path}: {reason}")
+    read = read_preset_file(report, line, path, f"{preset} MCP tools", _PRESET_KEYS, env, _PRESET_KEYS)
+    if read is None:
         return None
-    there = report.at(path)
-    root, problems = parse(text, path, env)
-    there.errors.extend(problems)
-    section = read_section(there, "", 1, root, _PRESET_KEYS) if root is not None else None
-    node = section.get("endpoints") if section is not None else None
-    if section is None or node is None or problems:
-        if section is not None and node is None:
-            there.error(1, "missing required key 'endpoints'")
+    there, section, clean = read
+    node = section.get("endpoints")
+    if node is None or not clean:
         return None
     return _endpoints(there, node, base, preset, label="endpoints")
 

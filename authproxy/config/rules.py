@@ -9,10 +9,19 @@ from collections.abc import Mapping as EnvMap
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-from authproxy.config.fields import Report, Section, read_bool, read_choice, read_list, read_section, read_str
+from authproxy.config.fields import (
+    Report,
+    Section,
+    read_bool,
+    read_choice,
+    read_list,
+    read_preset_file,
+    read_section,
+    read_str,
+)
 from authproxy.config.model import PolicyConfig, PublicRule, RouteRule
 from authproxy.config.route_form import read_route_form
-from authproxy.config.source import MapNode, Node, parse
+from authproxy.config.source import MapNode, Node
 
 # The route-pattern grammar is policy's; config checks each pattern at load so a bad one is FILE:LINE.
 # policy.patterns depends on nothing of config, so this is no cycle (declared in the import contract).
@@ -107,23 +116,12 @@ def _load_preset(
     report: Report, line: int, name: str, preset_dir: str, env: EnvMap[str, str]
 ) -> _Rules | None:
     path = os.path.join(preset_dir, f"{name}.yaml")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-        report.error(line, f"policy.preset: cannot read the {name} preset {path}: {reason}")
+    read = read_preset_file(report, line, path, f"{name} preset", _PRESET_KEYS, env)
+    if read is None:
         return None
-    there = report.at(path)
-    root, problems = parse(text, path, env)
-    there.errors.extend(problems)
-    if root is None:
-        return None
-    section = read_section(there, "", 1, root, _PRESET_KEYS)
-    if section is None:
-        return None
+    there, section, clean = read
     rules = _read_rules(there, section)
-    return rules if rules.ok and not problems else None
+    return rules if rules.ok and clean else None
 
 
 def _read_rules(report: Report, section: Section) -> _Rules:
