@@ -1,0 +1,166 @@
+"""`multipart/form-data` (RFC 7578 over RFC 2046) read strictly and rebuilt canonically.
+
+Multipart parsers disagree wherever the framing is loose: a delimiter after a bare LF ends a part for the
+stdlib email parser but not for python-multipart; `name*=` and a second `name=` are read by some and not
+others; a `Content-Transfer-Encoding` part is decoded by some and passed raw by others; a per-part charset
+is honoured by aiohttp only. The reader here accepts only what every parser frames alike:
+
+- the boundary comes from exactly one `boundary` parameter (media.py refuses repeats and `boundary*`), made of
+  RFC 2046's characters;
+- the body starts with the first delimiter, every delimiter is `CRLF--boundary` followed by CRLF (or `--` for
+  the last one, then at most a CRLF): no preamble, no epilogue, no padding, and the boundary appears nowhere
+  else, so no bare-CR or bare-LF reading can find another part;
+- each part's header lines end in CRLF, with exactly one `Content-Disposition: form-data` holding one plain
+  `name` (no `name*`/`filename*`, nothing repeated), at most one `Content-Type` (never multipart, no charset
+  other than UTF-8), and no `Content-Transfer-Encoding`; other header fields are dropped, as RFC 7578 §4.8
+  says receivers must ignore them;
+- a field without a filename is UTF-8 text.
+
+`write_multipart` rebuilds the parts with a fresh boundary found in none of them and CRLF framing; a file's
+bytes pass unchanged inside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+from dataclasses import dataclass
+
+from authproxy.standards.media import MediaType, Unreadable, check_charset, parse_media_type, parse_params
+
+__all__ = ["Part", "boundary_of", "read_multipart", "write_multipart"]
+
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")  # RFC 2046 §5.1.1
+_HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CRLF = b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    name: str
+    data: bytes
+    filename: str | None = None  # present (even empty) on a file part
+    content_type: str | None = None  # the part's media type, re-serialised; kept on file parts
+
+    @property
+    def text(self) -> str:
+        """A field's value (fields are checked to be UTF-8 when read)."""
+        return self.data.decode("utf-8")
+
+
+def boundary_of(media: MediaType) -> str:
+    boundary = media.param("boundary")
+    if boundary is None or not _BOUNDARY.fullmatch(boundary):
+        raise Unreadable("the multipart body needs one boundary parameter of RFC 2046 characters")
+    return boundary
+
+
+def read_multipart(data: bytes, boundary: str) -> list[Part]:
+    """The parts of `data` in order; raises Unreadable."""
+    dash = b"--" + boundary.encode("ascii")
+    starts = _delimiters(data, dash)
+    parts: list[Part] = []
+    for begin, end in itertools.pairwise(starts):
+        parts.append(_part(data[begin + len(dash) + 2 : end - 2]))
+    return parts
+
+
+def _delimiters(data: bytes, dash: bytes) -> list[int]:
+    """The offsets of every delimiter; each must be a true one (see the module doc), the last the close."""
+    if not data.startswith(dash):
+        raise Unreadable("the multipart body does not start with its boundary")
+    found: list[int] = []
+    at = 0
+    while at >= 0:
+        if at and data[at - 2 : at] != _CRLF:
+            raise Unreadable("the multipart boundary appears inside a part or after a bare line end")
+        found.append(at)
+        after = data[at + len(dash) : at + len(dash) + 2]
+        if after == b"--":
+            if data[at + len(dash) + 2 :] not in (b"", _CRLF):
+                raise Unreadable("the multipart body has data after its closing boundary")
+            return found
+        if after != _CRLF:
+            raise Unreadable("a multipart boundary line must end with CRLF")
+        at = data.find(dash, at + len(dash))
+    raise Unreadable("the multipart body has no closing boundary")
+
+
+def _part(raw: bytes) -> Part:
+    head, sep, data = raw.partition(_CRLF + _CRLF)
+    if not sep:
+        raise Unreadable("a multipart part has no end to its header lines")
+    disposition: list[str] = []
+    content_type: list[str] = []
+    for line in head.split(_CRLF):
+        name, value = _header_line(line)
+        if name == b"content-disposition":
+            disposition.append(value)
+        elif name == b"content-type":
+            content_type.append(value)
+        elif name == b"content-transfer-encoding":
+            raise Unreadable("a multipart part may not carry Content-Transfer-Encoding")
+    if len(disposition) != 1 or len(content_type) > 1:
+        raise Unreadable("a multipart part needs one Content-Disposition and at most one Content-Type")
+    field, filename = _disposition(disposition[0])
+    media = _part_type(content_type[0]) if content_type else None
+    if filename is None:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unreadable("a multipart field is not UTF-8 text") from None
+        return Part(field, data)
+    return Part(field, data, filename, None if media is None else str(media))
+
+
+def _header_line(line: bytes) -> tuple[bytes, str]:
+    name, colon, value = line.partition(b":")
+    if not colon or not _HEADER_NAME.fullmatch(name) or b"\r" in value or b"\n" in value:
+        raise Unreadable("a multipart part has a malformed header line")
+    try:
+        text = value.decode("utf-8").strip(" \t")
+    except UnicodeDecodeError:
+        raise Unreadable("a multipart part header is not UTF-8") from None
+    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in text):
+        raise Unreadable("a multipart part header holds a control character")
+    return name.lower(), text
+
+
+def _disposition(value: str) -> tuple[str, str | None]:
+    kind, _, rest = value.partition(";")
+    if kind.strip(" \t").lower() != "form-data":
+        raise Unreadable("a multipart part's Content-Disposition must be form-data")
+    params = dict(parse_params(";" + rest, "multipart Content-Disposition"))
+    name = params.get("name")
+    if not name:
+        raise Unreadable("a multipart part has no field name")
+    return name, params.get("filename")
+
+
+def _part_type(value: str) -> MediaType:
+    media = parse_media_type(value, what="multipart part Content-Type")
+    if media.essence.startswith("multipart/"):
+        raise Unreadable("a multipart part may not itself be multipart")
+    check_charset(media, "a multipart part")
+    return media
+
+
+def write_multipart(parts: list[Part]) -> tuple[str, bytes]:
+    """(boundary, body): the parts framed afresh, CRLF throughout."""
+    boundary = "authproxy-" + secrets.token_hex(16)
+    dash = b"--" + boundary.encode("ascii")
+    while any(dash in part.data for part in parts):  # 128 random bits: only a body built to contain it
+        boundary = "authproxy-" + secrets.token_hex(16)
+        dash = b"--" + boundary.encode("ascii")
+    out = bytearray()
+    for part in parts:
+        disposition = f'form-data; name="{part.name}"'
+        if part.filename is not None:
+            disposition += f'; filename="{part.filename}"'
+        out += dash + _CRLF + f"Content-Disposition: {disposition}\r\n".encode()
+        if part.content_type is not None:
+            out += f"Content-Type: {part.content_type}\r\n".encode()
+        out += _CRLF + part.data + _CRLF
+    out += dash + b"--" + _CRLF
+    return boundary, bytes(out)
