@@ -9,6 +9,7 @@ from typing import ClassVar, Literal, TypeAlias
 
 __all__ = [
     "AnswerCode",
+    "BadItemId",
     "BadTarget",
     "ConfigError",
     "DenialCode",
@@ -81,6 +82,11 @@ class RequestRejected(Exception):
 
 class BadTarget(RequestRejected):
     """The request target's meaning is ambiguous (dot-segments, encoded slash, non-origin form…)."""
+
+
+class BadItemId(RequestRejected):
+    """An id the caller names in a body or a tool argument cannot stand in a scope (a ':', whitespace or a
+    control character): it would split or widen the scope, or break the challenge header that names it."""
 
 
 class HeaderTooLarge(RequestRejected):

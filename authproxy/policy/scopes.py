@@ -16,12 +16,28 @@ from dataclasses import dataclass
 from authproxy.policy.decision import ListingFilter
 from authproxy.policy.patterns import RoutePattern
 
-__all__ = ["AGENTOS_FAMILIES", "ScopeRequirement", "ScopeResult", "compile_requirement", "evaluate"]
+__all__ = [
+    "AGENTOS_FAMILIES",
+    "ScopeRequirement",
+    "ScopeResult",
+    "compile_requirement",
+    "evaluate",
+    "is_item_id",
+]
 
 AGENTOS_FAMILIES = frozenset({"agents", "teams", "workflows"})
 _ALIASES = {"system": "config"}  # AgentOS reads legacy `system:*` scopes as `config:*`
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _WHITESPACE = re.compile(r"\s")
+# An item id named in a body or a tool argument stands in a scope (`agents:<id>:run`), and scopes travel
+# space-separated in tokens and in the challenge's `scope=`: no ':', whitespace or control character may
+# split the scope, widen it, or break the header that names it.
+_ITEM_ID = re.compile(r"[^\x00-\x20\x7f-\x9f:\s]+")
+
+
+def is_item_id(value: object) -> bool:
+    """Whether `value` can name one item in a per-item scope."""
+    return isinstance(value, str) and _ITEM_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

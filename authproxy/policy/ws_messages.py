@@ -5,8 +5,11 @@ need `workflows:run` on the workflow their `workflow_id` names (the same check a
 `POST /workflows/{id}/runs`). Behind authproxy the upgrade is authenticated by the gate, which grants the
 caller's runnable workflows (`MessageGrant`); each client text frame is then judged here. A refused message
 is answered with the very frame Agno sends and never reaches the upstream. A frame Agno cannot read (not a
-JSON object) makes Agno drop the connection; so does the proxy, and the frame is not forwarded. As Agno
-does, these three messages carry the caller's own `user_id`, so a run is never attributed to someone else.
+JSON object) makes Agno drop the connection; so does the proxy, and the frame is not forwarded. A frame the
+strict JSON reader refuses (a repeated key, NaN, nesting past the bound: readings that could differ from the
+upstream's) is dropped the same way. What the upstream receives is the proxy's own encoding of the message it
+judged, never the client's text. As Agno does, these three messages carry the caller's own `user_id`, so a
+run is never attributed to someone else.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from authproxy.standards.json_text import read_json, write_json
+from authproxy.standards.media import Unreadable
 
 __all__ = ["DROP", "MessageGrant", "Verdict", "judge_message", "workflow_grant"]
 
@@ -29,7 +35,7 @@ _REFUSALS = {
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    send: str | None  # the frame passed to the upstream: the client's, or with its user_id pinned
+    send: str | None  # the frame passed to the upstream: the message re-encoded, its user_id pinned
     reply: str | None = None  # the error frame answered to the client instead
     refused: str | None = None  # the refused message's action, for the log
 
@@ -71,29 +77,29 @@ def workflow_grant(
 def judge_message(text: str, grant: MessageGrant) -> Verdict:
     """What to do with one client text frame."""
     try:
-        message: Any = json.loads(text)
-    except ValueError:
+        message: Any = read_json(text.encode("utf-8", "surrogatepass"), what="the message")
+    except Unreadable:
         return DROP
     if not isinstance(message, dict):
         return DROP  # Agno calls message.get() and the handler dies
     action = message.get("action")
     refusal = _REFUSALS.get(action) if isinstance(action, str) else None  # any JSON value may be there
     if refusal is None:
-        return Verdict(text)
+        return Verdict(write_json(message).decode())
     workflow_id = message.get("workflow_id")
     # Agno compares the id as given: a missing, empty or non-string id passes family-wide grants only.
     if grant.workflows is not None and not (isinstance(workflow_id, str) and workflow_id in grant.workflows):
         # Agno's frame, byte for byte (json.dumps with its default separators)
         return Verdict(None, json.dumps({"event": "error", "error": refusal}), action)
-    return Verdict(_with_identity(text, message, grant))
+    _pin_identity(message, grant)
+    return Verdict(write_json(message).decode())
 
 
-def _with_identity(text: str, message: dict[str, Any], grant: MessageGrant) -> str:
+def _pin_identity(message: dict[str, Any], grant: MessageGrant) -> None:
     """Agno's rule: an admin's message keeps its user_id (the subject if it has none); anyone else's
-    user_id is the subject. The client's bytes pass as sent when nothing changes."""
+    user_id is the subject."""
     if grant.user_id is None or message.get("user_id") == grant.user_id:
-        return text
+        return
     if grant.admin and "user_id" in message:
-        return text
+        return
     message["user_id"] = grant.user_id
-    return json.dumps(message)

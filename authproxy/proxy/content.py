@@ -8,26 +8,28 @@ whole, bounded (over the bound: 502), and a 2xx whose field is not the caller's 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
 
-from authproxy.config.content import ContentRule, FieldRef, OwnerLookup
+from authproxy.config.content import ContentRule, OwnerLookup
 from authproxy.config.model import UpstreamConfig
 from authproxy.config.route_form import template_names
 from authproxy.errors import ContentRejected, UpstreamUnavailable
-from authproxy.policy.content.fields import Body, field_values, malformed, pin_body, pin_query
+from authproxy.policy.content.fields import Body, json_value, malformed, pin_body, pin_query
 from authproxy.policy.content.items import check_items
 from authproxy.policy.content.plan import ContentPlan
 from authproxy.proxy.forward import Forwarder, Headers, Relayed, continue_upload
 from authproxy.proxy.listings import listing_request_headers
+from authproxy.standards.json_text import ANSWER_MAX_DEPTH, read_json
+from authproxy.standards.media import Unreadable
 
 __all__ = ["read_bounded", "run_content"]
 
 _BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
-_NOT_FOUND = ContentRejected(404, "not_found", "not found")
+# The body forwarded on a content route is the proxy's own encoding: the client's framing headers go.
+_ENCODING_HEADERS = _BODY_HEADERS | {"content-type", "content-encoding"}
 
 
 async def read_bounded(request: web.BaseRequest, limit: int) -> bytes:
@@ -66,9 +68,9 @@ async def run_content(
     body: Body | None = None
     if plan.reads_body:
         body = await _checked_body(request, plan)
-        data = body.data
-        headers = [(n, v) for n, v in headers if n.lower() not in _BODY_HEADERS]
-        headers.append(("Content-Length", str(len(data))))
+        content_type, data = body.encode()
+        headers = [(n, v) for n, v in headers if n.lower() not in _ENCODING_HEADERS]
+        headers += [("Content-Type", content_type), ("Content-Length", str(len(data)))]
     if rule.owner is not None:
         await _owner_lookup(rule.owner, plan, request, body, (forwarder, upstream, headers))
     if data is None:
@@ -94,9 +96,12 @@ def _caller(plan: ContentPlan, claim: str) -> str:
 
 
 async def _checked_body(request: web.BaseRequest, plan: ContentPlan) -> Body:
-    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+    if any(coding.strip().lower() != "identity" for coding in request.headers.getall("Content-Encoding", ())):
         raise malformed("a compressed request body cannot be checked on this route")
-    body = Body(await read_bounded(request, plan.rule.max_body), request.headers.get("Content-Type", ""))
+    content_types = request.headers.getall("Content-Type", ())
+    if len(content_types) > 1:
+        raise malformed("the request gives Content-Type more than once")
+    body = Body(await read_bounded(request, plan.rule.max_body), content_types[0] if content_types else "")
     check_items(plan, body)
     for pin in plan.rule.pins:
         if pin.field.where != "query":
@@ -127,7 +132,7 @@ async def _owner_lookup(
         raise ContentRejected(owner.status, "not_found", "not found")
     document = _json_response(answer)
     for ref, value in expected:
-        if _first(document, ref) != value:
+        if json_value(document, ref) != value:
             raise ContentRejected(owner.status, "not_found", "not found")
 
 
@@ -151,26 +156,13 @@ def _fill(template: str, plan: ContentPlan, fields: dict[str, list[tuple[str, st
 
 def _json_response(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as bad:
-        raise UpstreamUnavailable("the upstream answer is not JSON and cannot be checked") from bad
-
-
-def _first(document: Any, ref: FieldRef) -> Any:
-    values = field_values(_Parsed(document), ref)
-    return values[0] if values else None
-
-
-class _Parsed(Body):
-    """A Body over an already parsed JSON document (responses are parsed by the step itself)."""
-
-    def __init__(self, document: Any) -> None:
-        super().__init__(b"", "application/json")
-        self._json = document
+        return read_json(body, what="the upstream answer", max_depth=ANSWER_MAX_DEPTH)
+    except Unreadable as bad:
+        raise UpstreamUnavailable(f"{bad.reason}, and cannot be checked") from None
 
 
 def _check_response(rule: ContentRule, plan: ContentPlan, body: bytes) -> None:
     document = _json_response(body)
     for check in rule.response:
-        if _first(document, check.field) != plan.claim(check.claim):
-            raise _NOT_FOUND
+        if json_value(document, check.field) != plan.claim(check.claim):
+            raise ContentRejected(404, "not_found", "not found")

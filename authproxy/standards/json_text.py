@@ -15,9 +15,12 @@ from typing import Any
 
 from authproxy.standards.media import Unreadable
 
-__all__ = ["MAX_DEPTH", "read_json", "write_json"]
+__all__ = ["ANSWER_MAX_DEPTH", "MAX_DEPTH", "read_json", "write_json"]
 
-MAX_DEPTH = 64  # nesting of arrays and objects; the top-level value is depth 1
+MAX_DEPTH = 64  # nesting of arrays and objects in a request; the top-level value is depth 1
+# An upstream's answer that is filtered or checked: deeper documents are real (sessions, schemas), and the
+# bound only keeps the walk (and the stack of whoever reads it next) finite.
+ANSWER_MAX_DEPTH = 512
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -52,9 +55,9 @@ def read_json(data: bytes, *, what: str = "the body", max_depth: int = MAX_DEPTH
         )
     except RecursionError:
         raise Unreadable(f"{what} is nested deeper than {max_depth} levels") from None
-    except ValueError as bad:  # JSONDecodeError, an oversized integer, or Unreadable from a hook
-        if isinstance(bad, Unreadable):
-            raise Unreadable(f"{what}: {bad.reason}") from None
+    except Unreadable:  # from a hook: a repeated key, NaN/Infinity, an overflowing number
+        raise
+    except ValueError:  # JSONDecodeError, or an integer too long to convert
         raise Unreadable(f"{what} is not valid JSON") from None
     _check_tree(document, what, max_depth)
     return document

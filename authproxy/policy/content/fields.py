@@ -1,28 +1,30 @@
-"""Reading and pinning one field of a query string, a form body (urlencoded or multipart) or a JSON body.
+"""Reading and pinning one field of a query string or of a request body (JSON, urlencoded or multipart form).
 
-Pure functions over bytes. A pinned field is left byte for byte as sent when it already holds the
-caller's value, added when absent, and refused when it names anyone else; a field given twice is
-refused as ambiguous (the upstream might read the other copy). Anything that cannot be parsed with
-certainty is malformed (400): it reaches nothing.
+A body a rule reads is read once, strictly, by its media type (authproxy/standards: anything a parser could
+read two ways is malformed, 400), and what goes upstream is `Body.encode()`: the proxy's own canonical
+encoding of what it read, never the client's bytes. So the upstream, whatever parser it runs, reads the very
+fields that were checked. A pinned field is added when absent and refused when it names anyone else; a field
+a rule reads given twice is refused as ambiguous.
 """
 
 from __future__ import annotations
 
-import json
-from email.message import Message
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from authproxy.config.content import FieldRef
 from authproxy.errors import ContentRejected
+from authproxy.standards.forms import read_urlencoded, write_urlencoded
+from authproxy.standards.json_text import read_json, write_json
+from authproxy.standards.media import MediaType, Unreadable, check_charset, parse_media_type
+from authproxy.standards.multipart import Part, boundary_of, read_multipart, write_multipart
 
-__all__ = ["Body", "field_values", "malformed", "pin_body", "pin_query"]
+__all__ = ["Body", "field_values", "json_value", "malformed", "pin_body", "pin_query", "the_value"]
 
 _URLENCODED = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 _ABSENT = object()
+_UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 
 
 def malformed(reason: str) -> ContentRejected:
@@ -33,82 +35,64 @@ def _mismatch(ref: FieldRef) -> ContentRejected:
     return ContentRejected(403, "forbidden", f"{ref} must be the caller's own")
 
 
-class Body:
-    """A request body and its media type, parsed once on first use."""
+def _is_json(media: MediaType) -> bool:
+    return media.essence == "application/json" or media.essence.endswith("+json")
 
-    __slots__ = ("_form", "_json", "data", "media_type", "raw_type")
+
+class Body:
+    """A request body read strictly by its media type; `encode()` is what the upstream receives."""
+
+    __slots__ = ("_document", "_parts", "media")
 
     def __init__(self, data: bytes, content_type: str) -> None:
-        self.data = data
-        self.raw_type = content_type
-        self.media_type = content_type.partition(";")[0].strip().lower()
-        self._json: object = _ABSENT
-        self._form: list[tuple[str, str]] | None = None
+        if not content_type:
+            raise malformed("this route's body must be JSON or a form, with its Content-Type")
+        try:
+            self.media = parse_media_type(content_type)
+            check_charset(self.media)
+            self._document: Any = _ABSENT
+            self._parts: list[Part] | None = None
+            if _is_json(self.media):
+                self._document = read_json(data, what="the request body")
+            elif self.media.essence == _URLENCODED:
+                self._parts = [Part(n, v.encode()) for n, v in read_urlencoded(data, what="the request body")]
+            elif self.media.essence == _MULTIPART:
+                self._parts = read_multipart(data, boundary_of(self.media))
+            else:
+                raise Unreadable("this route's body must be JSON or a form (urlencoded or multipart)")
+            _check_form_charset(self._parts)
+        except Unreadable as bad:
+            raise malformed(bad.reason) from None
 
     def json(self) -> Any:
-        if self._json is _ABSENT:
-            if self.media_type != "application/json" and not self.media_type.endswith("+json"):
-                raise malformed("this route's body must be JSON (Content-Type: application/json)")
-            try:
-                self._json = json.loads(self.data, object_pairs_hook=_unique_keys)
-            except (UnicodeDecodeError, ValueError) as bad:
-                raise malformed("the request body is not valid JSON") from bad
-        return self._json
+        if self._document is _ABSENT:
+            raise malformed("this route's body must be JSON (Content-Type: application/json)")
+        return self._document
+
+    def parts(self) -> list[Part]:
+        if self._parts is None:
+            raise malformed("this route's body must be a form (urlencoded or multipart/form-data)")
+        return self._parts
 
     def form(self) -> list[tuple[str, str]]:
-        if self._form is None:
-            self._form = _parse_form(self.data, self.media_type, self.raw_type)
-        return self._form
+        """(name, value) of every plain field (file parts are not fields a rule can read)."""
+        return [(p.name, p.text) for p in self.parts() if p.filename is None]
+
+    def encode(self) -> tuple[str, bytes]:
+        """(Content-Type, body): the canonical encoding of what was read, pins included."""
+        if self._parts is None:
+            return self.media.essence, write_json(self._document)
+        if self.media.essence == _URLENCODED:
+            return _URLENCODED, write_urlencoded([(p.name, p.text) for p in self._parts])
+        boundary, data = write_multipart(self._parts)
+        return f"{_MULTIPART}; boundary={boundary}", data
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _parse_form(data: bytes, media_type: str, raw_type: str) -> list[tuple[str, str]]:
-    if media_type == _URLENCODED:
-        try:
-            return parse_qsl(data.decode("ascii"), keep_blank_values=True, strict_parsing=bool(data))
-        except (UnicodeDecodeError, ValueError) as bad:
-            raise malformed("the form body is not valid application/x-www-form-urlencoded") from bad
-    if media_type == _MULTIPART:
-        return [(name, value) for name, value, _ in _multipart_fields(data, raw_type)]
-    raise malformed("this route's body must be a form (urlencoded or multipart/form-data)")
-
-
-def _multipart_fields(data: bytes, raw_type: str) -> list[tuple[str, str, bool]]:
-    """(name, text value, is_file) per part; the stdlib MIME parser does the framing."""
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + raw_type.encode("latin-1") + b"\r\n\r\n" + data
-    )
-    if not message.is_multipart() or message.defects or not message.get_boundary():
-        raise malformed("the multipart body is not well formed")
-    fields: list[tuple[str, str, bool]] = []
-    for part in message.iter_parts():
-        # One disposition per part: with two, another multipart parser may read the other name.
-        if len(part.get_all("content-disposition", [])) != 1 or part.defects:
-            raise malformed("a multipart part must have exactly one Content-Disposition")
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            raise malformed("a multipart part has no field name")
-        is_file = part.get_param("filename", header="content-disposition") is not None
-        fields.append((name, "" if is_file else _part_text(part), is_file))
-    return fields
-
-
-def _part_text(part: Message) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        raise malformed("a multipart field is not text")
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError as bad:
-        raise malformed("a multipart field is not UTF-8 text") from bad
+def _check_form_charset(parts: list[Part] | None) -> None:
+    # HTML's `_charset_` field names the charset of the rest of the form; some readers honour it.
+    for part in parts or ():
+        if part.name == "_charset_" and part.filename is None and part.text.lower() not in _UTF8:
+            raise Unreadable("the form names a charset other than UTF-8 in its _charset_ field")
 
 
 def _json_get(document: Any, ref: FieldRef) -> Any:
@@ -125,22 +109,35 @@ def _json_get(document: Any, ref: FieldRef) -> Any:
     return node
 
 
+def json_value(document: Any, ref: FieldRef) -> Any:
+    """The value at a JSON pointer of a parsed document; None when absent (null counts as absent)."""
+    value = _json_get(document, ref)
+    return None if value is _ABSENT else value
+
+
 def field_values(body: Body, ref: FieldRef) -> list[Any]:
     """Every value the body gives `ref` (a JSON pointer has at most one; null counts as absent)."""
     if ref.where == "json":
-        value = _json_get(body.json(), ref)
-        return [] if value is _ABSENT or value is None else [value]
-    return [value for name, value in body.form() if name == ref.name]
+        value = json_value(body.json(), ref)
+        return [] if value is None else [value]
+    found = [p for p in body.parts() if p.name == ref.name]
+    if any(p.filename is not None for p in found):
+        raise malformed(f"{ref} must be a plain form field, not a file")
+    return [p.text for p in found]
+
+
+def the_value(body: Body, ref: FieldRef) -> Any:
+    """The one value of a field a rule reads (_ABSENT-free: None when absent); twice is malformed."""
+    found = field_values(body, ref)
+    if len(found) > 1:
+        raise malformed(f"{ref} is given more than once")
+    return found[0] if found else None
 
 
 def pin_query(raw_target: str, ref: FieldRef, value: str) -> str:
     """The target with `ref` (a query parameter) holding `value`; raises ContentRejected."""
     path, mark, query = raw_target.partition("?")
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True)
-    except ValueError as bad:  # pragma: no cover - parse_qsl is lenient without strict_parsing
-        raise malformed("the query string is not well formed") from bad
-    found = [v for name, v in pairs if name == ref.name]
+    found = [v for name, v in parse_qsl(query, keep_blank_values=True) if name == ref.name]
     if len(found) > 1:
         raise malformed(f"{ref} is given more than once")
     if found:
@@ -151,47 +148,22 @@ def pin_query(raw_target: str, ref: FieldRef, value: str) -> str:
     return f"{path}?{query}&{added}" if mark and query else f"{path}?{added}"
 
 
-def pin_body(body: Body, ref: FieldRef, value: str) -> bytes:
-    """The body with `ref` holding `value` (unchanged bytes if it already does); raises ContentRejected."""
-    found = field_values(body, ref)
-    if len(found) > 1:
-        raise malformed(f"{ref} is given more than once")
-    if found:
-        if found[0] != value:
+def pin_body(body: Body, ref: FieldRef, value: str) -> None:
+    """Hold `ref` to `value` in the body (set when absent); raises ContentRejected."""
+    found = the_value(body, ref)
+    if found is not None:
+        if found != value:
             raise _mismatch(ref)
-        return body.data
+        return
     if ref.where == "json":
-        return _json_set(body, ref, value)
-    if body.media_type == _URLENCODED:
-        added = f"{quote(ref.name, safe='')}={quote(value, safe='')}".encode()
-        body.data = body.data + b"&" + added if body.data else added
+        _json_set(body, ref, value)
     else:
-        body.data = _multipart_add(body, ref.name, value)
-    body._form = None
-    return body.data
+        body.parts().append(Part(ref.name, value.encode()))
 
 
-def _json_set(body: Body, ref: FieldRef, value: str) -> bytes:
+def _json_set(body: Body, ref: FieldRef, value: str) -> None:
     document = body.json()
     parent = _json_get(document, FieldRef("json", "", ref.pointer[:-1])) if len(ref.pointer) > 1 else document
     if not isinstance(parent, dict):
         raise malformed(f"{ref}: the body has no object to hold it")
     parent[ref.pointer[-1]] = value
-    body.data = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-    return body.data
-
-
-def _multipart_add(body: Body, name: str, value: str) -> bytes:
-    boundary = Message(policy=HTTP)
-    boundary["Content-Type"] = body.raw_type
-    marker = b"--" + (boundary.get_boundary() or "").encode("latin-1")
-    end = body.data.rfind(marker + b"--")
-    if end < 0 or '"' in name or "\r" in name or "\n" in name:
-        raise malformed("the multipart body is not well formed")
-    part = (
-        marker
-        + f'\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-        + value.encode()
-        + b"\r\n"
-    )
-    return body.data[:end] + part + body.data[end:]

@@ -8,8 +8,9 @@ the item segment (`agents:run`, family-wide).
 from __future__ import annotations
 
 from authproxy.errors import InsufficientScope
-from authproxy.policy.content.fields import Body, field_values, malformed
+from authproxy.policy.content.fields import Body, malformed, the_value
 from authproxy.policy.content.plan import ContentPlan
+from authproxy.policy.scopes import is_item_id
 
 __all__ = ["check_items", "item_satisfied_by"]
 
@@ -25,14 +26,16 @@ def check_items(plan: ContentPlan, body: Body) -> None:
     required: list[str] = []
     missing: list[str] = []
     for item in plan.rule.items:
-        for value in field_values(body, item.field):
-            if not isinstance(value, str) or not value or ":" in value or any(c.isspace() for c in value):
-                raise malformed(f"{item.field} must name an item id")
-            for template in item.scopes:
-                accepted = item_satisfied_by(template, value)
-                required.append(accepted[0])
-                if plan.granted.isdisjoint(accepted):
-                    missing.append(accepted[0])
+        value = the_value(body, item.field)
+        if value is None:
+            continue
+        if not is_item_id(value):
+            raise malformed(f"{item.field} must name an item id (no ':', whitespace or control character)")
+        for template in item.scopes:
+            accepted = item_satisfied_by(template, value)
+            required.append(accepted[0])
+            if plan.granted.isdisjoint(accepted):
+                missing.append(accepted[0])
     if missing:
         raise InsufficientScope(
             "insufficient scope for the item named in the body", tuple(required), tuple(missing)

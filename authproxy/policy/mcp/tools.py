@@ -13,8 +13,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from authproxy.errors import BadItemId
 from authproxy.policy.patterns import parse_pattern
-from authproxy.policy.scopes import ScopeRequirement, compile_requirement, evaluate
+from authproxy.policy.scopes import ScopeRequirement, compile_requirement, evaluate, is_item_id
 
 __all__ = ["CompiledTool", "ToolVerdict", "check_call", "compile_tool", "may_call_some"]
 
@@ -74,12 +75,17 @@ def _compile_alternative(scopes: tuple[str, ...], preset: str | None) -> _Altern
 
 
 def _bind(alternative: _Alternative, arguments: Mapping[str, object]) -> tuple[tuple[str, str], ...] | None:
-    """The alternative's parameters bound from the call's arguments; None when one is absent or not text."""
+    """The alternative's parameters bound from the call's arguments; None when one is absent or not text.
+
+    Raises BadItemId when an argument is text that cannot name an item in a scope.
+    """
     bound: list[tuple[str, str]] = []
     for name in alternative.params:
         value = arguments.get(name)
         if not isinstance(value, str) or not value:
             return None
+        if not is_item_id(value):
+            raise BadItemId(f"arguments.{name} must name an item id (no ':', whitespace or control)")
         bound.append((name, value))
     return tuple(bound)
 
@@ -87,7 +93,7 @@ def _bind(alternative: _Alternative, arguments: Mapping[str, object]) -> tuple[t
 def check_call(
     tool: CompiledTool, arguments: Mapping[str, object], granted: frozenset[str], admin_scope: str | None
 ) -> ToolVerdict:
-    """May a caller holding `granted` call `tool` with these arguments?"""
+    """May a caller holding `granted` call `tool` with these arguments? Raises BadItemId (see _bind)."""
     if admin_scope is not None and admin_scope in granted:
         return ToolVerdict(True, "admin scope")
     if not tool.alternatives:

@@ -29,7 +29,14 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from authproxy.errors import ContentRejected, DenialCode, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authproxy.errors import (
+    BadItemId,
+    ContentRejected,
+    DenialCode,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from authproxy.gate import authorize
 from authproxy.policy.decision import Decision
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
@@ -41,6 +48,7 @@ from authproxy.proxy.listings import listing_request_headers
 from authproxy.proxy.mcp.discovery import metadata_document, metadata_url, with_resource_metadata
 from authproxy.proxy.mcp.jsonrpc import (
     FORBIDDEN,
+    INVALID_PARAMS,
     INVALID_REQUEST,
     BadMessage,
     Post,
@@ -62,6 +70,7 @@ __all__ = ["Answered", "McpExchange"]
 
 _NOT_RUN = "not run: another call in this batch was refused"
 _TRANSPORT = frozenset({"GET", "HEAD", "POST", "DELETE", "OPTIONS"})  # Streamable HTTP, and CORS preflight
+_ENCODING_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding", "content-encoding"})
 
 
 class Answered:
@@ -142,25 +151,37 @@ class _Call:
 
     async def post(self) -> Answered:
         try:
-            body = await _read_bounded(self.request, self.policy.config.max_body)
-            post = parse_post(body)
+            content_types = self.request.headers.getall("Content-Type", ())
+            if len(content_types) > 1:
+                raise BadMessage("the request gives Content-Type more than once")
+            post = parse_post(
+                await _read_bounded(self.request, self.policy.config.max_body),
+                content_types[0] if content_types else "",
+            )
+            denial, pinned = self.check_calls(post)
+        except BadItemId as bad:
+            return self.malformed(BadMessage(bad.reason, INVALID_PARAMS))
         except BadMessage as bad:
-            status = 413 if bad.rpc_code == _TOO_LARGE else 400
-            error: DenialCode = "payload_too_large" if status == 413 else "bad_request"
-            code = INVALID_REQUEST if status == 413 else bad.rpc_code
-            document = error_object(None, code, bad.reason, {"error": error})
-            refused = replace(self.decision, allowed=False, error=error, reason=bad.reason)
-            return _respond(_jsonrpc(status, document), refused)
-        denial, pinned = self.check_calls(post)
+            return self.malformed(bad)
         if denial is not None:
             return denial
-        if pinned:
-            body = set_arguments(body, pinned)
-            self.headers = [(n, v) for n, v in self.headers if n.lower() != "content-length"]
+        set_arguments(post, pinned)
+        # What goes upstream is the proxy's own encoding of the messages it checked, never the client's bytes.
+        self.headers = [(n, v) for n, v in self.headers if n.lower() not in _ENCODING_HEADERS]
+        self.headers.append(("Content-Type", "application/json"))
+        body = post.encode()
         listings = post.requests("tools/list")
         if not listings:
             return await self.relay(body)
         return await self.filtered(body, [m.id for m in listings])
+
+    def malformed(self, bad: BadMessage) -> Answered:
+        status = 413 if bad.rpc_code == _TOO_LARGE else 400
+        error: DenialCode = "payload_too_large" if status == 413 else "bad_request"
+        code = INVALID_REQUEST if status == 413 else bad.rpc_code
+        document = error_object(None, code, bad.reason, {"error": error})
+        refused = replace(self.decision, allowed=False, error=error, reason=bad.reason)
+        return _respond(_jsonrpc(status, document), refused)
 
     def check_calls(self, post: Post) -> tuple[Answered | None, list[tuple[int, str, str]]]:
         """The refusal of the POST if any call in it is refused; else the argument pins to write into it."""

@@ -9,14 +9,16 @@ where JSON-RPC readers ignore it and AgentOS clients find it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from authproxy.errors import RequestRejected
+from authproxy.standards.json_text import read_json, write_json
+from authproxy.standards.media import Unreadable, check_charset, parse_media_type
 
 __all__ = [
     "FORBIDDEN",
+    "INVALID_PARAMS",
     "INVALID_REQUEST",
     "PARSE_ERROR",
     "BadMessage",
@@ -56,36 +58,32 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class Post:
     messages: tuple[Message, ...]
+    document: Any  # the body as read; what goes upstream is `encode()` of it
     batch: bool
+
+    def encode(self) -> bytes:
+        """The canonical encoding of the body that was checked (pinned arguments included)."""
+        return write_json(self.document)
 
     def requests(self, method: str) -> tuple[Message, ...]:
         return tuple(m for m in self.messages if m.kind == "request" and m.method == method)
 
 
-def parse_post(body: bytes) -> Post:
-    """The messages of one POST body; raises BadMessage."""
+def parse_post(body: bytes, content_type: str) -> Post:
+    """The messages of one POST body, read strictly (a repeated key, NaN, a non-UTF-8 body or charset, or
+    nesting past the bound could be read two ways: {"name": "whoami", "name": "purge"} must not be judged
+    as one tool and run as another); raises BadMessage."""
     try:
-        document = json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadMessage("the body is not JSON", PARSE_ERROR) from None
+        if content_type:  # the SDKs always send one; a POST without it is read as JSON as before
+            check_charset(parse_media_type(content_type), "an MCP request")
+        document = read_json(body)
+    except Unreadable as bad:
+        raise BadMessage(bad.reason, PARSE_ERROR) from None
     if isinstance(document, list):
         if not document:
             raise BadMessage("an empty JSON-RPC batch")
-        return Post(tuple(_message(item) for item in document), batch=True)
-    return Post((_message(document),), batch=False)
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Parsers disagree on a repeated key (first or last wins): {"name": "whoami", "name": "purge"} must not
-    # be judged as one tool and run as another.
-    found = dict(pairs)
-    if len(found) != len(pairs):
-        raise BadMessage("a JSON object repeats a key")
-    return found
-
-
-def _no_constant(name: str) -> None:
-    raise BadMessage(f"{name} is not JSON")
+        return Post(tuple(_message(item) for item in document), document, batch=True)
+    return Post((_message(document),), document, batch=False)
 
 
 def _message(item: object) -> Message:
@@ -135,13 +133,11 @@ def error_object(ident: Id | None, code: int, message: str, data: dict[str, Any]
     }
 
 
-def set_arguments(body: bytes, edits: list[tuple[int, str, str]]) -> bytes:
-    """The body with `arguments[name] = value` set in the tools/call at each message index (a pinned id)."""
-    document = json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    messages = document if isinstance(document, list) else [document]
+def set_arguments(post: Post, edits: list[tuple[int, str, str]]) -> None:
+    """Set `arguments[name] = value` in the tools/call at each message index (a pinned id)."""
+    messages = post.document if post.batch else [post.document]
     for index, name, value in edits:
         params = messages[index]["params"]
         if not isinstance(params.get("arguments"), dict):
             params["arguments"] = {}
         params["arguments"][name] = value
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()

@@ -101,8 +101,10 @@ BAD_ARGUMENTS = "tools/call params.arguments must be an object"
 @pytest.mark.parametrize(
     ("body", "code", "detail"),
     [
-        (b'{"jsonrpc": "2.0", "id": 1, "method": ', -32700, "the body is not JSON"),
-        (b"\xff\xfe", -32700, "the body is not JSON"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": ', -32700, "the body is not valid JSON"),
+        (b"\xff\xfe", -32700, "the body is not UTF-8"),
+        ('{"jsonrpc": "2.0", "id": 1, "method": "ping"}'.encode("utf-16"), -32700, "the body is not UTF-8"),
+        (b"[" * 1500 + b"]" * 1500, -32700, "the body is nested deeper than 64 levels"),
         (b'{"hello": "world"}', -32600, "not a JSON-RPC 2.0 message"),
         (b"[]", -32600, "an empty JSON-RPC batch"),
         (b'[{"jsonrpc": "2.0", "id": 1, "method": "ping"}, 3]', -32600, "not a JSON-RPC 2.0 message"),
@@ -113,8 +115,8 @@ BAD_ARGUMENTS = "tools/call params.arguments must be an object"
         ),
         (b'{"jsonrpc": "2.0", "id": 1}', -32600, NO_METHOD),
         (CALL + b'"params": {}}', -32602, "tools/call needs params.name, the tool's name"),
-        (CALL + b'"params": {"name": "whoami", "name": "purge"}}', -32600, "a JSON object repeats a key"),
-        (CALL + b'"params": {"name": "whoami", "arguments": {"n": NaN}}}', -32600, "NaN is not JSON"),
+        (CALL + b'"params": {"name": "whoami", "name": "purge"}}', -32700, "a JSON object repeats a key"),
+        (CALL + b'"params": {"name": "whoami", "arguments": {"n": NaN}}}', -32700, "NaN is not JSON"),
         (
             CALL + b'"params": {"name": "x", "arguments": [1]}}',
             -32602,
@@ -192,7 +194,7 @@ async def test_an_encoded_spelling_of_the_path_is_checked_too(
     assert upstream.requests == []
 
 
-async def test_allowed_messages_reach_the_upstream_exactly_as_sent(
+async def test_allowed_messages_reach_the_upstream_in_the_proxys_own_encoding(
     base: str, upstream: RecordingUpstream, token: TokenFactory
 ) -> None:
     batch = json.dumps(
@@ -208,7 +210,9 @@ async def test_allowed_messages_reach_the_upstream_exactly_as_sent(
     status, _, _ = await post(base + "/mcp", batch, token(*READER), session)
     assert status == 200
     forwarded = upstream.last()
-    assert forwarded.body_sha256 == hashlib.sha256(batch).hexdigest()
+    # The messages that were checked, re-encoded by the proxy (compact UTF-8 JSON): no second reading.
+    canonical = json.dumps(json.loads(batch), separators=(",", ":"), ensure_ascii=False).encode()
+    assert forwarded.body_sha256 == hashlib.sha256(canonical).hexdigest()
     assert forwarded.header("Mcp-Session-Id") == ["session-123"]
     auth = {"Authorization": f"Bearer {token(*READER)}", **session}
     async with aiohttp.ClientSession() as http:

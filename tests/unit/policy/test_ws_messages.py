@@ -19,6 +19,11 @@ def frame(**fields: object) -> str:
     return json.dumps(fields)
 
 
+def canonical(message: str) -> str:
+    """What the upstream receives of an allowed message: the proxy's own compact encoding."""
+    return json.dumps(json.loads(message), separators=(",", ":"), ensure_ascii=False)
+
+
 def refusal(text: str) -> str:
     return '{"event": "error", "error": "' + text + '"}'  # Agno's json.dumps, default separators
 
@@ -40,18 +45,31 @@ def refusal(text: str) -> str:
         (frame(action="something-else", workflow_id="w2"), None),  # Agno answers "Unknown action" itself
         (frame(action=["start-workflow"], workflow_id="w2"), None),
         (frame(action=None), None),
-        ('{"action": "start-workflow", "workflow_id": "w1", "workflow_id": "w2"}', RUN),  # the last key wins
     ],
 )
 def test_per_item_grant_judges_each_message(message: str, reply: str | None) -> None:
     verdict = judge_message(message, ONLY_W1)
     if reply is None:
-        assert verdict == Verdict(message)  # passed as sent
+        assert verdict == Verdict(canonical(message))  # re-encoded, never the client's text
     else:
         assert verdict == Verdict(None, refusal(reply), json.loads(message)["action"])
 
 
-@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '"start-workflow"', "7", "null", ""])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        "[1, 2]",
+        '"start-workflow"',
+        "7",
+        "null",
+        "",
+        # readings that could differ from the upstream's: a repeated key (first or last wins), NaN, depth
+        '{"action": "start-workflow", "workflow_id": "w1", "workflow_id": "w2"}',
+        '{"action": "ping", "n": NaN}',
+        '{"action": "ping", "n": ' + "[" * 1500 + "]" * 1500 + "}",
+    ],
+)
 def test_a_frame_agno_cannot_read_drops_the_connection(text: str) -> None:
     assert judge_message(text, ONLY_W1) == DROP
     assert judge_message(text, MessageGrant(None)) == DROP
@@ -61,7 +79,7 @@ def test_a_whole_family_grant_forwards_every_readable_message() -> None:
     everything = MessageGrant(None)
     for action in ("start-workflow", "reconnect", "continue-workflow"):
         for message in (frame(action=action), frame(action=action, workflow_id="any")):
-            assert judge_message(message, everything) == Verdict(message)
+            assert judge_message(message, everything) == Verdict(canonical(message))
 
 
 WORKFLOWS = ["w1", "w2", "", "a:b"]
@@ -120,16 +138,16 @@ def test_allowed_messages_carry_the_callers_user_id_as_agno_pins_it(
         assert json.loads(verdict.send) == {"action": action, "workflow_id": "w1", "user_id": forwarded}
 
 
-def test_messages_already_carrying_the_subject_and_other_actions_pass_as_sent() -> None:
+def test_messages_already_carrying_the_subject_and_other_actions_keep_their_fields() -> None:
     grant = MessageGrant(None, "alice")
     for message in (
-        '{"action":"start-workflow","workflow_id":"w1","user_id":"alice"}',
-        '{"action":"ping","user_id":"mallory"}',
+        '{"action": "start-workflow", "workflow_id": "w1", "user_id": "alice"}',
+        '{"action": "ping", "user_id": "mallory"}',
     ):
-        assert judge_message(message, grant) == Verdict(message)
+        assert judge_message(message, grant) == Verdict(canonical(message))
     subjectless = MessageGrant(None)
     message = frame(action="start-workflow", workflow_id="w1", user_id="anyone")
-    assert judge_message(message, subjectless) == Verdict(message)  # Agno pins only to a subject it has
+    assert judge_message(message, subjectless) == Verdict(canonical(message))  # Agno pins only to a subject
 
 
 def test_grant_describes_itself_for_explain() -> None:

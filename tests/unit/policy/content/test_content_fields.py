@@ -44,16 +44,26 @@ def test_query_pin_refusals(target: str, status: int) -> None:
     assert refused.value.status == status
 
 
+def pinned(body: Body, ref: FieldRef, value: str) -> tuple[str, bytes]:
+    pin_body(body, ref, value)
+    return body.encode()
+
+
 def test_json_pin_sets_nested_field_and_keeps_the_rest() -> None:
     body = Body(b'{"meta": {"x": 1}, "n": [1, 2]}', "application/json; charset=utf-8")
-    out = pin_body(body, parse_field("json:/meta/owner"), "alice")
-    assert json.loads(out) == {"meta": {"x": 1, "owner": "alice"}, "n": [1, 2]}
+    content_type, out = pinned(body, parse_field("json:/meta/owner"), "alice")
+    assert content_type == "application/json"
+    assert out == b'{"meta":{"x":1,"owner":"alice"},"n":[1,2]}'
 
 
 def test_json_null_counts_as_absent() -> None:
-    assert json.loads(pin_body(Body(b'{"user_id": null}', "application/json"), JSON_USER, "a")) == {
-        "user_id": "a"
-    }
+    _, out = pinned(Body(b'{"user_id": null}', "application/json"), JSON_USER, "a")
+    assert json.loads(out) == {"user_id": "a"}
+
+
+def test_json_with_the_callers_id_is_still_forwarded_canonically() -> None:
+    _, out = pinned(Body(b'{ "user_id" : "a",\n "x": 1.50 }', "application/json"), JSON_USER, "a")
+    assert out == b'{"user_id":"a","x":1.5}'
 
 
 @pytest.mark.parametrize(
@@ -64,6 +74,13 @@ def test_json_null_counts_as_absent() -> None:
         (b'{"a": 1, "a": 2}', 400),
         (b"\xff", 400),
         (b"", 400),
+        (b"[" * 65 + b"]" * 65, 400),
+        (b"[" * 1500 + b"]" * 1500, 400),
+        (b'{"x": NaN}', 400),
+        (b'{"x": 1e999}', 400),
+        (b'{"x": "\\ud800"}', 400),
+        (b'\xef\xbb\xbf{"user_id": "a"}', 400),
+        ('{"user_id": "a"}'.encode("utf-16"), 400),
     ],
 )
 def test_json_pin_refusals(raw: bytes, status: int) -> None:
@@ -72,11 +89,59 @@ def test_json_pin_refusals(raw: bytes, status: int) -> None:
     assert refused.value.status == status
 
 
-def test_urlencoded_pin_appends_and_refuses_duplicates() -> None:
-    assert pin_body(Body(b"", "application/x-www-form-urlencoded"), FORM_USER, "a b") == b"user_id=a%20b"
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset=utf-7",
+        "application/json; charset=utf-16",
+        "application/json; charset=utf-8; charset=utf-7",
+        "application/x-www-form-urlencoded; charset=utf-7",
+        "multipart/form-data; boundary=XyZ; charset=utf-7",
+        "text/plain",
+        "",
+    ],
+)
+def test_a_body_declared_in_another_charset_or_type_is_malformed(content_type: str) -> None:
     with pytest.raises(ContentRejected) as refused:
-        pin_body(Body(b"user_id=a&user_id=a", "application/x-www-form-urlencoded"), FORM_USER, "a")
+        Body(b"{}", content_type)
+    assert (refused.value.status, refused.value.answer_code) == (400, "bad_request")
+
+
+def test_urlencoded_pin_appends_and_refuses_duplicates() -> None:
+    form = "application/x-www-form-urlencoded"
+    assert pinned(Body(b"", form), FORM_USER, "a b") == (form, b"user_id=a%20b")
+    assert pinned(Body(b"note=x+y&k=%7e", form), FORM_USER, "a") == (form, b"note=x%20y&k=~&user_id=a")
+    with pytest.raises(ContentRejected) as refused:
+        pin_body(Body(b"user_id=a&user_id=a", form), FORM_USER, "a")
     assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"note=x;user_id=b",
+        b"note=%zz",
+        b"note",
+        b"=x",
+        b"a=1&&b=2",
+        b"note=caf\xc3\xa9",
+        b"note=%ff",
+        b"a b=1",
+    ],
+)
+def test_urlencoded_that_readers_split_or_decode_differently_is_malformed(raw: bytes) -> None:
+    with pytest.raises(ContentRejected) as refused:
+        Body(raw, "application/x-www-form-urlencoded")
+    assert refused.value.status == 400
+
+
+def test_a_charset_field_naming_another_charset_is_malformed() -> None:
+    with pytest.raises(ContentRejected):
+        Body(b"_charset_=utf-7&user_id=a", "application/x-www-form-urlencoded")
+    assert Body(b"_charset_=UTF-8&user_id=a", "application/x-www-form-urlencoded").form()[1] == (
+        "user_id",
+        "a",
+    )
 
 
 MULTIPART = (
@@ -93,18 +158,32 @@ MULTIPART = (
 
 def test_multipart_pin_adds_a_part_the_parser_reads_back() -> None:
     body = Body(MULTIPART, "multipart/form-data; boundary=XyZ")
-    out = pin_body(body, FORM_USER, "alice")
-    reread = Body(out, "multipart/form-data; boundary=XyZ")
+    content_type, out = pinned(body, FORM_USER, "alice")
+    assert content_type.startswith("multipart/form-data; boundary=authproxy-")
+    reread = Body(out, content_type)
     assert field_values(reread, FORM_USER) == ["alice"]
     assert field_values(reread, FieldRef("form", "message")) == ["hi"]
-    assert out.endswith(b"--XyZ--\r\n")
+    files = [p for p in reread.parts() if p.filename is not None]
+    assert [(p.name, p.filename, p.content_type, p.data) for p in files] == [
+        ("files", "f.bin", "application/octet-stream", b"\x00user_id")
+    ]
 
 
-def test_multipart_with_the_callers_id_is_left_byte_for_byte() -> None:
+def test_multipart_is_rebuilt_with_a_fresh_boundary_even_when_nothing_changes() -> None:
     raw = MULTIPART.replace(
         b"--XyZ--", b'--XyZ\r\nContent-Disposition: form-data; name="user_id"\r\n\r\nalice\r\n--XyZ--'
     )
-    assert pin_body(Body(raw, "multipart/form-data; boundary=XyZ"), FORM_USER, "alice") == raw
+    content_type, out = pinned(Body(raw, "multipart/form-data; boundary=XyZ"), FORM_USER, "alice")
+    boundary = content_type.partition("boundary=")[2]
+    assert b"XyZ" not in out
+    assert out == raw.replace(b"XyZ", boundary.encode())
+
+
+def test_a_file_part_cannot_stand_for_a_field_a_rule_reads() -> None:
+    raw = MULTIPART.replace(b'name="files"', b'name="user_id"')
+    with pytest.raises(ContentRejected) as refused:
+        pin_body(Body(raw, "multipart/form-data; boundary=XyZ"), FORM_USER, "alice")
+    assert refused.value.status == 400
 
 
 def plan(*granted: str) -> ContentPlan:
@@ -127,7 +206,7 @@ def test_item_named_in_the_body_without_its_scope() -> None:
     assert short.value.missing == ("agents:a1:run",)
 
 
-@pytest.mark.parametrize("value", ['"a:b"', '""', "3", '"a b"'])
+@pytest.mark.parametrize("value", ['"a:b"', '""', "3", '"a b"', '"p2\\u0001"', '"n2\\r\\nX-Injected: 1"'])
 def test_item_that_is_no_id_is_malformed(value: str) -> None:
     with pytest.raises(ContentRejected) as refused:
         check_items(plan("agents:*:run"), Body(b'{"agent_id": %s}' % value.encode(), "application/json"))
