@@ -132,10 +132,15 @@ def _disposition(value: str) -> tuple[str, str | None]:
     if kind.strip(" \t").lower() != "form-data":
         raise Unreadable("a multipart part's Content-Disposition must be form-data")
     params = dict(parse_params(";" + rest, "multipart Content-Disposition"))
-    name = params.get("name")
+    name, filename = params.get("name"), params.get("filename")
     if not name:
         raise Unreadable("a multipart part has no field name")
-    return name, params.get("filename")
+    for text in (name, filename or ""):
+        # aiohttp strips a leading '/' or '\\' from a quoted name and splits it at a second ';' (its own
+        # comments call that parser a one-case fix): such a name is read one way here and another there.
+        if text.startswith("/") or ";" in text:
+            raise Unreadable("a multipart field name or filename starts with '/' or holds ';'")
+    return name, filename
 
 
 def _part_type(value: str) -> MediaType:
