@@ -9,6 +9,7 @@ a rule reads given twice is refused as ambiguous.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -120,10 +121,18 @@ def field_values(body: Body, ref: FieldRef) -> list[Any]:
     if ref.where == "json":
         value = json_value(body.json(), ref)
         return [] if value is None else [value]
-    found = [p for p in body.parts() if p.name == ref.name]
+    parts = body.parts()
+    _refuse_bracketed(ref, (p.name for p in parts))
+    found = [p for p in parts if p.name == ref.name]
     if any(p.filename is not None for p in found):
         raise malformed(f"{ref} must be a plain form field, not a file")
     return [p.text for p in found]
+
+
+def _refuse_bracketed(ref: FieldRef, names: Iterable[str]) -> None:
+    # `user_id[]=b` or `user_id[x]=b` is another name here, but Express's qs and PHP merge it into `user_id`.
+    if any(name.startswith(ref.name + "[") for name in names):
+        raise malformed(f"{ref} is also given in bracket notation, which some parsers merge into it")
 
 
 def the_value(body: Body, ref: FieldRef) -> Any:
@@ -137,7 +146,9 @@ def the_value(body: Body, ref: FieldRef) -> Any:
 def pin_query(raw_target: str, ref: FieldRef, value: str) -> str:
     """The target with `ref` (a query parameter) holding `value`; raises ContentRejected."""
     path, mark, query = raw_target.partition("?")
-    found = [v for name, v in parse_qsl(query, keep_blank_values=True) if name == ref.name]
+    pairs = parse_qsl(query, keep_blank_values=True)
+    _refuse_bracketed(ref, (name for name, _ in pairs))
+    found = [v for name, v in pairs if name == ref.name]
     if len(found) > 1:
         raise malformed(f"{ref} is given more than once")
     if found:

@@ -36,7 +36,14 @@ def test_query_pin_encodes_the_id() -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "status"), [("/s?user_id=bob", 403), ("/s?user_id=", 403), ("/s?user_id=a&user_id=a", 400)]
+    ("target", "status"),
+    [
+        ("/s?user_id=bob", 403),
+        ("/s?user_id=", 403),
+        ("/s?user_id=a&user_id=a", 400),
+        ("/s?user_id%5B%5D=bob", 400),  # Express's qs merges user_id[] into user_id
+        ("/s?user_id[x]=bob&user_id=a", 400),
+    ],
 )
 def test_query_pin_refusals(target: str, status: int) -> None:
     with pytest.raises(ContentRejected) as refused:
@@ -132,6 +139,13 @@ def test_urlencoded_pin_appends_and_refuses_duplicates() -> None:
 def test_urlencoded_that_readers_split_or_decode_differently_is_malformed(raw: bytes) -> None:
     with pytest.raises(ContentRejected) as refused:
         Body(raw, "application/x-www-form-urlencoded")
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("raw", [b"user_id%5B%5D=b", b"user_id%5B0%5D=b&user_id=a"])
+def test_a_read_field_in_bracket_notation_is_malformed(raw: bytes) -> None:
+    with pytest.raises(ContentRejected) as refused:
+        pin_body(Body(raw, "application/x-www-form-urlencoded"), FORM_USER, "a")
     assert refused.value.status == 400
 
 
