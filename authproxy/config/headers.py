@@ -75,6 +75,8 @@ class HeaderPlan:
     drop: frozenset[str]  # normalised names removed from every upstream request
     ws_drop: frozenset[str]  # the same plus the handshake headers, for WebSocket upgrades
     identity: tuple[tuple[str, str], ...]  # (field, header name) we set, as configured
+    # forward.strip_authorization with a cookie source: the cookie the token is read from never passes
+    strip_cookie: str | None = None
 
     @classmethod
     def build(cls, forward: ForwardConfig, jwt: JwtConfig) -> HeaderPlan:
@@ -83,9 +85,12 @@ class HeaderPlan:
         named = (*DEFAULT_IDENTITY_HEADERS, *forward.identity_headers)
         identity_names = {normalise(name) for _, name in named}
         drop = HOP_BY_HOP | _FORWARDING | _METHOD_OVERRIDES | _PER_HOP | identity_names
+        strip_cookie = None
         if forward.strip_authorization:
+            # The token goes wherever it was read from: its header, and its cookie when that is a source.
             drop |= {normalise(jwt.header)}
-        return cls(frozenset(drop), frozenset(drop | _WS_HANDSHAKE), forward.identity_headers)
+            strip_cookie = jwt.cookie if "cookie" in jwt.sources else None
+        return cls(frozenset(drop), frozenset(drop | _WS_HANDSHAKE), forward.identity_headers, strip_cookie)
 
     def refusal(self, user_id: str | None, session_id: str | None, scopes: Collection[str]) -> str | None:
         """Why this identity cannot travel in the configured headers, or None; the gate denies on it."""

@@ -27,6 +27,8 @@ def forwarded_headers(
     drop = plan.ws_drop if websocket else plan.drop
     named = connection_named(headers.getall("Connection", ()))
     out = [(k, v) for k, v in headers.items() if (n := normalise(k)) not in drop and n not in named]
+    if plan.strip_cookie is not None:
+        out = _without_cookie(out, plan.strip_cookie)
     if peer:
         out.append(("X-Forwarded-For", peer))
     out.append(("X-Forwarded-Proto", proto))
@@ -37,6 +39,20 @@ def forwarded_headers(
         value = _identity_value(field, decision)
         if value:
             out.append((name, value))
+    return out
+
+
+def _without_cookie(headers: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:
+    """The headers with every `name=` pair gone from each Cookie header (read as auth/extract.py reads it);
+    a Cookie header left empty goes too."""
+    out: list[tuple[str, str]] = []
+    for key, value in headers:
+        if key.lower() == "cookie" and name in value:
+            kept = [p.strip() for p in value.split(";") if p.partition("=")[0].strip() != name]
+            value = "; ".join(p for p in kept if p)
+            if not value:
+                continue
+        out.append((key, value))
     return out
 
 

@@ -132,6 +132,27 @@ async def test_authorization_reaches_upstream_unless_stripped(
     assert upstream.last().header("Authorization") == []
 
 
+async def test_strip_authorization_removes_the_token_cookie_and_keeps_the_others(
+    start_proxy: ProxyFactory,
+    upstream: RecordingUpstream,
+    client: aiohttp.ClientSession,
+    auth: dict[str, str],
+) -> None:
+    token = auth["Authorization"].removeprefix("Bearer ")
+    cookies = {"Cookie": f"theme=dark; access_token={token}; lang=en"}
+    kept = await start_proxy(upstream.url, sources="cookie, header")
+    stripped = await start_proxy(upstream.url, sources="cookie, header", strip_authorization="true")
+    async with client.get(kept.url + "/a", headers=cookies) as resp:
+        assert resp.status == 200
+    assert upstream.last().header("Cookie") == [cookies["Cookie"]]
+    async with client.get(stripped.url + "/a", headers=cookies) as resp:
+        assert resp.status == 200
+    assert upstream.last().header("Cookie") == ["theme=dark; lang=en"]
+    async with client.get(stripped.url + "/a", headers={"Cookie": f"access_token={token}"}) as resp:
+        assert resp.status == 200
+    assert upstream.last().header("Cookie") == []  # nothing left: no empty Cookie header either
+
+
 @pytest.mark.parametrize("sub", ["alice\r\nX-Auth-Scopes: proxy:admin", "alice\nroot", "alice\x00"])
 async def test_identity_claim_with_control_character_is_refused(
     sub: str,

@@ -27,6 +27,8 @@ jwt:
   keys:
 {keys}
   audience: {audience}
+  sources: [{sources}]
+  cookie: access_token
 policy:
   admin_scope: proxy:admin
   public:
@@ -55,6 +57,7 @@ def config_text(upstream_url: str, secret: bytes, **options: Any) -> str:
         "audience": AUDIENCE,
         "strip_authorization": "false",
         "algorithms": "HS256",
+        "sources": "header",
     }
     values.update(options)
     return PROXY_CONFIG.format(**values)

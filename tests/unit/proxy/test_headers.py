@@ -185,6 +185,17 @@ def test_strip_authorization_follows_the_configured_token_header() -> None:
     assert dict(out)["X-Forwarded-Proto"] == "https"
 
 
+def test_strip_authorization_removes_the_token_cookie_in_every_cookie_header() -> None:
+    jwt = JwtConfig(algorithms=("HS256",), keys=JWT.keys, sources=("header", "cookie"), cookie="tok")
+    headers = CIMultiDictProxy(
+        CIMultiDict([("Cookie", "a=1; tok=t;b=2"), ("Cookie", " tok = t "), ("Cookie", "tokx=3")])
+    )
+    out = forwarded_headers(plan(True, jwt), headers, ALLOWED, peer=None, proto="http")
+    assert [v for k, v in out if k == "Cookie"] == ["a=1; b=2", "tokx=3"]
+    kept = forwarded_headers(plan(False, jwt), headers, ALLOWED, peer=None, proto="http")
+    assert [v for k, v in kept if k == "Cookie"] == ["a=1; tok=t;b=2", " tok = t ", "tokx=3"]
+
+
 def test_websocket_handshake_headers_are_left_to_the_client_session() -> None:
     pairs = [
         ("Upgrade", "websocket"),
