@@ -21,6 +21,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "authproxy"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+# The least the chart renders with (documented for users): the base of renderings that test one setting.
+MINIMAL = CHART / "examples" / "minimal-values.yaml"
 KUBE_VERSION = "1.30.0"  # the oldest Kubernetes still in common support when this was written
 NAMESPACE = "agents"
 
@@ -79,6 +81,18 @@ class Manifests:
         """authproxy's config.yaml as the ConfigMap carries it."""
         config: dict[str, Any] = yaml.safe_load(self.one("ConfigMap")["data"]["config.yaml"])
         return config
+
+    def installed(self) -> Manifests:
+        """Only what `helm install` creates: without the `helm test` hooks, which `helm test` creates."""
+        kept = [doc for doc in self.docs if "helm.sh/hook" not in doc["metadata"].get("annotations", {})]
+        return Manifests(yaml.safe_dump_all(kept))
+
+    def hooks(self) -> Manifests:
+        """Only the `helm test` hooks."""
+        kept = [
+            doc for doc in self.docs if doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+        ]
+        return Manifests(yaml.safe_dump_all(kept))
 
 
 @pytest.fixture(scope="session", name="unavailable")
@@ -172,6 +186,23 @@ def helm_fails(helm: str) -> Callable[..., str]:
             args += ["--set", assignment]
         result = run(args, check=False)
         assert result.returncode != 0, f"helm rendered what it should refuse: {set_values}"
+        return result.stderr
+
+    return refused
+
+
+@pytest.fixture(scope="session")
+def helm_refuses(helm: str) -> Callable[..., str]:
+    """Like helm_fails, with values files: `(values files…, sets=(k=v…), chart=…)`; returns the error."""
+
+    def refused(*values: Path, sets: tuple[str, ...] = (), chart: Path = CHART) -> str:
+        args = [helm, "template", "t", str(chart), "--kube-version", KUBE_VERSION]
+        for path in values:
+            args += ["-f", str(path)]
+        for assignment in sets:
+            args += ["--set", assignment]
+        result = run(args, check=False)
+        assert result.returncode != 0, f"helm rendered what it should refuse: {values} {sets}"
         return result.stderr
 
     return refused
