@@ -82,6 +82,14 @@ checksum/keys: {{ .Values.keys.inline | toJson | sha256sum }}
 {{- end }}
 
 {{/*
+What `helm test` expects of that request: 401, or, where the proxied port requires client certificates
+(which the test pod has none of), a refused TLS handshake.
+*/}}
+{{- define "authproxy.testExpect" -}}
+{{- ternary "tls-refused" "401" (and (eq .Values.mode "gateway") (eq .Values.tls.clientAuth "required")) }}
+{{- end }}
+
+{{/*
 The request `helm test` sends without a token, as {"method", "path"}: helmTest.request, else the first
 route of the policy (sorted, so the choice is stable), else GET /agents of the agentos preset. A path
 parameter or wildcard becomes "x"; a method list or "*" becomes its first method or GET.
