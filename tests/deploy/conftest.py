@@ -7,9 +7,11 @@ developer machine and fails under CI=true, where the install script must have pr
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -21,6 +23,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "authproxy"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+# The least the chart renders with (documented for users): the base of renderings that test one setting.
+MINIMAL = CHART / "examples" / "minimal-values.yaml"
+# What a rendered Secret cannot show: the content of keys.existingSecret, which the operator creates.
+STAND_IN_SECRET = "a-stand-in-for-the-secret-you-create-0123456789"
 KUBE_VERSION = "1.30.0"  # the oldest Kubernetes still in common support when this was written
 NAMESPACE = "agents"
 
@@ -79,6 +85,57 @@ class Manifests:
         """authproxy's config.yaml as the ConfigMap carries it."""
         config: dict[str, Any] = yaml.safe_load(self.one("ConfigMap")["data"]["config.yaml"])
         return config
+
+    def installed(self) -> Manifests:
+        """Only what `helm install` creates: without the `helm test` hooks, which `helm test` creates."""
+        kept = [doc for doc in self.docs if "helm.sh/hook" not in doc["metadata"].get("annotations", {})]
+        return Manifests(yaml.safe_dump_all(kept))
+
+    def hooks(self) -> Manifests:
+        """Only the `helm test` hooks."""
+        kept = [
+            doc for doc in self.docs if doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+        ]
+        return Manifests(yaml.safe_dump_all(kept))
+
+
+def lay_out(manifests: Manifests, directory: Path) -> tuple[Path, dict[str, str]]:
+    """Lay out /etc/authproxy as the rendered pod sees it, under `directory`: config.yaml (its paths moved
+    there) and the key files the projected volume mounts, from the rendered Secret or, for a Secret the
+    operator manages, STAND_IN_SECRET. Returns the config file and the container's env values."""
+    secrets = {doc["metadata"]["name"]: doc["data"] for doc in manifests.all("Secret")}
+    volume = next(v for v in manifests.pod()["spec"]["volumes"] if v["name"] == "authproxy-config")
+    for source in volume["projected"]["sources"]:
+        secret = source.get("secret")
+        for item in secret["items"] if secret else ():
+            data = secrets.get(secret["name"], {}).get(item["key"])
+            target = directory / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(base64.b64decode(data) if data else STAND_IN_SECRET.encode())
+    [config_map] = [doc for doc in manifests.all("ConfigMap") if "config.yaml" in doc["data"]]
+    text = config_map["data"]["config.yaml"].replace("/etc/authproxy/", f"{directory}/")
+    config = directory / "config.yaml"
+    config.write_text(text)
+    env = {item["name"]: item["value"] for item in manifests.container()["env"] if "value" in item}
+    return config, env
+
+
+def check_config(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`authproxy check -c CONFIG` with the container's env, as the pod would run it."""
+    args = [sys.executable, "-m", "authproxy", "check", "-c", str(config)]
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=60, check=False, env={**os.environ, **env}
+    )
+
+
+@pytest.fixture(scope="session")
+def materialise() -> Callable[[Manifests, Path], tuple[Path, dict[str, str]]]:
+    return lay_out
+
+
+@pytest.fixture(scope="session")
+def authproxy_check() -> Callable[[Path, dict[str, str]], subprocess.CompletedProcess[str]]:
+    return check_config
 
 
 @pytest.fixture(scope="session", name="unavailable")
@@ -172,6 +229,23 @@ def helm_fails(helm: str) -> Callable[..., str]:
             args += ["--set", assignment]
         result = run(args, check=False)
         assert result.returncode != 0, f"helm rendered what it should refuse: {set_values}"
+        return result.stderr
+
+    return refused
+
+
+@pytest.fixture(scope="session")
+def helm_refuses(helm: str) -> Callable[..., str]:
+    """Like helm_fails, with values files: `(values files…, sets=(k=v…), chart=…)`; returns the error."""
+
+    def refused(*values: Path, sets: tuple[str, ...] = (), chart: Path = CHART) -> str:
+        args = [helm, "template", "t", str(chart), "--kube-version", KUBE_VERSION]
+        for path in values:
+            args += ["-f", str(path)]
+        for assignment in sets:
+            args += ["--set", assignment]
+        result = run(args, check=False)
+        assert result.returncode != 0, f"helm rendered what it should refuse: {values} {sets}"
         return result.stderr
 
     return refused

@@ -15,6 +15,7 @@ from authproxy.config.model import Address
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "authproxy"
 AUTHZ = CHART / "ci" / "authz-values.yaml"
+MINIMAL = CHART / "examples" / "minimal-values.yaml"
 
 Render = Callable[..., Any]
 
@@ -24,13 +25,13 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
 
 
 def test_authz_renders_deployment_service_configmap_and_pdb(render: Render) -> None:
-    assert render(sets=("mode=authz",)).kinds() == [
+    assert render(MINIMAL, sets=("mode=authz",)).installed().kinds() == [
         "ConfigMap",
         "Deployment",
         "PodDisruptionBudget",
         "Service",
     ]
-    assert render(AUTHZ).kinds() == [
+    assert render(AUTHZ).installed().kinds() == [
         "ConfigMap",
         "Deployment",
         "HorizontalPodAutoscaler",
@@ -41,8 +42,8 @@ def test_authz_renders_deployment_service_configmap_and_pdb(render: Render) -> N
 
 
 def test_service_exposes_only_the_decision_port(render: Render) -> None:
-    manifests = render(sets=("mode=authz",))
-    service = manifests.one("Service")
+    manifests = render(MINIMAL, sets=("mode=authz",))
+    service = manifests.installed().one("Service")
     assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
         ("authz", 9191, "authproxy-authz")
     ]
@@ -50,18 +51,18 @@ def test_service_exposes_only_the_decision_port(render: Render) -> None:
 
 
 def test_container_opens_the_decision_port_from_env(render: Render) -> None:
-    container = render(sets=("mode=authz", "ports.authz=19191")).container()
+    container = render(MINIMAL, sets=("mode=authz", "ports.authz=19191")).container()
     assert env_of(container)["AUTHPROXY_AUTHZ_LISTEN"] == "0.0.0.0:19191"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["authproxy-authz"] == 19191
 
 
 def test_gateway_and_sidecar_modes_open_no_decision_port(render: Render) -> None:
-    gateway = render()
+    gateway = render(MINIMAL)
     assert "AUTHPROXY_AUTHZ_LISTEN" not in env_of(gateway.container())
     assert "authz_listen" not in gateway.config()
     # the authz values section belongs to authz mode only
-    assert "authz" not in render(sets=("authz.path_prefix=/x",)).config()
+    assert "authz" not in render(MINIMAL, sets=("authz.path_prefix=/x",)).config()
 
 
 def test_rendered_config_loads_with_the_decision_port_and_prefix(render: Render, tmp_path: Path) -> None:
@@ -81,11 +82,11 @@ def test_rendered_config_loads_with_the_decision_port_and_prefix(render: Render,
 
 
 @pytest.mark.parametrize("prefix", ["/a/../b", "/a/.", "envoy", "/envoy/", "/nginx", "/forward-auth/x"])
-def test_unsafe_path_prefix_is_refused_by_the_schema(helm_fails: Callable[..., str], prefix: str) -> None:
-    assert "path_prefix" in helm_fails("mode=authz", f"authz.path_prefix={prefix}")
+def test_unsafe_path_prefix_is_refused_by_the_schema(helm_refuses: Callable[..., str], prefix: str) -> None:
+    assert "path_prefix" in helm_refuses(MINIMAL, sets=("mode=authz", f"authz.path_prefix={prefix}"))
 
 
 def test_plain_path_prefix_renders(render: Render) -> None:
-    assert render(sets=("mode=authz", "authz.path_prefix=/nginx-x/v1.0")).config()["authz"] == {
+    assert render(MINIMAL, sets=("mode=authz", "authz.path_prefix=/nginx-x/v1.0")).config()["authz"] == {
         "path_prefix": "/nginx-x/v1.0"
     }

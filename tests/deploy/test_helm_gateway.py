@@ -12,7 +12,8 @@ import yaml
 CHART = Path(__file__).resolve().parents[2] / "helm" / "authproxy"
 AUTOSCALING = CHART / "ci" / "gateway-autoscaling-values.yaml"
 EXISTING_SECRET = CHART / "ci" / "gateway-existing-secret-values.yaml"
-INLINE_KEY = ("keys.inline.jwt-secret=first-secret",)
+MINIMAL = CHART / "examples" / "minimal-values.yaml"
+INLINE_KEY = ("keys.existingSecret=", "keys.inline.jwt-secret=first-secret")
 
 Render = Callable[..., Any]
 
@@ -22,11 +23,16 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
 
 
 def test_gateway_renders_deployment_service_configmap_and_pdb(render: Render) -> None:
-    assert render().kinds() == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]
+    assert render(MINIMAL).installed().kinds() == [
+        "ConfigMap",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+    ]
 
 
 def test_probes_hit_the_admin_port_paths(render: Render) -> None:
-    container = render().container()
+    container = render(MINIMAL).container()
     admin = {p["name"]: p["containerPort"] for p in container["ports"]}["authproxy-admin"]
     assert admin == 9901
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "authproxy-admin"}
@@ -43,8 +49,8 @@ def test_admin_port_listens_beyond_loopback_so_the_kubelet_can_probe(render: Ren
 
 
 def test_pod_runs_as_non_root_uid_10001(render: Render) -> None:
-    pod = render().pod()["spec"]
-    container = render().container()
+    pod = render(MINIMAL).pod()["spec"]
+    container = render(MINIMAL).container()
     for context in (pod["securityContext"], container["securityContext"]):
         assert context["runAsNonRoot"] is True
         assert context["runAsUser"] == 10001
@@ -55,7 +61,7 @@ def test_pod_runs_as_non_root_uid_10001(render: Render) -> None:
 
 
 def test_container_is_locked_down(render: Render) -> None:
-    context = render().container()["securityContext"]
+    context = render(MINIMAL).container()["securityContext"]
     assert context["readOnlyRootFilesystem"] is True
     assert context["allowPrivilegeEscalation"] is False
     assert context["privileged"] is False
@@ -63,7 +69,7 @@ def test_container_is_locked_down(render: Render) -> None:
 
 
 def test_tmp_is_the_only_writable_mount(render: Render) -> None:
-    manifests = render()
+    manifests = render(MINIMAL)
     mounts = {m["mountPath"]: m for m in manifests.container()["volumeMounts"]}
     assert mounts["/etc/authproxy"]["readOnly"] is True
     writable = [path for path, mount in mounts.items() if not mount.get("readOnly")]
@@ -94,14 +100,14 @@ def test_upstream_and_timeouts_are_container_env(render: Render) -> None:
 
 
 def test_worker_count_is_set_explicitly_not_taken_from_the_node(render: Render) -> None:
-    assert env_of(render().container())["AUTHPROXY_WORKERS"] == "1"
-    assert env_of(render(sets=("workers=3",)).container())["AUTHPROXY_WORKERS"] == "3"
+    assert env_of(render(MINIMAL).container())["AUTHPROXY_WORKERS"] == "1"
+    assert env_of(render(MINIMAL, sets=("workers=3",)).container())["AUTHPROXY_WORKERS"] == "3"
 
 
 def test_policy_change_leaves_the_pod_template_alone(render: Render) -> None:
     # A rolled pod would drop in-flight agent runs; authproxy reloads the ConfigMap instead.
-    before = render(sets=("policy.routes.GET /agents[0]=agents:read",))
-    after = render(sets=("policy.routes.GET /agents[0]=agents:write",))
+    before = render(MINIMAL, sets=("policy.routes.GET /agents[0]=agents:read",))
+    after = render(MINIMAL, sets=("policy.routes.GET /agents[0]=agents:write",))
     assert before.config()["policy"] != after.config()["policy"]
     assert before.pod() == after.pod()
 
@@ -123,12 +129,14 @@ def test_no_checksum_annotation_covers_the_configmap(render: Render) -> None:
     ],
 )
 def test_restart_only_setting_change_rolls_the_pods(render: Render, change: str) -> None:
-    assert render().pod() != render(sets=(change,)).pod()
+    assert render(MINIMAL).pod() != render(MINIMAL, sets=(change,)).pod()
 
 
 def test_inline_key_change_rolls_the_pods_through_the_checksum(render: Render) -> None:
-    first = render(sets=INLINE_KEY).pod()["metadata"]["annotations"]["checksum/keys"]
-    second = render(sets=("keys.inline.jwt-secret=second-secret",)).pod()["metadata"]["annotations"]
+    first = render(MINIMAL, sets=INLINE_KEY).pod()["metadata"]["annotations"]["checksum/keys"]
+    second = render(MINIMAL, sets=("keys.existingSecret=", "keys.inline.jwt-secret=second-secret")).pod()[
+        "metadata"
+    ]["annotations"]
     assert first != second["checksum/keys"]
 
 
@@ -154,7 +162,7 @@ def test_existing_secret_is_mounted_and_no_secret_is_rendered(render: Render) ->
 
 
 def test_termination_grace_exceeds_the_app_drain_time(render: Render) -> None:
-    for manifests in (render(), render(EXISTING_SECRET)):
+    for manifests in (render(MINIMAL), render(EXISTING_SECRET)):
         container = manifests.container()
         grace = int(env_of(container)["AUTHPROXY_SHUTDOWN_GRACE"])
         pre_stop = container.get("lifecycle", {}).get("preStop", {"exec": {"command": ["sleep", "0"]}})
@@ -164,9 +172,9 @@ def test_termination_grace_exceeds_the_app_drain_time(render: Render) -> None:
 
 
 def test_service_exposes_only_the_proxied_port(render: Render) -> None:
-    service = render().one("Service")
+    service = render(MINIMAL).installed().one("Service")
     assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(80, "authproxy-http")]
-    assert service["spec"]["selector"] == render().pod()["metadata"]["labels"]
+    assert service["spec"]["selector"] == render(MINIMAL).pod()["metadata"]["labels"]
 
 
 def test_hpa_scales_the_deployment_when_enabled(render: Render) -> None:
@@ -184,7 +192,7 @@ def test_hpa_scales_the_deployment_when_enabled(render: Render) -> None:
 
 
 def test_hpa_is_absent_unless_enabled(render: Render) -> None:
-    manifests = render()
+    manifests = render(MINIMAL)
     assert manifests.all("HorizontalPodAutoscaler") == []
     assert manifests.one("Deployment")["spec"]["replicas"] == 2
 
@@ -204,7 +212,7 @@ def test_pdb_is_absent_when_disabled(render: Render) -> None:
 
 
 def test_metrics_annotations_point_at_the_admin_port(render: Render) -> None:
-    annotations = render().pod()["metadata"]["annotations"]
+    annotations = render(MINIMAL).pod()["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == "9901"
     assert annotations["prometheus.io/path"] == "/metrics"
     assert "annotations" not in render(EXISTING_SECRET).pod()["metadata"]

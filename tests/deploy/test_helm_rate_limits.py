@@ -13,6 +13,7 @@ from authproxy.config import load_text
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "authproxy"
 RATE_LIMITS = CHART / "ci" / "gateway-rate-limits-values.yaml"
+MINIMAL = CHART / "examples" / "minimal-values.yaml"
 
 Render = Callable[..., Any]
 
@@ -71,22 +72,29 @@ def test_without_redis_the_backend_stays_in_process(render: Render) -> None:
 
 
 def test_no_limits_by_default(render: Render) -> None:
-    manifests = render()
+    manifests = render(MINIMAL)
     assert "rate_limits" not in manifests.config()
     assert backend_env(manifests.container()) == []
 
 
-def test_both_redis_sources_are_refused(helm_fails: Callable[..., str]) -> None:
-    error = helm_fails(
-        "rateLimits.config.default=1/s", "rateLimits.redisUrl=redis://r", "rateLimits.redisUrlSecret.name=s"
+def test_both_redis_sources_are_refused(helm_refuses: Callable[..., str]) -> None:
+    error = helm_refuses(
+        MINIMAL,
+        sets=(
+            "rateLimits.config.default=1/s",
+            "rateLimits.redisUrl=redis://r",
+            "rateLimits.redisUrlSecret.name=s",
+        ),
     )
     assert "not both" in error
 
 
-def test_redis_without_limits_is_refused(helm_fails: Callable[..., str]) -> None:
-    assert "limits nothing" in helm_fails("rateLimits.redisUrl=redis://r:6379")
+def test_redis_without_limits_is_refused(helm_refuses: Callable[..., str]) -> None:
+    assert "limits nothing" in helm_refuses(MINIMAL, sets=("rateLimits.redisUrl=redis://r:6379",))
 
 
-def test_backend_inside_config_and_a_bad_url_are_refused(helm_fails: Callable[..., str]) -> None:
-    assert "backend" in helm_fails("rateLimits.config.backend=memory")
-    assert "redisUrl" in helm_fails("rateLimits.config.default=1/s", "rateLimits.redisUrl=http://r")
+def test_backend_inside_config_and_a_bad_url_are_refused(helm_refuses: Callable[..., str]) -> None:
+    assert "backend" in helm_refuses(MINIMAL, sets=("rateLimits.config.backend=memory",))
+    assert "redisUrl" in helm_refuses(
+        MINIMAL, sets=("rateLimits.config.default=1/s", "rateLimits.redisUrl=http://r")
+    )

@@ -11,6 +11,7 @@ import yaml
 CHART = Path(__file__).resolve().parents[2] / "helm" / "authproxy"
 SIDECAR = CHART / "ci" / "sidecar-values.yaml"
 EXAMPLE_VALUES = CHART / "examples" / "agentos-sidecar-values.yaml"
+MINIMAL = CHART / "examples" / "minimal-values.yaml"
 
 Render = Callable[..., Any]
 
@@ -18,7 +19,7 @@ Render = Callable[..., Any]
 def test_sidecar_mode_renders_only_the_configmap_and_key_secret(render: Render) -> None:
     # ci/sidecar-values.yaml also switches autoscaling and the PDB on: neither may render.
     assert render(SIDECAR).kinds() == ["ConfigMap", "Secret"]
-    assert render(sets=("mode=sidecar",)).kinds() == ["ConfigMap"]
+    assert render(MINIMAL, sets=("mode=sidecar",)).kinds() == ["ConfigMap"]
 
 
 def test_sidecar_policy_configmap_content_equals_the_values_policy(render: Render) -> None:
@@ -70,10 +71,15 @@ def test_example_policy_is_the_agentos_preset(render: Render, consumer_chart: Pa
     assert expected["preset"] == "agentos"
 
 
-def test_sidecar_container_is_the_gateway_container(render: Render, consumer_chart: Path) -> None:
+def test_sidecar_container_is_the_gateway_container(
+    render: Render, consumer_chart: Path, tmp_path: Path
+) -> None:
     # One template serves both modes, so the sidecar gets every hardening the gateway has.
-    sidecar = render(chart=consumer_chart, release="agents").container()
-    gateway = render(release="agents", sets=("upstream.url=http://127.0.0.1:7777",)).container()
+    sidecar = render(EXAMPLE_VALUES, chart=consumer_chart, release="agents").container()
+    example = yaml.safe_load(EXAMPLE_VALUES.read_text())["authproxy"]
+    example_file = tmp_path / "gateway-values.yaml"
+    example_file.write_text(yaml.safe_dump({**example, "mode": "gateway"}))
+    gateway = render(example_file, release="agents").container()
     assert sidecar == gateway
 
 
@@ -85,7 +91,10 @@ def test_example_pod_outlasts_the_sidecar_drain(render: Render, consumer_chart: 
 
 
 def test_inline_keys_give_the_sidecar_pod_a_checksum_annotation(render: Render, consumer_chart: Path) -> None:
-    manifests = render(chart=consumer_chart, release="agents", sets=("authproxy.keys.inline.jwt-secret=s",))
+    inline = ("authproxy.keys.existingSecret=", "authproxy.keys.inline.jwt-secret=s")
+    manifests = render(EXAMPLE_VALUES, chart=consumer_chart, release="agents", sets=inline)
     annotations = manifests.pod()["metadata"]["annotations"]
     assert list(annotations) == ["checksum/keys"]
-    assert "annotations" not in render(chart=consumer_chart, release="agents").pod()["metadata"]
+    assert (
+        "annotations" not in render(EXAMPLE_VALUES, chart=consumer_chart, release="agents").pod()["metadata"]
+    )

@@ -20,6 +20,8 @@ from tests.rigs.certs import Pki
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "authproxy"
 TLS_VALUES = CHART / "ci" / "gateway-tls-tracing-values.yaml"
+MINIMAL = CHART / "examples" / "minimal-values.yaml"
+INLINE_KEY = ("keys.existingSecret=", "keys.inline.jwt-secret=x")
 
 Render = Callable[..., Any]
 
@@ -106,7 +108,7 @@ def test_tracing_values_become_otel_env(render: Render) -> None:
 
 
 def test_defaults_have_no_tls_no_tracing_and_no_monitoring_configmaps(render: Render) -> None:
-    manifests = render(sets=("keys.inline.jwt-secret=x",))
+    manifests = render(MINIMAL, sets=INLINE_KEY)
     config = manifests.config()
     assert "tls" not in config and "tls" not in config["upstream"]
     assert not [k for k in env_of(manifests.container()) if k.startswith("OTEL_")]
@@ -142,6 +144,6 @@ def test_dashboard_and_rules_ship_as_labelled_configmaps_equal_to_the_chart_file
     ],
 )
 def test_inconsistent_tls_and_tracing_values_are_refused(
-    helm_fails: Callable[..., str], assignments: tuple[str, ...], message: str
+    helm_refuses: Callable[..., str], assignments: tuple[str, ...], message: str
 ) -> None:
-    assert message in helm_fails("keys.inline.jwt-secret=x", *assignments)
+    assert message in helm_refuses(MINIMAL, sets=(*INLINE_KEY, *assignments))

@@ -129,6 +129,8 @@ One projected volume holds config.yaml and keys/<name>: both update in place (no
 a ConfigMap edit reaches the running process, and the keys sit at /etc/authproxy/keys.
 */}}
 {{- define "authproxy.sidecarVolumes" -}}
+{{- /* Validated here too: a parent chart may include the volumes without the container. */}}
+{{- include "authproxy.validate" . -}}
 - name: authproxy-config
   projected:
     sources:

@@ -52,58 +52,6 @@ app.kubernetes.io/component: {{ .Values.mode }}
 {{- end }}
 
 {{/*
-Refuses values that would render a valid-looking but broken deployment.
-*/}}
-{{- define "authproxy.validate" -}}
-{{- $drain := add .Values.shutdownGraceSeconds .Values.preStopSleepSeconds }}
-{{- if le (int .Values.terminationGracePeriodSeconds) (int $drain) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed preStopSleepSeconds + shutdownGraceSeconds (%v), or the kubelet kills authproxy mid-drain" .Values.terminationGracePeriodSeconds $drain) }}
-{{- end }}
-{{- if and .Values.keys.existingSecret .Values.keys.inline }}
-{{- fail "set keys.existingSecret or keys.inline, not both" }}
-{{- end }}
-{{- $names := include "authproxy.keyNames" . | fromJsonArray }}
-{{- if $names }}
-{{- range .Values.jwt.keys }}
-{{- range $field, $path := . }}
-{{- if and (kindIs "string" $path) (hasPrefix "/etc/authproxy/keys/" $path) }}
-{{- if not (has (trimPrefix "/etc/authproxy/keys/" $path) $names) }}
-{{- fail (printf "jwt.keys %s %s: no such entry in the key Secret (mounted: %s)" $field $path (join ", " $names)) }}
-{{- end }}
-{{- end }}
-{{- end }}
-{{- end }}
-{{- end }}
-{{- if and .Values.tls.clientAuth (not .Values.tls.secretName) }}
-{{- fail "tls.clientAuth needs tls.secretName (its ca.crt verifies the client certificates)" }}
-{{- end }}
-{{- with .Values.upstreamTls }}
-{{- if and (or .secretName .serverName) (not (hasPrefix "https://" $.Values.upstream.url)) }}
-{{- fail "upstreamTls needs an https:// upstream.url" }}
-{{- end }}
-{{- if and .clientCertificate (not .secretName) }}
-{{- fail "upstreamTls.clientCertificate needs upstreamTls.secretName (its tls.crt and tls.key)" }}
-{{- end }}
-{{- end }}
-{{- with .Values.rateLimits }}
-{{- if and .redisUrl .redisUrlSecret.name }}
-{{- fail "set rateLimits.redisUrl or rateLimits.redisUrlSecret.name, not both" }}
-{{- end }}
-{{- if and (or .redisUrl .redisUrlSecret.name) (not .config) }}
-{{- fail "rateLimits: a Redis URL without rateLimits.config limits nothing" }}
-{{- end }}
-{{- end }}
-{{- if and (include "authproxy.deployed" .) .Values.autoscaling.enabled }}
-{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
-{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
-{{- end }}
-{{- if not (dig "requests" "cpu" "" .Values.resources) }}
-{{- fail "autoscaling on CPU needs resources.requests.cpu" }}
-{{- end }}
-{{- end }}
-{{- end }}
-
-{{/*
 The restart-worthy inputs that are not already in the pod spec: only the inline key material
 (authproxy reads keys at start-up). The ConfigMap is deliberately absent: authproxy reloads
 config.yaml live, so a policy edit must not roll the pods.
@@ -117,4 +65,41 @@ checksum/keys: {{ .Values.keys.inline | toJson | sha256sum }}
 {{/* Non-empty when this chart renders the Deployment itself: gateway and authz modes. */}}
 {{- define "authproxy.deployed" -}}
 {{- if has .Values.mode (list "gateway" "authz") }}true{{ end }}
+{{- end }}
+
+{{/* The Service `helm test` creates to reach the admin port. */}}
+{{- define "authproxy.testAdminService" -}}
+{{- printf "%s-test-admin" (include "authproxy.fullname" . | trunc 52 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Where `helm test` sends its request: the release's Service, as a client or a front end would. */}}
+{{- define "authproxy.testBaseUrl" -}}
+{{- if eq .Values.mode "authz" }}
+{{- printf "http://%s:%v%s" (include "authproxy.fullname" .) .Values.ports.authz (dig "path_prefix" "/envoy" .Values.authz) }}
+{{- else }}
+{{- printf "%s://%s:%v" (ternary "https" "http" (not (empty .Values.tls.secretName))) (include "authproxy.fullname" .) .Values.service.port }}
+{{- end }}
+{{- end }}
+
+{{/*
+What `helm test` expects of that request: 401, or, where the proxied port requires client certificates
+(which the test pod has none of), a refused TLS handshake.
+*/}}
+{{- define "authproxy.testExpect" -}}
+{{- ternary "tls-refused" "401" (and (eq .Values.mode "gateway") (eq .Values.tls.clientAuth "required")) }}
+{{- end }}
+
+{{/*
+The request `helm test` sends without a token, as {"method", "path"}: helmTest.request, else the first
+route of the policy (sorted, so the choice is stable), else GET /agents of the agentos preset. A path
+parameter or wildcard becomes "x"; a method list or "*" becomes its first method or GET.
+*/}}
+{{- define "authproxy.testRequest" -}}
+{{- $request := .Values.helmTest.request }}
+{{- if not $request }}
+{{- $request = ternary (keys (.Values.policy.routes | default dict) | sortAlpha | first) "GET /agents" (not (empty .Values.policy.routes)) }}
+{{- end }}
+{{- $parts := regexSplit "\\s+" (trim $request) -1 }}
+{{- $method := ternary (first $parts) "GET" (gt (len $parts) 1) | splitList "," | first }}
+{{- dict "method" (ternary "GET" $method (eq $method "*")) "path" (regexReplaceAll "\\{[^}]*\\}|\\*\\*|\\*" (last $parts) "x") | toJson }}
 {{- end }}
