@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from multidict import CIMultiDict
 
+from authproxy.authz.answer import CheckAnswer
 from authproxy.authz.decide import Decider
-from authproxy.authz.original import BadCheck, UnknownEndpoint, original_request
+from authproxy.authz.original import BadCheck, Frontend, UnknownEndpoint, original_request
 from authproxy.config.model import AuthzConfig
 from authproxy.errors import DenialCode
 from authproxy.policy.decision import Decision
@@ -50,13 +51,10 @@ class DecisionHandler:
             except BadCheck as bad:
                 return _respond(record, _refusal(bad))
             frontend = original.frontend
-            answer = await self._decider.decide(rt, record, original.method, original.target, request.headers)
-            rendered = answer.rendered
-            if frontend == "envoy" and answer.remove:
-                # Envoy copies our identity headers over the client's; the ones we leave out it must remove.
-                headers = (*rendered.headers, (ENVOY_REMOVE, ",".join(answer.remove)))
-                rendered = Rendered(rendered.status, headers, rendered.body)
-            return _respond(record, rendered)
+            answer = await self._decider.decide(
+                rt, record, original.method, original.target, request.headers, peer=request.remote
+            )
+            return _respond(record, _with_extras(answer, frontend))
         except asyncio.CancelledError:
             record.outcome = "client_gone"
             raise
@@ -66,6 +64,17 @@ class DecisionHandler:
         finally:
             record.latency_ms = (time.perf_counter() - started) * 1000
             self._decider.emit(record, frontend)
+
+
+def _with_extras(answer: CheckAnswer, frontend: Frontend | str) -> Rendered:
+    """The rendered answer plus the RateLimit fields of an allow (a front end may pass them to the client:
+    Envoy's allowed_client_headers_on_success, nginx's auth_request_set) and Envoy's removal list."""
+    rendered = answer.rendered
+    headers = (*rendered.headers, *answer.client_headers)
+    if frontend == "envoy" and answer.remove:
+        # Envoy copies our identity headers over the client's; the ones we leave out it must remove.
+        headers = (*headers, (ENVOY_REMOVE, ",".join(answer.remove)))
+    return Rendered(rendered.status, headers, rendered.body)
 
 
 def _respond(record: AccessRecord, rendered: Rendered) -> web.Response:
