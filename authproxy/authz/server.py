@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ssl
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
 from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer, render_decision
 from authproxy.proxy.server import AccessRecord, Observer
 from authproxy.runtime import RuntimeHolder
+from authproxy.tls import peer_subject
 
 if TYPE_CHECKING:
     from authproxy.authz.grpc_check import GrpcCheckListener
@@ -46,6 +48,8 @@ class DecisionHandler:
         started = time.perf_counter()
         try:
             rt = self._decider.holder.current  # read once: the whole check runs under this policy
+            if rt.config.authz.tls is not None and rt.config.authz.tls.client_ca_file is not None:
+                record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
             try:
                 original = original_request(request, rt.config.authz.path_prefix)
             except BadCheck as bad:
@@ -110,12 +114,20 @@ class DecisionListener:
         self.address: tuple[str, int] | None = None
         self.grpc_address: tuple[str, int] | None = None
 
-    async def start(self, authz: AuthzConfig, *, reuse_port: bool = False) -> None:
+    async def start(
+        self, authz: AuthzConfig, *, reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """`ssl_context`: TLS on authz_listen (`authz.tls`), None for plain HTTP."""
         if authz.listen is not None:
             await self._runner.setup()
             listen = authz.listen
             site = web.TCPSite(
-                self._runner, listen.host, listen.port, backlog=_BACKLOG, reuse_port=reuse_port
+                self._runner,
+                listen.host,
+                listen.port,
+                backlog=_BACKLOG,
+                reuse_port=reuse_port,
+                ssl_context=ssl_context,
             )
             await site.start()
             host, port = self._runner.addresses[0][:2]
