@@ -16,15 +16,17 @@ WORKDIR /src
 COPY . .
 
 # Wheels in ./wheels mean "no index" (air-gapped builds); without them pip uses the index.
-# The project is built into a wheel first, so the venv holds no link back to /src. The `otel` extra
-# is included so tracing can be turned on by environment alone; it is not imported while it is off.
+# The project is built into a wheel first, so the venv holds no link back to /src. Two extras are
+# included, each imported only when configured: `otel`, so tracing can be turned on by environment
+# alone, and `grpc`, Envoy's gRPC ext_authz service (authz.grpc_listen). scripts/container/wheels.sh
+# downloads the same set.
 RUN set -eu; \
     set -- wheels/*.whl; \
     if [ -e "$1" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/src/wheels; fi; \
     python3 -m venv /opt/authproxy; \
     /opt/authproxy/bin/pip wheel --no-deps --wheel-dir /tmp/dist .; \
     set -- /tmp/dist/authproxy-*.whl; \
-    /opt/authproxy/bin/pip install "$1[otel]"; \
+    /opt/authproxy/bin/pip install "$1[otel,grpc]"; \
     /opt/authproxy/bin/pip uninstall --yes pip setuptools; \
     rm -rf /tmp/dist
 

@@ -85,6 +85,7 @@ async def authorize(
     headers: CIMultiDictProxy[str] | CIMultiDict[str],
     *,
     consume: bool = False,  # take rate-limit tokens: the proxy does, `explain` and `test` only report
+    peer: str | None = None,  # the TCP peer's address: limits keyed by client_ip count it
 ) -> Decision:
     refused = _refused_method(method)
     if refused is not None:
@@ -95,7 +96,8 @@ async def authorize(
         return _deny(bad)
     match = rt.table.match(method, target.segments)
     if match is not None and match.public:
-        return Decision(allowed=True, error=None, reason="public route", route=match.route, public=True)
+        public = Decision(allowed=True, error=None, reason="public route", route=match.route, public=True)
+        return await apply_limits(rt.limits, public, None, consume=consume, peer=peer, headers=headers)
     try:
         identity = await authenticate(rt, headers)
     except RequestRejected as rejected:
@@ -104,7 +106,7 @@ async def authorize(
         allowed = _authorize_identity(rt, method, match, identity)
     except InsufficientScope as short:
         return _with_identity(_deny(short, match), identity)
-    return await apply_limits(rt.limits, allowed, identity, consume=consume)
+    return await apply_limits(rt.limits, allowed, identity, consume=consume, peer=peer, headers=headers)
 
 
 def _refused_method(method: str) -> str | None:

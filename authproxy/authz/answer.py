@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from authproxy.config.headers import normalise
+from authproxy.limits.headers import allowed_fields
 from authproxy.policy.decision import Decision
 from authproxy.proxy.headers import forwarded_headers
 from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer, render_decision
@@ -31,6 +32,9 @@ class CheckAnswer:
     # them: the identity headers this decision leaves unset (a client's copy must not pass for ours), and
     # the token when forward.strip_authorization is on.
     remove: tuple[str, ...] = ()
+    # Allowed only: headers for the client's answer, not the upstream request: the RateLimit fields of a
+    # limited route (the HTTP port adds them to its 200; gRPC sends them as response_headers_to_add).
+    client_headers: tuple[tuple[str, str], ...] = ()
 
 
 def check_answer(rt: Runtime, decision: Decision, *, mcp: bool = False) -> CheckAnswer:
@@ -50,7 +54,8 @@ def check_answer(rt: Runtime, decision: Decision, *, mcp: bool = False) -> Check
     remove = [name.lower() for _, name in plan.identity if normalise(name) not in set_here]
     if rt.config.forward.strip_authorization:
         remove.append(rt.config.jwt.header.lower())
-    return CheckAnswer(decision, Rendered(200, headers, b""), tuple(remove))
+    fields = allowed_fields(decision.rate_limit)
+    return CheckAnswer(decision, Rendered(200, headers, b""), tuple(remove), fields)
 
 
 def _needs_the_proxied_port(decision: Decision) -> bool:

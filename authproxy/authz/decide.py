@@ -35,12 +35,17 @@ class Decider:
         method: str,
         target: str,
         headers: CIMultiDictProxy[str] | CIMultiDict[str],
+        *,
+        peer: str | None,
     ) -> CheckAnswer:
-        """The answer to "may `method target` with `headers` pass?", noted in `record`."""
+        """The answer to "may `method target` with `headers` pass?", noted in `record`.
+
+        `peer`: the address the front end saw the client at (the check request's own peer on the HTTP port,
+        the CheckRequest's source on gRPC), for rate limits keyed by client_ip."""
         record.method, record.path = method, target.partition("?")[0]
         started = time.perf_counter()
         # consume: in front of a mesh this port is where requests pass, so it spends their rate limits
-        decision = await authorize(rt, method, target, headers, consume=True)
+        decision = await authorize(rt, method, target, headers, consume=True, peer=peer)
         record.decision_ms = (time.perf_counter() - started) * 1000
         answer = check_answer(rt, decision, mcp=rt.mcp is not None and rt.mcp.claims(method, target))
         record.decision, record.status = answer.decision, answer.rendered.status

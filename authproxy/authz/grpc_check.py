@@ -60,7 +60,9 @@ class CheckService(AuthorizationBase):
                 record.status = refusal.status
                 return _denied(refusal)
             rt = self._decider.holder.current  # read once: the whole check runs under this policy
-            answer = await self._decider.decide(rt, record, http.method, http.path, _headers_of(http))
+            answer = await self._decider.decide(
+                rt, record, http.method, http.path, _headers_of(http), peer=_source_of(message)
+            )
             return _response(answer)
         except asyncio.CancelledError:
             record.outcome = "client_gone"
@@ -79,6 +81,14 @@ def _http_of(message: CheckRequest) -> AttributeContextHttpRequest | None:
     return request.http if request is not None else None
 
 
+def _source_of(message: CheckRequest) -> str | None:
+    """The downstream peer's IP as Envoy saw it (`attributes.source.address`), or None (a Unix socket)."""
+    source = message.attributes.source if message.attributes is not None else None
+    address = source.address if source is not None else None
+    socket_address = address.socket_address if address is not None else None
+    return socket_address.address if socket_address is not None else None
+
+
 def _headers_of(http: AttributeContextHttpRequest) -> CIMultiDict[str]:
     if http.header_map is not None and http.header_map.headers:  # Envoy's encode_raw_headers
         return CIMultiDict((h.key, h.raw_value.decode("utf-8", "replace")) for h in http.header_map.headers)
@@ -93,7 +103,11 @@ def _response(answer: CheckAnswer) -> CheckResponse:
     rendered = answer.rendered
     if rendered.status != 200:
         return _denied(rendered)
-    ok = OkHttpResponse(headers=_options(rendered.headers), headers_to_remove=list(answer.remove))
+    ok = OkHttpResponse(
+        headers=_options(rendered.headers),
+        headers_to_remove=list(answer.remove),
+        response_headers_to_add=_options(answer.client_headers),
+    )
     return CheckResponse(status=Status(code=0), ok_response=ok)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ssl
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from multidict import CIMultiDict
 
+from authproxy.authz.answer import CheckAnswer
 from authproxy.authz.decide import Decider
-from authproxy.authz.original import BadCheck, UnknownEndpoint, original_request
+from authproxy.authz.original import BadCheck, Frontend, UnknownEndpoint, original_request
 from authproxy.config.model import AuthzConfig
 from authproxy.errors import DenialCode
 from authproxy.policy.decision import Decision
@@ -22,6 +24,7 @@ from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
 from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer, render_decision
 from authproxy.proxy.server import AccessRecord, Observer
 from authproxy.runtime import RuntimeHolder
+from authproxy.tls import peer_subject
 
 if TYPE_CHECKING:
     from authproxy.authz.grpc_check import GrpcCheckListener
@@ -45,18 +48,17 @@ class DecisionHandler:
         started = time.perf_counter()
         try:
             rt = self._decider.holder.current  # read once: the whole check runs under this policy
+            if rt.config.authz.tls is not None and rt.config.authz.tls.client_ca_file is not None:
+                record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
             try:
                 original = original_request(request, rt.config.authz.path_prefix)
             except BadCheck as bad:
                 return _respond(record, _refusal(bad))
             frontend = original.frontend
-            answer = await self._decider.decide(rt, record, original.method, original.target, request.headers)
-            rendered = answer.rendered
-            if frontend == "envoy" and answer.remove:
-                # Envoy copies our identity headers over the client's; the ones we leave out it must remove.
-                headers = (*rendered.headers, (ENVOY_REMOVE, ",".join(answer.remove)))
-                rendered = Rendered(rendered.status, headers, rendered.body)
-            return _respond(record, rendered)
+            answer = await self._decider.decide(
+                rt, record, original.method, original.target, request.headers, peer=request.remote
+            )
+            return _respond(record, _with_extras(answer, frontend))
         except asyncio.CancelledError:
             record.outcome = "client_gone"
             raise
@@ -66,6 +68,17 @@ class DecisionHandler:
         finally:
             record.latency_ms = (time.perf_counter() - started) * 1000
             self._decider.emit(record, frontend)
+
+
+def _with_extras(answer: CheckAnswer, frontend: Frontend | str) -> Rendered:
+    """The rendered answer plus the RateLimit fields of an allow (a front end may pass them to the client:
+    Envoy's allowed_client_headers_on_success, nginx's auth_request_set) and Envoy's removal list."""
+    rendered = answer.rendered
+    headers = (*rendered.headers, *answer.client_headers)
+    if frontend == "envoy" and answer.remove:
+        # Envoy copies our identity headers over the client's; the ones we leave out it must remove.
+        headers = (*headers, (ENVOY_REMOVE, ",".join(answer.remove)))
+    return Rendered(rendered.status, headers, rendered.body)
 
 
 def _respond(record: AccessRecord, rendered: Rendered) -> web.Response:
@@ -101,12 +114,20 @@ class DecisionListener:
         self.address: tuple[str, int] | None = None
         self.grpc_address: tuple[str, int] | None = None
 
-    async def start(self, authz: AuthzConfig, *, reuse_port: bool = False) -> None:
+    async def start(
+        self, authz: AuthzConfig, *, reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """`ssl_context`: TLS on authz_listen (`authz.tls`), None for plain HTTP."""
         if authz.listen is not None:
             await self._runner.setup()
             listen = authz.listen
             site = web.TCPSite(
-                self._runner, listen.host, listen.port, backlog=_BACKLOG, reuse_port=reuse_port
+                self._runner,
+                listen.host,
+                listen.port,
+                backlog=_BACKLOG,
+                reuse_port=reuse_port,
+                ssl_context=ssl_context,
             )
             await site.start()
             host, port = self._runner.addresses[0][:2]

@@ -4,6 +4,7 @@
     authz:
       path_prefix: /envoy          # Envoy/Istio ext_authz `path_prefix`, stripped from each check's path
       grpc_listen: 127.0.0.1:9192  # Envoy's gRPC Authorization/Check (the `grpc` extra); absent: not served
+      tls: {cert_file: …, key_file: …, client_ca_file: …, client_auth: required}  # HTTPS on authz_listen
 
 The decision port answers nginx on NGINX_PATH and Traefik / ingress-nginx on FORWARD_AUTH_PATH; every
 other path must lie under `path_prefix`. A prefix is required (never "/"): with none, a client's own request
@@ -13,11 +14,13 @@ to /nginx through Envoy would reach the nginx endpoint and have its X-Original-U
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 
 from authproxy.config.fields import Report, Section, read_section, read_value
 from authproxy.config.model import Address, AuthzConfig
 from authproxy.config.source import Node
+from authproxy.config.tls import read_listener_tls
 from authproxy.config.values import parse_address
 
 __all__ = ["AUTHZ_KEYS", "FORWARD_AUTH_PATH", "NGINX_PATH", "parse_path_prefix", "read_authz"]
@@ -28,6 +31,8 @@ FORWARD_AUTH_PATH = "/forward-auth"
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _ADDRESS = "HOST:PORT or [IPv6]:PORT"
 _GRPC_MODULES = ("grpclib", "envoy_data_plane")  # the `grpc` extra
+# tls: the HTTP decision port's own, in the shape of the proxied port's `tls:` (the two may differ)
+_AUTHZ = ("path_prefix", "grpc_listen", "tls")
 _WILDCARD = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared against, not bound
 
 
@@ -56,21 +61,27 @@ def read_authz(report: Report, top: Section, used: tuple[tuple[str, Address], ..
     listen = _listen(report, top.key_line("authz_listen"), "authz_listen", top.get("authz_listen"), used)
     if listen is not None:
         used = (*used, ("authz_listen", listen))
-    prefix, grpc = AuthzConfig().path_prefix, None
-    if (node := top.get("authz")) is not None:
-        known = ("path_prefix", "grpc_listen")
-        section = read_section(report, "authz", top.key_line("authz"), node, known)
-        if section is not None and (prefix_node := section.get("path_prefix")) is not None:
+    prefix, grpc, tls = AuthzConfig().path_prefix, None, None
+    node = top.get("authz")
+    section = None if node is None else read_section(report, "authz", top.key_line("authz"), node, _AUTHZ)
+    if section is not None:
+        http_port = listen is not None or top.get("authz_listen") is not None
+        if (prefix_node := section.get("path_prefix")) is not None:
             prefix = read_value(report, "authz.path_prefix", prefix_node, parse_path_prefix) or prefix
-            if listen is None and top.get("authz_listen") is None:
-                line = section.key_line("path_prefix")
-                report.warn(line, "authz.path_prefix: has no effect without authz_listen")
-        if section is not None:
-            line = section.key_line("grpc_listen")
-            grpc = _listen(report, line, "authz.grpc_listen", section.get("grpc_listen"), used)
-            if grpc is not None and not all(importlib.util.find_spec(name) for name in _GRPC_MODULES):
-                report.error(line, "authz.grpc_listen: needs the grpc extra (pip install 'authproxy[grpc]')")
-    return AuthzConfig(listen, prefix, grpc) if len(report.errors) == errors else None
+            if not http_port:
+                report.warn(
+                    section.key_line("path_prefix"), "authz.path_prefix: has no effect without authz_listen"
+                )
+        line = section.key_line("grpc_listen")
+        grpc = _listen(report, line, "authz.grpc_listen", section.get("grpc_listen"), used)
+        if grpc is not None and not all(importlib.util.find_spec(name) for name in _GRPC_MODULES):
+            report.error(line, "authz.grpc_listen: needs the grpc extra (pip install 'authproxy[grpc]')")
+        if (tls_node := section.get("tls")) is not None:
+            line = section.key_line("tls")
+            tls = read_listener_tls(report, "authz.tls", line, tls_node, os.path.dirname(report.file))
+            if not http_port:
+                report.warn(line, "authz.tls: has no effect without authz_listen (the gRPC port is plain)")
+    return AuthzConfig(listen, prefix, grpc, tls) if len(report.errors) == errors else None
 
 
 def _listen(

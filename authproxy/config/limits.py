@@ -7,19 +7,30 @@ canonical form, so `POST /agents/{id}/runs` names the preset's `POST /agents/{ag
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
-from authproxy.config.fields import Report, Section, read_choice, read_duration, read_section, read_str
-from authproxy.config.limits_model import LimitRule, Rate, RateLimitsConfig, RedisOptions
-from authproxy.config.model import PolicyConfig, RouteRule
+from authproxy.config.fields import (
+    Report,
+    Section,
+    read_choice,
+    read_duration,
+    read_list,
+    read_section,
+    read_str,
+)
+from authproxy.config.limits_model import CallerKey, LimitRule, Rate, RateLimitsConfig, RedisOptions
+from authproxy.config.model import PolicyConfig
 from authproxy.config.source import MapNode, Node, Scalar
 from authproxy.policy.patterns import parse_pattern
 
 __all__ = ["parse_rate", "read_rate_limits"]
 
-_KEYS = ("key", "backend", "redis", "default", "routes")
+_KEYS = ("key", "trusted_proxies", "backend", "redis", "default", "routes")
+_CALLER_KEYS = ("user_id", "session_id", "client_ip")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _REDIS = ("timeout", "on_error")
 _RATE = ("rate", "burst")
 _BACKEND_SCHEMES = ("redis", "rediss", "unix")
@@ -51,9 +62,7 @@ def read_rate_limits(report: Report, line: int, node: Node, policy: PolicyConfig
     if section is None:
         return None
     ok = True
-    key: str | None = "user_id"
-    if (value := section.get("key")) is not None:
-        key = read_choice(report, "rate_limits.key", value, ("user_id", "session_id"))
+    key, proxies = _caller_key(report, section)
     backend: str | None = "memory"
     if (value := section.get("backend")) is not None:
         backend = _backend(report, value)
@@ -64,22 +73,55 @@ def read_rate_limits(report: Report, line: int, node: Node, policy: PolicyConfig
         ok = default is not None
     rules: tuple[LimitRule, ...] | None = ()
     if (value := section.get("routes")) is not None:
-        rules = _rules(report, value, policy)
+        rules = _rules(report, value, policy, public_allowed=key == "client_ip")
     if backend is not None and backend != "memory" and section.get("redis") is None:
         report.warn(section.key_line("backend"), "rate_limits: Redis errors deny requests (redis.on_error)")
-    if not ok or None in (key, backend, redis, rules):
+    if not ok or None in (key, proxies, backend, redis, rules):
         return None
     if default is None and not rules:
         report.warn(line, "rate_limits: no default and no routes, so nothing is limited")
     return RateLimitsConfig(
         file=report.file,
         line=line,
-        key=cast(Literal["user_id", "session_id"], key),
+        key=cast(CallerKey, key),
         backend=cast(str, backend),
         redis=cast(RedisOptions, redis),
         default=default,
         rules=cast(tuple[LimitRule, ...], rules),
+        trusted_proxies=cast(tuple[Network, ...], proxies),
     )
+
+
+def _caller_key(report: Report, section: Section) -> tuple[str | None, tuple[Network, ...] | None]:
+    """`key` and `trusted_proxies` (which only a client_ip key reads); None for each one reported."""
+    key: str | None = "user_id"
+    if (value := section.get("key")) is not None:
+        key = read_choice(report, "rate_limits.key", value, _CALLER_KEYS)
+    proxies: tuple[Network, ...] | None = ()
+    if (value := section.get("trusted_proxies")) is not None:
+        proxies = _trusted_proxies(report, value)
+        if key != "client_ip" and proxies:
+            report.warn(value.line, "rate_limits.trusted_proxies: has no effect without key: client_ip")
+    return key, proxies
+
+
+def _trusted_proxies(report: Report, node: Node) -> tuple[Network, ...] | None:
+    """CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses; every bad one reported at its own line."""
+    items = read_list(report, "rate_limits.trusted_proxies", node, allow_empty=True)
+    if items is None:
+        return None
+    networks: list[Network] = []
+    for i, item in enumerate(items):
+        path = f"rate_limits.trusted_proxies[{i}]"
+        text = read_str(report, path, item, what="a CIDR such as 10.0.0.0/8 or an address")
+        if text is None:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text.strip()))
+        except ValueError as bad:
+            # strict: 10.0.0.1/8 has host bits set, a typo for 10.0.0.0/8 or for 10.0.0.1/32
+            report.error(item.line, f"rate_limits.trusted_proxies[{i}]: not a CIDR or address ({bad})")
+    return tuple(networks) if len(networks) == len(items) else None
 
 
 def _backend(report: Report, node: Node) -> str | None:
@@ -163,19 +205,21 @@ def _burst(report: Report, path: str, node: Node) -> int | None:
     return value
 
 
-def _rules(report: Report, node: Node, policy: PolicyConfig) -> tuple[LimitRule, ...] | None:
+def _rules(
+    report: Report, node: Node, policy: PolicyConfig, *, public_allowed: bool
+) -> tuple[LimitRule, ...] | None:
     if not isinstance(node, MapNode):
         read_section(report, "rate_limits.routes", node.line, node, ())  # reports the type
         return None
-    routes = {_canonical(rule.key): rule for rule in policy.routes}
-    public = {_canonical(rule.key) for rule in policy.public}
+    routes = {_canonical(rule.key): rule.key for rule in policy.routes}
+    public = {_canonical(rule.key): rule.key for rule in policy.public}
     rules: list[LimitRule] = []
     seen: dict[tuple[str, ...], int] = {}
     ok = True
     for key_node, value in node.items:
         label = f'rate_limits.routes["{key_node.text}"]'
         rate = _rate(report, label, value)
-        covered = _covered(report, label, key_node, routes, public, policy)
+        covered = _covered(report, label, key_node, routes, public if public_allowed else {}, policy)
         if covered is not None and _ACTION.fullmatch(key_node.text) is None and covered in seen:
             report.error(key_node.line, f"{label}: the same route as the limit at line {seen[covered]}")
             covered = None
@@ -183,7 +227,8 @@ def _rules(report: Report, node: Node, policy: PolicyConfig) -> tuple[LimitRule,
             ok = False
             continue
         seen.setdefault(covered, key_node.line)
-        rules.append(LimitRule(key_node.text, rate, key_node.line, covered))
+        public_route = len(covered) == 1 and covered[0] in public.values()
+        rules.append(LimitRule(key_node.text, rate, key_node.line, covered, public_route))
     return tuple(rules) if ok else None
 
 
@@ -191,11 +236,14 @@ def _covered(
     report: Report,
     label: str,
     key: Scalar,
-    routes: dict[str, RouteRule],
-    public: set[str],
+    routes: dict[str, str],
+    public: dict[str, str],
     policy: PolicyConfig,
 ) -> tuple[str, ...] | None:
-    """The policy route keys a limit key counts; None after reporting a key that names none."""
+    """The policy route keys a limit key counts; None after reporting a key that names none.
+
+    `public`: canonical -> key of the public routes a limit may name (key: client_ip); empty otherwise.
+    """
     text = key.text
     if _ACTION.fullmatch(text) is not None:
         family, action = text.split(":")
@@ -216,12 +264,14 @@ def _covered(
         report.error(key.line, f"{label}: {bad} (or name a scope action such as agents:run)")
         return None
     if canonical in public:
-        report.error(key.line, f"{label}: a public route has no caller to limit")
+        return (public[canonical],)
+    if canonical in {_canonical(rule.key) for rule in policy.public}:
+        report.error(key.line, f"{label}: a public route has no caller to limit (unless key: client_ip)")
         return None
     if canonical not in routes:
         report.error(key.line, f"{label}: no route of the policy has this key (write it as in policy.routes)")
         return None
-    return (routes[canonical].key,)
+    return (routes[canonical],)
 
 
 def _canonical(key: str) -> str:

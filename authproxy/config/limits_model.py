@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["LimitRule", "Rate", "RateLimitsConfig", "RedisOptions"]
+__all__ = ["CallerKey", "LimitRule", "Rate", "RateLimitsConfig", "RedisOptions"]
+
+# What tells callers apart: an identity field of the token, or the client's address (public routes too).
+CallerKey = Literal["user_id", "session_id", "client_ip"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,7 @@ class LimitRule:
     line: int
     # The policy route keys (as the route table reports them) whose requests this limit counts.
     routes: tuple[str, ...]
+    public: bool = False  # names a public route (key: client_ip), which the default does not count
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +48,10 @@ class RedisOptions:
 class RateLimitsConfig:
     file: str
     line: int
-    key: Literal["user_id", "session_id"] = "user_id"  # the identity field that names the caller
+    key: CallerKey = "user_id"
     backend: str = "memory"  # "memory", or a redis://, rediss:// or unix:// URL (may hold a password)
     redis: RedisOptions = RedisOptions()
     default: Rate | None = None  # per caller, across every route that needs a token
     rules: tuple[LimitRule, ...] = ()
+    # key client_ip: peers whose X-Forwarded-For is believed (limits/client.py); empty: the peer is the client
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()

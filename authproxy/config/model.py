@@ -214,6 +214,7 @@ class AuthzConfig:
     listen: Address | None = None  # None: no decision port
     path_prefix: str = "/envoy"  # Envoy/Istio `path_prefix`: stripped from a check request's path
     grpc_listen: Address | None = None  # Envoy's gRPC Authorization/Check service; None: not served
+    tls: ListenerTls | None = None  # TLS on authz_listen (`authz.tls`); None: plain HTTP
 
     @property
     def enabled(self) -> bool:

@@ -33,10 +33,12 @@ class Limits:
     other: tuple[AppliedLimit, ...] = ()  # routes no limit names (and requests no route matched)
     store: BucketStore | None = None
 
-    def for_route(self, route: str | None) -> tuple[AppliedLimit, ...]:
+    def for_route(self, route: str | None, *, public: bool = False) -> tuple[AppliedLimit, ...]:
+        """A public route counts only the limits that name it (key: client_ip): never the default, which
+        would put health checks and the like under a budget nobody asked for."""
         if route is None:
             return self.other
-        return self.by_route.get(route, self.other)
+        return self.by_route.get(route, () if public else self.other)
 
     async def close(self) -> None:
         if self.store is not None:
@@ -69,7 +71,8 @@ def build_limits(
     by_route: dict[str, list[AppliedLimit]] = {}
     for rule in config.rules:
         for route in rule.routes:
-            by_route.setdefault(route, list(default)).append(AppliedLimit(rule.name, rule.rate))
+            start = [] if rule.public else list(default)
+            by_route.setdefault(route, start).append(AppliedLimit(rule.name, rule.rate))
     return Limits(
         config=config,
         by_route={route: tuple(limits) for route, limits in by_route.items()},

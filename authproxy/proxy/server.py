@@ -27,6 +27,7 @@ from authproxy.errors import (
 from authproxy.gate import authorize
 from authproxy.logs import access_logger
 from authproxy.policy.decision import Decision
+from authproxy.proxy.answer_headers import make_request, set_rate_limit_fields
 from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.content import run_content
 from authproxy.proxy.forward import Forwarder, Relayed, continue_upload
@@ -173,7 +174,7 @@ class ProxyHandler:
             record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
         started = time.perf_counter()
         decision = record.decision = await authorize(
-            rt, request.method, request.raw_path, request.headers, consume=True
+            rt, request.method, request.raw_path, request.headers, consume=True, peer=request.remote
         )
         record.decision_ms = (time.perf_counter() - started) * 1000
         if trace is not None:
@@ -181,6 +182,7 @@ class ProxyHandler:
         if not decision.allowed:
             return self._answer(record, render_decision(decision, preset=rt.config.policy.preset))
         record.detail = _sampled(rt.config.logging.allow_sample_rate)
+        set_rate_limit_fields(request, decision)  # on every answer from here on, over any upstream copy
         websocket = is_websocket_upgrade(request.method, request.headers)
         if websocket and not valid_handshake(request):
             return self._answer(record, render_answer(OwnAnswer.BAD_WEBSOCKET_HANDSHAKE))
@@ -336,4 +338,5 @@ def build_proxy_server(handler: ProxyHandler, *, head_timeout: float = HEAD_TIME
         access_log=None,  # the handler writes the one access line itself
         auto_decompress=False,  # request bodies pass as sent, Content-Encoding included
         read_bufsize=READ_BUFSIZE,
+        request_factory=make_request,  # answers carry the headers set_rate_limit_fields gives them
     )

@@ -115,7 +115,12 @@ class ProxyService:
         await site.start()
         self.proxy_address = _bound(self._proxy)
         if self.decisions is not None:
-            await self.decisions.start(config.authz, reuse_port=self._worker is not None)
+            await self.decisions.start(
+                config.authz,
+                reuse_port=self._worker is not None,
+                # its own certificate (authz.tls), renewed from the next handshake like the proxied port's
+                ssl_context=follow_reloads(lambda: self.holder.current.config.authz.tls),
+            )
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then release."""

@@ -42,7 +42,7 @@ class ReloadOptions:
 
 def watched_files(config: Config) -> tuple[str, ...]:
     """The config file and every key and certificate file it names, as paths the process can open."""
-    paths = [config.path, *tls_files(config.tls, config.upstream.tls)]
+    paths = [config.path, *tls_files(config.tls, config.upstream.tls), *tls_files(config.authz.tls, None)]
     for key in config.jwt.keys:
         if isinstance(key, SecretKey) and key.origin != "secret":
             paths.append(key.origin)
@@ -72,6 +72,7 @@ def _restart_only(old: Config, new: Config) -> list[tuple[str, str, str]]:
         ("authz_listen", str(old.authz.listen), str(new.authz.listen)),
         ("authz.grpc_listen", str(old.authz.grpc_listen), str(new.authz.grpc_listen)),
         ("tls", tls_shape(old.tls), tls_shape(new.tls)),
+        ("authz.tls", tls_shape(old.authz.tls), tls_shape(new.authz.tls)),
         ("upstream.url", old.upstream.url, new.upstream.url),
         ("logging.level", old.logging.level, new.logging.level),
         ("logging.format", old.logging.format, new.logging.format),
@@ -84,7 +85,12 @@ def _keep_running_values(old: Config, new: Config) -> Config:
         new,
         listen=old.listen,
         admin_listen=old.admin_listen,
-        authz=dataclasses.replace(new.authz, listen=old.authz.listen, grpc_listen=old.authz.grpc_listen),
+        authz=dataclasses.replace(
+            new.authz,
+            listen=old.authz.listen,
+            grpc_listen=old.authz.grpc_listen,
+            tls=new.authz.tls if tls_shape(new.authz.tls) == tls_shape(old.authz.tls) else old.authz.tls,
+        ),
         tls=new.tls if tls_shape(new.tls) == tls_shape(old.tls) else old.tls,
         upstream=dataclasses.replace(new.upstream, url=old.upstream.url),
         logging=dataclasses.replace(new.logging, level=old.logging.level, format=old.logging.format),

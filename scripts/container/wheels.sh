@@ -2,8 +2,9 @@
 # Downloads every wheel the image build needs into DEST (`wheels.sh DEST`), so
 # `docker build` can run with no package index: the Dockerfile installs from `wheels/` in its
 # context with `--no-index` whenever that folder holds wheels. The set is the runtime
-# dependencies in pyproject.toml, the `otel` extra the image carries (loaded only when tracing is
-# configured), plus the build backend that turns the source into a wheel.
+# dependencies in pyproject.toml, the extras the image carries (`otel`, loaded only when tracing is
+# configured; `grpc`, loaded only when authz.grpc_listen is set), plus the build backend that turns the
+# source into a wheel.
 # Run it with the same Python minor version as the image (3.11); PYTHON overrides the interpreter.
 set -euo pipefail
 
@@ -22,7 +23,8 @@ import tomllib
 
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)
-extras = project["project"]["optional-dependencies"]["otel"]
+optional = project["project"]["optional-dependencies"]
+extras = optional["otel"] + optional["grpc"]  # the Dockerfile's `authproxy[otel,grpc]`
 for line in project["project"]["dependencies"] + extras + project["build-system"]["requires"]:
     print(line)
 EOF

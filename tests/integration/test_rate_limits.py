@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from multidict import CIMultiDict
 
 from tests.rigs.config import config_text
 from tests.rigs.keys import TokenFactory
@@ -19,7 +22,7 @@ from tests.rigs.polling import poll, status_of
 from tests.rigs.proxy import Launch, proxies
 from tests.rigs.redis_server import RedisServer, redis_server_binary
 from tests.rigs.serve import ServeFactory
-from tests.rigs.upstream import RecordingUpstream
+from tests.rigs.upstream import RecordingUpstream, serving
 
 ROUTE = "* /**"  # the rig's catch-all rule (scope proxy:use)
 
@@ -219,3 +222,159 @@ async def test_a_reload_keeps_the_running_budget(launch: Launch, rig: LimitRig) 
         assert resp.headers["RateLimit-Policy"] == f'"default";q=200;w=60, "{ROUTE}";q=3;w=3600'
         assert json.loads(await resp.read())["error"] == "rate_limited"
     assert rig.paths() == ["/r1", "/r2", "/r3"]
+
+
+# --- RateLimit fields on allowed answers -----------------------------------------------------------------
+
+
+async def test_allowed_answers_carry_the_ratelimit_fields_and_the_remaining_falls(
+    launch: Launch, rig: LimitRig
+) -> None:
+    proxy = await launch(rig.config())
+    policy = f'"default";q=100;w=60, "{ROUTE}";q=3;w=3600'
+    left = []
+    for i in range(3):
+        async with rig.client.get(f"{proxy.url}/items/{i}", headers=rig.caller("alice")) as resp:
+            await resp.read()
+            assert resp.status == 200
+            assert resp.headers.getall("RateLimit-Policy") == [policy]
+            (fields,) = resp.headers.getall("RateLimit")
+            default, route = fields.split(", ")
+            assert route == f'"{ROUTE}";r={2 - i};t={1200 * (i + 1)}'  # a token back every 20 minutes
+            assert default.startswith('"default";r=')
+            left.append(int(default.split(";")[1].removeprefix("r=")))
+    assert left[0] > left[1] > left[2]  # 100/min gives back a token in 0.6 s: the tests are quicker
+    await assert_rate_limited(rig.client, proxy.url + "/items/over", rig.caller("alice"))
+    assert rig.upstream.arrived.qsize() == 3
+    # public routes are not limited (no client_ip key): no fields
+    async with rig.client.get(proxy.url + "/public/p") as resp:
+        assert resp.status == 200
+        assert "RateLimit" not in resp.headers and "RateLimit-Policy" not in resp.headers
+
+
+@pytest.fixture
+async def echoing_upstream() -> AsyncIterator[str]:
+    """An upstream that sends RateLimit fields of its own (in two spellings) on a streamed answer."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(
+            headers=CIMultiDict(
+                [
+                    ("RateLimit", '"upstream";r=999;t=1'),
+                    ("ratelimit-policy", '"upstream";q=1000;w=1'),
+                    ("Content-Type", "text/plain"),
+                ]
+            )
+        )
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(b"streamed ")
+        await resp.write_eof(b"answer")
+        return resp
+
+    async with serving(web.Server(handle)) as url:
+        yield url
+
+
+async def test_ours_replace_the_upstreams_on_a_limited_route_and_theirs_pass_elsewhere(
+    launch: Launch, rig: LimitRig, echoing_upstream: str
+) -> None:
+    config = rig.folder / "echo.yaml"
+    config.write_text(
+        config_text(echoing_upstream, rig.secret)
+        + 'rate_limits:\n  routes:\n    "GET /private/**": {rate: 2/hour, burst: 2}\n'
+    )
+    proxy = await launch(config)
+    reader = {"Authorization": f"Bearer {rig.token('private:read', 'proxy:use', sub='alice')}"}
+    async with rig.client.get(proxy.url + "/private/a", headers=reader) as resp:
+        assert await resp.read() == b"streamed answer"
+        assert resp.headers.getall("RateLimit") == ['"GET /private/**";r=1;t=1800']
+        assert resp.headers.getall("RateLimit-Policy") == ['"GET /private/**";q=2;w=3600']
+    # a route no limit names: the upstream's own fields pass untouched, and none of ours are added
+    async with rig.client.get(proxy.url + "/items/a", headers=reader) as resp:
+        assert await resp.read() == b"streamed answer"
+        assert resp.headers.getall("RateLimit") == ['"upstream";r=999;t=1']
+        assert resp.headers.getall("RateLimit-Policy") == ['"upstream";q=1000;w=1']
+
+
+# --- key: client_ip ----------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def client_from(address: str) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client whose connections leave from `address` (any 127.0.0.0/8 address is this machine's)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0), force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        yield session
+
+
+def client_ip_config(rig: LimitRig, trusted: str) -> Path:
+    path = rig.folder / "client-ip.yaml"
+    path.write_text(
+        config_text(rig.upstream.url, rig.secret)
+        + "rate_limits:\n"
+        + "  key: client_ip\n"
+        + f"  trusted_proxies: [{trusted}]\n"
+        + '  routes:\n    "/public/**": {rate: 2/hour, burst: 2}\n'
+    )
+    return path
+
+
+async def assert_public_refused(client: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> None:
+    async with client.get(url, headers=headers) as resp:
+        body = json.loads(await resp.read())
+        assert resp.status == 429
+        assert resp.headers["RateLimit"].startswith('"/public/**";r=0;t=')
+    assert body["error"] == "rate_limited"
+    assert body["limit"] == "/public/**"
+
+
+async def public_get(client: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
+    """The RateLimit field of an allowed public answer."""
+    async with client.get(url, headers=headers) as resp:
+        await resp.read()
+        assert resp.status == 200
+        return resp.headers["RateLimit"]
+
+
+async def test_public_routes_are_limited_per_client_address_and_spoofed_forwarded_for_changes_nothing(
+    launch: Launch, rig: LimitRig
+) -> None:
+    # 127.0.0.1 and 127.0.0.2 are two clients; neither is a trusted proxy.
+    proxy = await launch(client_ip_config(rig, "10.0.0.0/8"))
+    url = proxy.url + "/public/p"
+    async with client_from("127.0.0.1") as one, client_from("127.0.0.2") as two:
+        spoof = [{"X-Forwarded-For": f"203.0.113.{i}"} for i in range(3)]
+        assert await public_get(one, url, spoof[0]) == '"/public/**";r=1;t=1800'
+        assert await public_get(one, url, spoof[1]) == '"/public/**";r=0;t=3600'
+        await assert_public_refused(one, url, spoof[2])  # a new X-Forwarded-For is not a new client
+        assert await public_get(two, url, {}) == '"/public/**";r=1;t=1800'  # its own budget
+        assert await public_get(two, url, spoof[0]) == '"/public/**";r=0;t=3600'
+        await assert_public_refused(two, url, {})
+    assert len(rig.upstream.requests) == 4
+    assert rig.upstream.arrived.qsize() == 4  # the refused ones never reached it
+
+
+async def test_behind_a_trusted_proxy_the_right_most_untrusted_forwarded_address_is_the_client(
+    launch: Launch, rig: LimitRig
+) -> None:
+    proxy = await launch(client_ip_config(rig, "127.0.0.1/32"))  # 127.0.0.1 is a load balancer
+    url = proxy.url + "/public/p"
+    async with client_from("127.0.0.1") as balancer, client_from("127.0.0.2") as direct:
+        alice = {"X-Forwarded-For": "198.51.100.1"}
+        # the left-most entry is whatever alice's client wrote: only the right-most untrusted one counts
+        alice_spoofing = {"X-Forwarded-For": "203.0.113.9, 198.51.100.1"}
+        assert await public_get(balancer, url, alice) == '"/public/**";r=1;t=1800'
+        assert await public_get(balancer, url, alice_spoofing) == '"/public/**";r=0;t=3600'
+        await assert_public_refused(balancer, url, {"X-Forwarded-For": "198.51.100.1, 127.0.0.1"})
+        # another client behind the same balancer has its own budget
+        assert (
+            await public_get(balancer, url, {"X-Forwarded-For": "198.51.100.2"}) == '"/public/**";r=1;t=1800'
+        )
+        # a peer that is not trusted cannot borrow a budget by naming its owner
+        assert await public_get(direct, url, {"X-Forwarded-For": "198.51.100.2"}) == '"/public/**";r=1;t=1800'
+        assert await public_get(direct, url, alice) == '"/public/**";r=0;t=3600'
+        await assert_public_refused(direct, url, {"X-Forwarded-For": "198.51.100.3"})
+    assert len(rig.upstream.requests) == 5
+    assert rig.upstream.arrived.qsize() == 5

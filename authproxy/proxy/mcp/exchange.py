@@ -106,7 +106,9 @@ class McpExchange:
         site = policy.site_for(request.raw_path)
         if site is None:
             return _respond(metadata_document(policy, policy.metadata_site(request.raw_path), request), None)
-        decision = await authorize(rt, request.method, request.raw_path, request.headers, consume=True)
+        decision = await authorize(
+            rt, request.method, request.raw_path, request.headers, consume=True, peer=request.remote
+        )
         call = _Call(self._forwarder, request, rt, policy, site, decision)
         if not decision.allowed:
             return call.deny(decision)

@@ -107,7 +107,7 @@ def test_every_problem_is_located(cfg: ConfigDir, head: str) -> None:
     )
     errors = cfg.errors(text)
     assert errors == [
-        "config.yaml:15: rate_limits.key: must be one of user_id, session_id; got 'sub'",
+        "config.yaml:15: rate_limits.key: must be one of user_id, session_id, client_ip; got 'sub'",
         "config.yaml:16: rate_limits.backend: expected memory or a redis://, rediss:// or unix:// URL",
         "config.yaml:17: rate_limits.redis.on_error: must be one of deny, allow; got 'maybe'",
         "config.yaml:17: rate_limits.redis.timeout: must be more than zero",
@@ -118,7 +118,8 @@ def test_every_problem_is_located(cfg: ConfigDir, head: str) -> None:
         " {rate: 10/min, burst: 5}, got an integer",
         'config.yaml:21: rate_limits.routes["GET /nowhere"]: no route of the policy has this key'
         " (write it as in policy.routes)",
-        'config.yaml:22: rate_limits.routes["/health"]: a public route has no caller to limit',
+        'config.yaml:22: rate_limits.routes["/health"]: a public route has no caller to limit'
+        " (unless key: client_ip)",
         'config.yaml:23: rate_limits.routes["agents:delete"]: no policy route requires agents:delete'
         " or agents:<id>:delete",
         'config.yaml:24: rate_limits.routes["POST /agents/{a}/runs"].burst: expected a whole number from 1'

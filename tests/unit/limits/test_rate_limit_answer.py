@@ -8,6 +8,7 @@ import pytest
 
 from authproxy.config.limits import parse_rate
 from authproxy.errors import DenialCode
+from authproxy.limits.headers import allowed_fields
 from authproxy.policy.decision import Decision
 from authproxy.policy.rate_limit import AppliedLimit, RateLimitState
 from authproxy.proxy.responses import render_decision
@@ -73,3 +74,24 @@ def test_decision_log_fields() -> None:
         "rate_limit_error": "backend unavailable"
     }
     assert RateLimitState("user_id", "a", (RUNS,), (2,)).log_fields() == {}
+
+
+def test_an_allowed_answer_names_every_limit_with_what_is_left_and_when_it_is_full_again() -> None:
+    # 600/min refills 10 a second: 512 left of 600 is full in 8.8 s; 10/min burst 3 with 1 left, in 12 s
+    state = RateLimitState("user_id", "alice", (DEFAULT, RUNS), (512, 1))
+    assert allowed_fields(state) == (
+        ("RateLimit-Policy", '"default";q=600;w=60, "POST /agents/{agent_id}/runs";q=10;w=60'),
+        ("RateLimit", '"default";r=512;t=9, "POST /agents/{agent_id}/runs";r=1;t=12'),
+    )
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        None,  # no limit counts the route
+        RateLimitState("user_id", "alice", (DEFAULT,)),  # explain: nothing taken
+        RateLimitState("user_id", "alice", (DEFAULT,), backend_error=True),  # on_error: allow let it through
+    ],
+)
+def test_no_fields_when_no_token_was_taken(state: RateLimitState | None) -> None:
+    assert allowed_fields(state) == ()
