@@ -15,10 +15,9 @@ from __future__ import annotations
 import importlib.util
 import re
 
-from authproxy.config.fields import Report, Section, read_section, read_value
+from authproxy.config.fields import Report, Section, read_address, read_section, read_value
 from authproxy.config.model import Address, AuthzConfig
 from authproxy.config.source import Node
-from authproxy.config.values import parse_address
 
 __all__ = ["AUTHZ_KEYS", "FORWARD_AUTH_PATH", "NGINX_PATH", "parse_path_prefix", "read_authz"]
 
@@ -26,7 +25,6 @@ AUTHZ_KEYS = ("authz_listen", "authz")  # top-level keys this module reads
 NGINX_PATH = "/nginx"
 FORWARD_AUTH_PATH = "/forward-auth"
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
-_ADDRESS = "HOST:PORT or [IPv6]:PORT"
 _GRPC_MODULES = ("grpclib", "envoy_data_plane")  # the `grpc` extra
 _WILDCARD = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared against, not bound
 
@@ -79,7 +77,7 @@ def _listen(
     """The address under `key` when given, valid and not sharing a port; None otherwise (reported)."""
     if node is None:
         return None
-    address = read_value(report, key, node, parse_address, _ADDRESS)
+    address = read_address(report, key, node)
     if address is None or not _port_free(report, line, key, address, used):
         return None
     return address
