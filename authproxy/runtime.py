@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from authproxy.auth.jwks import JwksSource
 from authproxy.auth.keys import KeyRing, RemoteKeys
 from authproxy.auth.verify import Verifier
-from authproxy.config import load_with_warnings
+from authproxy.config import Overrides, load_with_warnings
 from authproxy.config.headers import HeaderPlan
 from authproxy.config.model import Config, JwksUrl, OidcIssuer
-from authproxy.config.values import check_upstream_url, parse_address
-from authproxy.errors import ConfigError, Problem
+from authproxy.errors import Problem
 from authproxy.limits.plan import NO_LIMITS, Limits, build_limits
 from authproxy.policy.content.plan import ContentPlans
 from authproxy.policy.mcp.endpoints import McpPolicy
@@ -101,24 +100,6 @@ def build_runtime(
     )
 
 
-def _override(config: Config, listen: str | None, upstream: str | None) -> Config:
-    problems: list[Problem] = []
-    if listen is not None:
-        try:
-            config = dataclasses.replace(config, listen=parse_address(listen))
-        except ValueError as bad:
-            problems.append(Problem("--listen", 0, str(bad)))
-    if upstream is not None:
-        try:
-            check_upstream_url(upstream)
-            config = dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, url=upstream))
-        except ValueError as bad:
-            problems.append(Problem("--upstream", 0, str(bad)))
-    if problems:
-        raise ConfigError(problems)
-    return config
-
-
 def load_runtime(
     path: str | os.PathLike[str],
     *,
@@ -127,6 +108,5 @@ def load_runtime(
     reuse: Runtime | None = None,
 ) -> Runtime:
     """Load, validate and compile a config file (plus command-line overrides); raises ConfigError."""
-    config, warnings = load_with_warnings(path)
-    config = _override(config, listen, upstream)
+    config, warnings = load_with_warnings(path, overrides=Overrides(listen, upstream))
     return build_runtime(config, tuple(warnings), reuse=reuse)

@@ -8,11 +8,19 @@ files, so it runs at config load (and again on every reload); a bad file is a Tl
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Literal
 
 from cryptography import x509
 
-__all__ = ["TLS12_CIPHERS", "TlsFileError", "client_context", "peer_subject", "server_context"]
+__all__ = [
+    "TLS12_CIPHERS",
+    "TlsFileError",
+    "TlsFileErrors",
+    "client_context",
+    "peer_subject",
+    "server_context",
+]
 
 # ECDHE/DHE key exchange, AES-GCM or ChaCha20-Poly1305: no CBC, no SHA-1 MACs, no static RSA.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS"
@@ -24,6 +32,14 @@ class TlsFileError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class TlsFileErrors(ValueError):
+    """Every unusable file of one context (say, a key that does not match and a CA file that is missing)."""
+
+    def __init__(self, errors: list[TlsFileError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("; ".join(str(e) for e in errors))
 
 
 def _narrow(context: ssl.SSLContext) -> ssl.SSLContext:
@@ -66,10 +82,14 @@ def server_context(
 ) -> ssl.SSLContext:
     """A listener's context; with `client_ca_file`, client certificates are verified against those CAs."""
     context = _narrow(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
-    _load_chain(context, (f"{prefix}.cert_file", f"{prefix}.key_file"), cert_file, key_file)
+    problems = _attempt(
+        lambda: _load_chain(context, (f"{prefix}.cert_file", f"{prefix}.key_file"), cert_file, key_file)
+    )
     if client_ca_file is not None:
-        _load_cas(context, f"{prefix}.client_ca_file", client_ca_file)
+        problems += _attempt(lambda: _load_cas(context, f"{prefix}.client_ca_file", client_ca_file))
         context.verify_mode = ssl.CERT_REQUIRED if client_auth == "required" else ssl.CERT_OPTIONAL
+    if problems:
+        raise TlsFileErrors(problems)
     return context
 
 
@@ -82,13 +102,26 @@ def client_context(
     """An upstream's context: its certificate is verified (hostname included) against `ca_file` or the
     system's CAs; with `cert_file`/`key_file` we present a client certificate (mTLS)."""
     context = _narrow(ssl.create_default_context(ssl.Purpose.SERVER_AUTH))
+    problems: list[TlsFileError] = []
     if ca_file is not None:
         # Only the configured CAs: an upstream on a private CA must not also accept public ones.
         context = _narrow(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
-        _load_cas(context, f"{prefix}.ca_file", ca_file)
+        problems += _attempt(lambda: _load_cas(context, f"{prefix}.ca_file", ca_file))
     if cert_file is not None and key_file is not None:
-        _load_chain(context, (f"{prefix}.cert_file", f"{prefix}.key_file"), cert_file, key_file)
+        fields = (f"{prefix}.cert_file", f"{prefix}.key_file")
+        problems += _attempt(lambda: _load_chain(context, fields, cert_file, key_file))
+    if problems:
+        raise TlsFileErrors(problems)
     return context
+
+
+def _attempt(load: Callable[[], None]) -> list[TlsFileError]:
+    """[] when `load` succeeds, else its TlsFileError: each file is checked, so all are reported at once."""
+    try:
+        load()
+    except TlsFileError as bad:
+        return [bad]
+    return []
 
 
 def peer_subject(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:

@@ -1,8 +1,9 @@
 """`authproxy demo`: a small AgentOS-like upstream behind the proxy, with tokens and curl lines to paste.
 
-The upstream and both proxy ports take free ports unless the AUTHPROXY_DEMO_* variables name them; the demo
-sets the variables before config/demo.yaml is loaded, so the policy file stays the single source of truth.
-Logs go to stderr; stdout carries only the instructions.
+The policy is demo.yaml beside this module (package data, so any install can run it). The upstream takes a
+free port, and so do both proxy ports unless `--listen` / `--admin-listen` name them; the demo sets the
+AUTHPROXY_DEMO_* variables before the policy is loaded, so the policy file stays the single source of
+truth. Logs go to stderr; stdout carries only the instructions.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 import jwt
@@ -25,15 +27,17 @@ from authproxy.runtime import RuntimeHolder, load_runtime
 from authproxy.serve.lifecycle import ProxyService, run_async
 from authproxy.serve.settings import shutdown_grace
 
-__all__ = ["AGENTS", "build_demo_upstream", "main"]
+__all__ = ["AGENTS", "build_demo_upstream", "instructions", "main"]
 
 AGENTS = (
     {"id": "web-search-agent", "name": "Web Search Agent"},
     {"id": "agno-agent", "name": "Agno Agent"},
     {"id": "research-agent", "name": "Research Agent"},
 )
-_FREE = "127.0.0.1:0"
 _TOKEN_TTL = 3600
+# Where the curl lines point when the proxy listens on every interface: this machine, which is also where
+# a container's published port arrives.
+_REACHABLE = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - compared against, not bound
 
 
 # --- the demo upstream ---------------------------------------------------------------------------
@@ -90,13 +94,6 @@ def build_demo_upstream() -> web.Application:
 # --- the instructions ------------------------------------------------------------------------------
 
 
-def _demo_config() -> Path | None:
-    for candidate in (Path(__file__).resolve().parents[2] / "config", Path.cwd() / "config"):
-        if (candidate / "demo.yaml").is_file():
-            return candidate / "demo.yaml"
-    return None
-
-
 def _tokens(config: Config) -> dict[str, str]:
     secret = next(k.secret for k in config.jwt.keys if isinstance(k, SecretKey))
     now = int(time.time())
@@ -114,14 +111,28 @@ def _tokens(config: Config) -> dict[str, str]:
     }
 
 
-def _instructions(url: str, tokens: dict[str, str]) -> list[str]:
+def _url(host: str, port: int) -> str:
+    shown = _REACHABLE.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def instructions(host: str, port: int, tokens: dict[str, str]) -> list[str]:
+    """What the demo prints: exports of `tokens`, then curl lines against the proxy bound at host:port."""
+
     def bearer(name: str) -> str:
         return f'-H "Authorization: Bearer ${name}"'
 
+    url = _url(host, port)
     run = f"-X POST -d message=hi {url}/agents"
+    everywhere = (
+        [f"Listening on every interface, port {port}: from another host, put its address in the URLs.", ""]
+        if host in _REACHABLE
+        else []
+    )
     return [
         "authproxy demo: a small AgentOS-like upstream behind the proxy.",
         "",
+        *everywhere,
         "Tokens (HS256, one hour): paste these first.",
         *(f"export {name}={value}" for name, value in tokens.items()),
         "",
@@ -141,14 +152,14 @@ def _instructions(url: str, tokens: dict[str, str]) -> list[str]:
 # --- running it ----------------------------------------------------------------------------------------
 
 
-async def _demo(config_path: Path) -> int:
+async def _demo(config_path: Path, listen: str, admin_listen: str) -> int:
     upstream = web.AppRunner(build_demo_upstream(), access_log=None)
     await upstream.setup()
     await web.TCPSite(upstream, "127.0.0.1", 0).start()
     host, port = upstream.addresses[0][:2]
     os.environ["AUTHPROXY_DEMO_UPSTREAM"] = f"http://{host}:{port}"
-    os.environ.setdefault("AUTHPROXY_DEMO_LISTEN", _FREE)
-    os.environ.setdefault("AUTHPROXY_DEMO_ADMIN_LISTEN", _FREE)
+    os.environ["AUTHPROXY_DEMO_LISTEN"] = listen
+    os.environ["AUTHPROXY_DEMO_ADMIN_LISTEN"] = admin_listen
     try:
         rt = load_runtime(config_path)
     except ConfigError as error:
@@ -163,8 +174,7 @@ async def _demo(config_path: Path) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         await service.start()
-        proxy_host, proxy_port = service.proxy_address
-        lines = _instructions(f"http://{proxy_host}:{proxy_port}", _tokens(rt.config))
+        lines = instructions(*service.proxy_address, _tokens(rt.config))
         print("\n".join(lines), flush=True)
         await stop.wait()
         return 0
@@ -173,13 +183,12 @@ async def _demo(config_path: Path) -> int:
         await upstream.cleanup()
 
 
-def main() -> int:
-    config_path = _demo_config()
-    if config_path is None:
-        print("authproxy demo: config/demo.yaml not found (run from the project checkout)", file=sys.stderr)
-        return 1
+def main(*, listen: str, admin_listen: str) -> int:
+    """Run the demo until SIGINT/SIGTERM; `listen`, `admin_listen`: HOST:PORT (or :PORT, PORT)."""
+    policy = resources.files("authproxy.cli").joinpath("demo.yaml")
     try:
-        return run_async(_demo(config_path))
-    except OSError as error:  # a port named in AUTHPROXY_DEMO_* is taken
+        with resources.as_file(policy) as config_path:
+            return run_async(_demo(config_path, listen, admin_listen))
+    except OSError as error:  # a port given to --listen / --admin-listen is taken
         print(f"authproxy demo: {error}", file=sys.stderr)
         return 1

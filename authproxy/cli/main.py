@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +17,37 @@ from authproxy.cli.demo import main as demo_main
 from authproxy.cli.explain import explain
 from authproxy.cli.policy_cases import load_cases, run_cases
 from authproxy.config import load
-from authproxy.config.values import parse_duration
+from authproxy.config.values import ADDRESS_FORMS, check_upstream_url, parse_address, parse_duration
 from authproxy.errors import ConfigError, Problem
 from authproxy.runtime import load_runtime
 from authproxy.serve.lifecycle import WorkerRole, run_server
 from authproxy.serve.workers import default_workers
-from authproxy.standards.jose import EC_CURVES
+from authproxy.standards.jose import ALGORITHMS, EC_CURVES, HMAC_ALGORITHMS, key_algorithms
 
 __all__ = ["main"]
 
 _EPILOG_CONFIG = "The config file may also be named by the AUTHPROXY_CONFIG environment variable."
+
+
+def _argument(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type from a config value parser: a bad value is a usage error (exit 2) with the
+    parser's own message, `argument --listen: ...`; a good one passes on as written."""
+
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except ValueError as bad:
+            raise argparse.ArgumentTypeError(str(bad)) from None
+        return text
+
+    return check
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as bad:
+        raise argparse.ArgumentTypeError(str(bad)) from None
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -127,19 +148,49 @@ def _cmd_token(args: argparse.Namespace) -> int:
         claims[name] = _claim_value(value)
     if (args.secret is None) == (args.key is None):
         raise SystemExit("authproxy token: give exactly one of --secret or --key PEM")
-    key: Any
-    if args.secret is not None:
-        key, alg = args.secret, args.alg or "HS256"
-    else:
-        key = load_private_key(Path(args.key).read_bytes())
-        alg = args.alg or default_algorithm(key)
-    ttl = parse_duration(args.ttl)
-    print(mint_token(claims, alg=alg, key=key, ttl=ttl, kid=args.kid))
+    try:
+        key, alg = _signing_key(args)
+    except _UsageError as bad:
+        print(f"authproxy token: error: {bad}", file=sys.stderr)
+        return 2
+    print(mint_token(claims, alg=alg, key=key, ttl=args.ttl, kid=args.kid))
     return 0
 
 
+class _UsageError(Exception):
+    """A command-line value that cannot be used: exit 2, as argparse's own usage errors."""
+
+
+def _signing_key(args: argparse.Namespace) -> tuple[Any, str]:
+    """(key, algorithm) for `token`: the --secret or --key PEM, and --alg checked against it."""
+    if args.secret is not None:
+        alg = args.alg or "HS256"
+        if alg not in HMAC_ALGORITHMS:
+            raise _UsageError(f"--alg {alg} signs with a private key: pass --key PEM instead of --secret")
+        return args.secret, alg
+    try:
+        key = load_private_key(Path(args.key).read_bytes())
+    except OSError as bad:
+        raise _UsageError(f"--key: cannot read {args.key}: {bad.strerror or bad}") from None
+    except (ValueError, TypeError):  # TypeError: the PEM is encrypted
+        raise _UsageError(f"--key: {args.key} is not an unencrypted PEM private key") from None
+    try:
+        kty, usable = key_algorithms(key)
+        alg = args.alg or default_algorithm(key)
+    except ValueError as bad:
+        raise _UsageError(f"--key: {args.key}: {bad}") from None
+    if alg not in usable:
+        hint = f"use {', '.join(sorted(usable))}" if usable else "no JOSE algorithm signs with it"
+        raise _UsageError(f"--alg {alg} cannot sign with the {kty} key in {args.key} ({hint})")
+    return key, alg
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
-    private_path, public_path = write_key_pair(args.kind, Path(args.out), curve=args.curve)
+    try:
+        private_path, public_path = write_key_pair(args.kind, Path(args.out), curve=args.curve)
+    except OSError as bad:
+        print(f"authproxy keys: cannot write into {args.out}: {bad.strerror or bad}", file=sys.stderr)
+        return 1
     print(f"wrote {private_path} (keep it secret) and {public_path} (goes in jwt.keys: public_key_file)")
     return 0
 
@@ -165,7 +216,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    return demo_main()
+    return demo_main(listen=args.listen, admin_listen=args.admin_listen)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -179,8 +230,18 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the proxy", epilog=_EPILOG_CONFIG)
     _config_arg(p)
-    p.add_argument("--listen", metavar="HOST:PORT", help="override `listen` from the config")
-    p.add_argument("--upstream", metavar="URL", help="override `upstream.url` from the config")
+    p.add_argument(
+        "--listen",
+        type=_argument(parse_address),
+        metavar="HOST:PORT",
+        help=f"override `listen` from the config: {ADDRESS_FORMS}",
+    )
+    p.add_argument(
+        "--upstream",
+        type=_argument(check_upstream_url),
+        metavar="URL",
+        help="override `upstream.url` from the config (and stand in for a missing `upstream`)",
+    )
     p.add_argument(
         "--workers",
         type=int,
@@ -230,7 +291,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--secret", help="HMAC secret (HS256/384/512)")
     p.add_argument("--key", metavar="PEM", help="private key PEM file (RSA, EC or Ed25519)")
-    p.add_argument("--alg", help="algorithm (default: HS256 for --secret, from the key type for --key)")
+    p.add_argument(
+        "--alg",
+        choices=ALGORITHMS,
+        metavar="ALG",
+        help="algorithm (default: HS256 for --secret, from the key type for --key)",
+    )
     p.add_argument("--kid", help="key id put in the token header")
     p.add_argument("--sub", default="test-user", help="subject (default: test-user)")
     p.add_argument(
@@ -239,7 +305,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--aud", action="append", default=[], help="audience; repeatable")
     p.add_argument("--iss", help="issuer")
     p.add_argument("--session-id", help="session_id claim")
-    p.add_argument("--ttl", default="1h", help="lifetime: 10s, 5m, 1h or seconds (default: 1h)")
+    p.add_argument(
+        "--ttl", type=_duration, default="1h", help="lifetime: 10s, 5m, 1h or seconds (default: 1h)"
+    )
     p.add_argument(
         "--claim", action="append", default=[], metavar="NAME=VALUE", help="extra claim (JSON value)"
     )
@@ -262,7 +330,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("cases", nargs="+", metavar="CASES.yaml")
     p.set_defaults(func=_cmd_test)
 
-    p = sub.add_parser("demo", help="run a demo upstream behind the proxy and print tokens and curl lines")
+    p = sub.add_parser(
+        "demo",
+        help="run a demo upstream behind the proxy and print tokens and curl lines",
+        description="Runs from any install: the demo policy ships inside the package.",
+        epilog="in a container: docker run --rm -p 8080:8080 IMAGE demo --listen :8080",
+    )
+    p.add_argument(
+        "--listen",
+        type=_argument(parse_address),
+        default=os.environ.get("AUTHPROXY_DEMO_LISTEN", "127.0.0.1:0"),
+        metavar="HOST:PORT",
+        help=f"the proxied port: {ADDRESS_FORMS} (default: a free port on 127.0.0.1)",
+    )
+    p.add_argument(
+        "--admin-listen",
+        type=_argument(parse_address),
+        default=os.environ.get("AUTHPROXY_DEMO_ADMIN_LISTEN", "127.0.0.1:0"),
+        metavar="HOST:PORT",
+        help="/healthz, /readyz, /metrics (default: a free port on 127.0.0.1)",
+    )
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from authproxy.config.build import build
 from authproxy.config.fields import Report
-from authproxy.config.model import Config
+from authproxy.config.model import NO_OVERRIDES, Config, Overrides
 from authproxy.config.source import parse
 from authproxy.errors import ConfigError, Problem
 
@@ -20,6 +20,7 @@ __all__ = [
     "PRESET_DIR",
     "Config",
     "ConfigError",
+    "Overrides",
     "Problem",
     "load",
     "load_text",
@@ -39,9 +40,14 @@ def load(path: StrPath, env: Mapping[str, str] | None = None) -> Config:
 
 
 def load_with_warnings(
-    path: StrPath, env: Mapping[str, str] | None = None, *, preset_dir: StrPath | None = None
+    path: StrPath,
+    env: Mapping[str, str] | None = None,
+    *,
+    preset_dir: StrPath | None = None,
+    overrides: Overrides = NO_OVERRIDES,
 ) -> tuple[Config, list[Problem]]:
-    """As `load`, also returning the warnings, sorted; `preset_dir` replaces the packaged presets (tests)."""
+    """As `load`, also returning the warnings, sorted; `preset_dir` replaces the packaged presets (tests);
+    `overrides` are command-line values, checked with the file so an upstream given there satisfies it."""
     file = os.fspath(path)
     try:
         with open(file, "rb") as handle:
@@ -55,7 +61,7 @@ def load_with_warnings(
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise ConfigError([Problem(file, line, "the file is not UTF-8 text")]) from None
-    return load_text_with_warnings(text, file, env, preset_dir=preset_dir)
+    return load_text_with_warnings(text, file, env, preset_dir=preset_dir, overrides=overrides)
 
 
 def load_text(
@@ -67,7 +73,12 @@ def load_text(
 
 
 def load_text_with_warnings(
-    text: str, path: str, env: Mapping[str, str] | None = None, *, preset_dir: StrPath | None = None
+    text: str,
+    path: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    preset_dir: StrPath | None = None,
+    overrides: Overrides = NO_OVERRIDES,
 ) -> tuple[Config, list[Problem]]:
     environ = os.environ if env is None else env
     report = Report(path)
@@ -76,7 +87,7 @@ def load_text_with_warnings(
     config = None
     if root is not None:
         presets = os.fspath(preset_dir) if preset_dir is not None else PRESET_DIR
-        config = build(root, path, report, preset_dir=presets, env=environ)
+        config = build(root, path, report, preset_dir=presets, env=environ, overrides=overrides)
     if config is None or report.errors:
         raise ConfigError(report.errors)
     return config, sorted(report.warnings)

@@ -17,11 +17,10 @@ import importlib.util
 import os
 import re
 
-from authproxy.config.fields import Report, Section, read_section, read_value
+from authproxy.config.fields import Report, Section, read_address, read_section, read_value
 from authproxy.config.model import Address, AuthzConfig
 from authproxy.config.source import Node
 from authproxy.config.tls import read_listener_tls
-from authproxy.config.values import parse_address
 
 __all__ = ["AUTHZ_KEYS", "FORWARD_AUTH_PATH", "NGINX_PATH", "parse_path_prefix", "read_authz"]
 
@@ -29,7 +28,6 @@ AUTHZ_KEYS = ("authz_listen", "authz")  # top-level keys this module reads
 NGINX_PATH = "/nginx"
 FORWARD_AUTH_PATH = "/forward-auth"
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
-_ADDRESS = "HOST:PORT or [IPv6]:PORT"
 _GRPC_MODULES = ("grpclib", "envoy_data_plane")  # the `grpc` extra
 # tls: the HTTP decision port's own, in the shape of the proxied port's `tls:` (the two may differ)
 _AUTHZ = ("path_prefix", "grpc_listen", "tls")
@@ -90,7 +88,7 @@ def _listen(
     """The address under `key` when given, valid and not sharing a port; None otherwise (reported)."""
     if node is None:
         return None
-    address = read_value(report, key, node, parse_address, _ADDRESS)
+    address = read_address(report, key, node)
     if address is None or not _port_free(report, line, key, address, used):
         return None
     return address

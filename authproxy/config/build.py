@@ -28,8 +28,10 @@ from authproxy.config.fields import (
 from authproxy.config.headers import check_identity_header, normalise
 from authproxy.config.keys import check_families, read_algorithms, read_keys
 from authproxy.config.limits import read_rate_limits
+from authproxy.config.listeners import check_mode, command_line, read_listeners
 from authproxy.config.mcp import endpoint_routes, issuers_of, read_mcp
 from authproxy.config.model import (
+    NO_OVERRIDES,
     Address,
     ClaimPaths,
     Config,
@@ -38,6 +40,7 @@ from authproxy.config.model import (
     KeySource,
     LoggingConfig,
     OidcIssuer,
+    Overrides,
     PolicyConfig,
     UpstreamConfig,
 )
@@ -74,25 +77,25 @@ _JWT = ("algorithms", "keys", "audience", "issuer", "leeway", "sources", "header
 _CLAIMS = ("user_id", "session_id", "scopes")
 _DEFAULT_JWT = JwtConfig((), ())
 _DEFAULT = Config("", UpstreamConfig(""), _DEFAULT_JWT)
-_ADDRESS = "HOST:PORT or [IPv6]:PORT"
 _FOLDING = "names compare case-insensitively, '_' as '-'"
 
 
-def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap[str, str]) -> Config | None:
+def build(
+    root: Node,
+    file: str,
+    report: Report,
+    *,
+    preset_dir: str,
+    env: EnvMap[str, str],
+    overrides: Overrides = NO_OVERRIDES,
+) -> Config | None:
     """The whole Config, or None when anything was reported as an error."""
-    top = read_section(report, "", 1, root, _TOP, required=("upstream", "jwt"))
+    top = read_section(report, "", 1, root, _TOP, required=("jwt",))
     if top is None:
         return None
-    listen = _optional(
-        top, "listen", lambda p, n: read_value(report, p, n, parse_address, _ADDRESS), _DEFAULT.listen
-    )
-    admin = _optional(
-        top,
-        "admin_listen",
-        lambda p, n: read_value(report, p, n, parse_address, _ADDRESS),
-        _DEFAULT.admin_listen,
-    )
-    upstream = _upstream(report, top, os.path.dirname(file))
+    proxied = "upstream" in top.entries or overrides.upstream is not None
+    listen, admin = read_listeners(report, top, overrides, _DEFAULT, proxied=proxied)
+    upstream = _upstream(report, top, os.path.dirname(file), overrides.upstream)
     jwt = _jwt(report, top, os.path.dirname(file))
     tls = _optional(
         top, "tls", lambda p, n: read_listener_tls(report, p, top.key_line(p), n, os.path.dirname(file)), None
@@ -108,12 +111,11 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
         limits = read_rate_limits(report, top.key_line("rate_limits"), node, policy)
     issuers = issuers_of(jwt.keys, jwt.issuer) if jwt is not None else ()
     mcp = read_mcp(report, top, policy, issuers, preset_dir, env)
-    if listen is not None and admin is not None:
-        _check_listeners(report, top, listen, admin)
     authz = read_authz(
         report, top, tuple((k, a) for k, a in (("listen", listen), ("admin_listen", admin)) if a)
     )
-    if authz is None or report.errors or None in (listen, admin, upstream, jwt, policy, forward, logging):
+    check_mode(report, proxied=proxied, authz=authz)
+    if authz is None or report.errors or None in (admin, upstream, jwt, policy, forward, logging):
         return None
     if "tls" in top.entries and tls is None:
         return None
@@ -122,7 +124,7 @@ def build(root: Node, file: str, report: Report, *, preset_dir: str, env: EnvMap
         path=file,
         upstream=cast(UpstreamConfig, upstream),
         jwt=cast(JwtConfig, jwt),
-        listen=cast(Address, listen),
+        listen=listen,
         admin_listen=cast(Address, admin),
         tls=tls,
         policy=policy,
@@ -140,25 +142,23 @@ def _optional(section: Section, name: str, read: Callable[[str, Node], T | None]
     return default if node is None else read(section.sub(name), node)
 
 
-def _check_listeners(report: Report, top: Section, listen: Address, admin: Address) -> None:
-    if listen.port == 0 or listen.port != admin.port:
-        return  # port 0 binds a fresh port each time, so two of them never collide
-    wildcard = {"0.0.0.0", "::"}  # noqa: S104 - compared against, not bound
-    if listen.host == admin.host or listen.host in wildcard or admin.host in wildcard:
-        name = "admin_listen" if "admin_listen" in top.entries else "listen"
-        report.error(top.key_line(name), f"{name}: listen ({listen}) and admin_listen ({admin}) share a port")
-
-
-def _upstream(report: Report, top: Section, base_dir: str) -> UpstreamConfig | None:
+def _upstream(report: Report, top: Section, base_dir: str, override: str | None) -> UpstreamConfig | None:
+    """The upstream; url "" when neither the file nor `--upstream` names one (build.check_mode decides)."""
+    url_override = None
+    if (
+        override is not None
+        and (url_override := command_line(report, "--upstream", override, _upstream_url)) is None
+    ):
+        return None
     node = top.get("upstream")
-    section = (
-        read_section(report, "upstream", top.key_line("upstream"), node, _UPSTREAM, ("url",))
-        if node is not None
-        else None
-    )
+    if node is None:
+        return UpstreamConfig(url_override or "")
+    required = () if url_override is not None else ("url",)
+    section = read_section(report, "upstream", top.key_line("upstream"), node, _UPSTREAM, required)
     if section is None:
         return None
     url = _optional(section, "url", lambda p, n: read_value(report, p, n, _upstream_url), None)
+    url = url_override or url
 
     def timeout(p: str, n: Node) -> float | None:
         return read_duration(report, p, n, positive=True)

@@ -11,13 +11,15 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from authproxy.config.model import Address
 from authproxy.config.source import MapNode, Node, Scalar, SeqNode, parse
-from authproxy.config.values import parse_duration
+from authproxy.config.values import ADDRESS_FORMS, parse_address, parse_duration
 from authproxy.errors import Problem
 
 __all__ = [
     "Report",
     "Section",
+    "read_address",
     "read_bool",
     "read_choice",
     "read_duration",
@@ -211,6 +213,13 @@ def read_value(
     except ValueError as bad:
         report.error(node.line, f"{path}: {bad}")
         return None
+
+
+def read_address(report: Report, path: str, node: Node) -> Address | None:
+    """A listen address (values.parse_address); an unquoted number is the bare PORT form."""
+    if isinstance(node, Scalar) and type(node.value) is int:
+        node = Scalar(node.text, node.text, node.line, substituted=True)
+    return read_value(report, path, node, parse_address, ADDRESS_FORMS)
 
 
 def read_fraction(report: Report, path: str, node: Node) -> float | None:

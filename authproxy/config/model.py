@@ -14,6 +14,7 @@ from authproxy.config.limits_model import RateLimitsConfig
 from authproxy.config.mcp_model import McpConfig
 
 __all__ = [
+    "NO_OVERRIDES",
     "Address",
     "AuthzConfig",
     "ClaimPaths",
@@ -26,6 +27,7 @@ __all__ = [
     "ListenerTls",
     "LoggingConfig",
     "OidcIssuer",
+    "Overrides",
     "PolicyConfig",
     "PublicKeyFile",
     "PublicRule",
@@ -226,7 +228,9 @@ class Config:
     path: str  # the file this was loaded from, as given
     upstream: UpstreamConfig
     jwt: JwtConfig
-    listen: Address = Address("0.0.0.0", 8080)  # noqa: S104 - the proxied port of a sidecar listens on the pod IP
+    # The proxied port; None when no upstream is set and only the decision port (authz) runs, which
+    # leaves `upstream` unused (url "").
+    listen: Address | None = Address("0.0.0.0", 8080)  # noqa: S104 - a sidecar's proxied port is on the pod IP
     admin_listen: Address = Address("127.0.0.1", 9901)
     tls: ListenerTls | None = None  # TLS on the proxied port
     policy: PolicyConfig = PolicyConfig()
@@ -235,3 +239,14 @@ class Config:
     rate_limits: RateLimitsConfig | None = None  # None: nothing is rate-limited
     authz: AuthzConfig = AuthzConfig()
     mcp: McpConfig | None = None  # MCP endpoints authorized per JSON-RPC message (config/mcp.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Command-line values laid over the file's (`serve --listen`, `--upstream`); None keeps the file's."""
+
+    listen: str | None = None
+    upstream: str | None = None
+
+
+NO_OVERRIDES = Overrides()

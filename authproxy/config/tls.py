@@ -11,7 +11,7 @@ from typing import Literal, cast
 from authproxy.config.fields import Report, Section, read_choice, read_section, read_str
 from authproxy.config.model import ListenerTls, UpstreamTls
 from authproxy.config.source import Node
-from authproxy.tls import TlsFileError, client_context, server_context
+from authproxy.tls import TlsFileErrors, client_context, server_context
 
 __all__ = ["LISTENER_TLS_KEYS", "UPSTREAM_TLS_KEYS", "read_listener_tls", "read_upstream_tls", "tls_files"]
 
@@ -42,18 +42,19 @@ def read_listener_tls(report: Report, path: str, line: int, node: Node, base_dir
     if (auth_node := section.get("client_auth")) is not None:
         auth = read_choice(report, section.sub("client_auth"), auth_node, ("required", "optional"))
         if "client_ca_file" not in section.entries:
+            # Reported, and the files are still checked: every problem of the block in one pass.
             report.error(auth_node.line, f"{path}.client_auth: needs {path}.client_ca_file")
-            return None
-    if files is None or auth is None or "cert_file" not in files or "key_file" not in files:
+            auth = None
+    if files is None or "cert_file" not in files or "key_file" not in files:
         return None
     cert, key, client_ca = files["cert_file"], files["key_file"], files.get("client_ca_file")
-    client_auth = cast(Literal["required", "optional"], auth)
+    client_auth = cast(Literal["required", "optional"], auth or "required")
     try:
         context = server_context(path, cert, key, client_ca, client_auth)
-    except TlsFileError as bad:
-        report.error(section.key_line(bad.field.rpartition(".")[2]), str(bad))
+    except TlsFileErrors as bad:
+        _report_files(report, section, bad)
         return None
-    return ListenerTls(cert, key, line, context, client_ca, client_auth)
+    return ListenerTls(cert, key, line, context, client_ca, client_auth) if auth is not None else None
 
 
 def read_upstream_tls(report: Report, line: int, node: Node, base_dir: str) -> UpstreamTls | None:
@@ -73,10 +74,15 @@ def read_upstream_tls(report: Report, line: int, node: Node, base_dir: str) -> U
     ca, cert, key = files.get("ca_file"), files.get("cert_file"), files.get("key_file")
     try:
         context = client_context(path, ca, cert, key)
-    except TlsFileError as bad:
-        report.error(section.key_line(bad.field.rpartition(".")[2]), str(bad))
+    except TlsFileErrors as bad:
+        _report_files(report, section, bad)
         return None
     return UpstreamTls(line, context, ca, server_name, cert, key)
+
+
+def _report_files(report: Report, section: Section, bad: TlsFileErrors) -> None:
+    for error in bad.errors:
+        report.error(section.key_line(error.field.rpartition(".")[2]), str(error))
 
 
 def tls_files(listener: ListenerTls | None, upstream: UpstreamTls | None) -> tuple[str, ...]:

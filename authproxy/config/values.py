@@ -13,6 +13,7 @@ from authproxy.config.model import Address
 from authproxy.standards.http import HTTP_TOKEN
 
 __all__ = [
+    "ADDRESS_FORMS",
     "check_fetch_scheme",
     "check_fetch_url",
     "check_upstream_url",
@@ -26,6 +27,9 @@ __all__ = [
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 _DURATION = re.compile(r"([+-]?)(\d+(?:\.\d+)?)(ms|s|m|h|)")
+_EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - bound only when the address says so (`:PORT`)
+_LOOPBACK = "127.0.0.1"
+ADDRESS_FORMS = "HOST:PORT, [IPv6]:PORT, :PORT (every interface) or PORT (127.0.0.1)"
 _DURATION_HELP = "expected a duration such as 10s, 5m, 1h, 250ms or a number of seconds"
 
 
@@ -49,10 +53,18 @@ def parse_duration(value: str | int | float) -> float:
 
 
 def parse_address(text: str) -> Address:
-    """`HOST:PORT` or `[IPv6]:PORT`, port 0..65535 (0: the OS picks); ValueError(message) otherwise."""
+    """`HOST:PORT` or `[IPv6]:PORT`, port 0..65535 (0: the OS picks); ValueError(message) otherwise.
+
+    Two short forms: `:PORT` is every interface (0.0.0.0), as Go servers such as oauth2-proxy read
+    `--http-address :4180`; a bare `PORT` is this machine only (127.0.0.1), the safe side of the two.
+    """
     host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"expected HOST:PORT or [IPv6]:PORT; got '{text}'")
+    if not sep and text.isascii() and text.isdigit():
+        host = _LOOPBACK
+    elif not sep:
+        raise ValueError(f"expected {ADDRESS_FORMS}; got '{text}'")
+    elif not host:
+        host = _EVERY_INTERFACE
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         try:

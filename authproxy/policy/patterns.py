@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -16,6 +17,7 @@ __all__ = [
     "RANK_ANY",
     "RANK_HEAD_VIA_GET",
     "RANK_NAMED",
+    "RULE_METHODS",
     "RoutePattern",
     "Segment",
     "Shape",
@@ -31,6 +33,19 @@ Segment: TypeAlias = str | None
 Shape: TypeAlias = tuple[tuple[Segment, ...], bool]
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# The methods a request can carry: those aiohttp's request parser (llhttp) accepts, less CONNECT, which the
+# gate refuses. A request with any other method is answered 400 before a rule is read, so a rule naming
+# one could never match: a misspelling (GTE) is reported instead of becoming a dead rule.
+RULE_METHODS = frozenset(
+    {
+        *("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY"),  # RFC 9110, 5789
+        *("COPY", "LOCK", "MKCOL", "MOVE", "PROPFIND", "PROPPATCH", "SEARCH", "UNLOCK"),  # WebDAV
+        *("BIND", "REBIND", "UNBIND", "ACL", "REPORT", "MKACTIVITY", "CHECKOUT", "MERGE", "MKCALENDAR"),
+        *("LINK", "UNLINK", "SOURCE", "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PURGE"),
+    }
+)
+_COMMON_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # "did you mean" picks
 
 # How a rule admits a request method, best first; used to rank rules of equal path specificity.
 RANK_NAMED = 2  # the rule names the method
@@ -69,7 +84,7 @@ def parse_pattern(key: str) -> RoutePattern:
     elif len(words) == 2:
         methods, path = _parse_methods(words[0]), words[1]
     else:
-        raise ValueError(f"route {key!r} must be 'METHOD PATH' or 'PATH'")
+        raise ValueError("must be 'METHOD PATH' or 'PATH' (a path holds no spaces)")
     segments, names, tail = _parse_path(path)
     literals = sum(1 for s in segments if s is not None)
     specificity = (literals, len(segments) - literals, 0 if tail else 1, 0 if methods is None else 1)
@@ -96,8 +111,16 @@ def _parse_methods(text: str) -> frozenset[str] | None:
         if method != method.upper():
             # Methods are case-sensitive on the wire; a lower-case rule would never match a GET.
             raise ValueError(f"method {method!r} must be upper-case: write {method.upper()}")
+        if method not in RULE_METHODS:
+            raise ValueError(_unknown_method(method))
         methods.add(method)
     return frozenset(methods)
+
+
+def _unknown_method(method: str) -> str:
+    close = difflib.get_close_matches(method, _COMMON_METHODS, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown method {method!r}{hint}: such requests are refused (400), so the rule could never match"
 
 
 def _parse_path(path: str) -> tuple[tuple[Segment, ...], tuple[str | None, ...], bool]:

@@ -175,7 +175,7 @@ def _named_params(pattern: RoutePattern) -> list[str]:
 def _param_slot(pattern: RoutePattern, name: str, scope: str) -> int:
     names = _named_params(pattern)
     if name not in names:
-        raise ValueError(f"scope {scope!r} names {{{name}}}, which route {pattern.key!r} does not bind")
+        raise ValueError(f"scope {scope!r} names {{{name}}}, which the route's path does not bind")
     return names.index(name)
 
 
@@ -185,7 +185,7 @@ def _family_slot(pattern: RoutePattern, item_path: _ItemPath) -> int:
         # The id must reach evaluate() as a bound parameter; an anonymous '*' is never bound.
         family = item_path.family
         raise ValueError(
-            f"route {pattern.key!r} checks per-{family} scopes against the segment after /{family}: "
+            f"per-{family} scopes are checked against the segment after /{family}: "
             f"name it, e.g. /{family}/{{id}} instead of /{family}/*"
         )
     return _named_params(pattern).index(name)

@@ -103,17 +103,18 @@ class ProxyService:
             await web.TCPSite(self._admin, config.admin_listen.host, config.admin_listen.port).start()
             self.admin_address = _bound(self._admin)
         await self._proxy.setup()
-        # Workers each bind the same port; the kernel spreads new connections across them.
-        site = web.TCPSite(
-            self._proxy,
-            config.listen.host,
-            config.listen.port,
-            backlog=_BACKLOG,
-            reuse_port=self._worker is not None,
-            ssl_context=follow_reloads(lambda: self.holder.current.config.tls),
-        )
-        await site.start()
-        self.proxy_address = _bound(self._proxy)
+        if config.listen is not None:  # None: no upstream, the decision port alone runs
+            # Workers each bind the same port; the kernel spreads new connections across them.
+            site = web.TCPSite(
+                self._proxy,
+                config.listen.host,
+                config.listen.port,
+                backlog=_BACKLOG,
+                reuse_port=self._worker is not None,
+                ssl_context=follow_reloads(lambda: self.holder.current.config.tls),
+            )
+            await site.start()
+            self.proxy_address = _bound(self._proxy)
         if self.decisions is not None:
             await self.decisions.start(
                 config.authz,
@@ -188,9 +189,9 @@ async def _serve(
             return 1
         log.info(
             "listening" if worker is None else "worker listening",  # the supervisor says "listening"
-            proxy=_show(service.proxy_address),
+            proxy=_show(service.proxy_address) if rt.config.listen is not None else None,
             admin=_show(service.admin_address) if worker is None else worker.admin_socket,
-            upstream=rt.config.upstream.url,
+            upstream=rt.config.upstream.url or None,
             **_decision_ports(service.decisions),
         )
         await stop.wait()

@@ -130,6 +130,15 @@ async def _reserve(address: Address) -> socket.socket:
     return sock
 
 
+async def _reserve_proxied(listen: Address | None) -> tuple[contextlib.ExitStack, str | None]:
+    """The proxied port held, and its address with port 0 resolved; nothing when only decision ports run."""
+    held = contextlib.ExitStack()
+    if listen is None:
+        return held, None
+    reserved = held.enter_context(await _reserve(listen))
+    return held, str(Address(listen.host, reserved.getsockname()[1]))
+
+
 async def _reserve_decision_ports(authz: AuthzConfig) -> contextlib.ExitStack:
     """Hold the decision ports like the proxied one; every worker binds them too. OSError when unusable."""
     held = contextlib.ExitStack()
@@ -164,7 +173,8 @@ class Supervisor:
         self._upstream = upstream
         self._reload_interval = reload_interval
         self._grace = grace
-        self._listen = str(rt.config.listen)  # the port resolved once bound (port 0)
+        # The proxied port, resolved once bound (port 0); None when only the decision port runs.
+        self._listen = None if rt.config.listen is None else str(rt.config.listen)
         self._restarts_at: deque[float] = deque()
         self._failed = False
         self._stop = asyncio.Event()
@@ -185,12 +195,10 @@ class Supervisor:
 
     async def _run(self) -> int:
         try:
-            reserved = await _reserve(self._config.listen)
+            reserved, self._listen = await _reserve_proxied(self._config.listen)
         except OSError as error:
             self._log.error("cannot listen", error=str(error))
             return 1
-        port = reserved.getsockname()[1]
-        self._listen = str(Address(self._config.listen.host, port))
         try:
             decisions = await _reserve_decision_ports(self._config.authz)
         except OSError as error:
@@ -231,7 +239,7 @@ class Supervisor:
             "listening",
             proxy=self._listen,
             admin=str(Address(str(admin_host), int(admin_port))),
-            upstream=self._config.upstream.url,
+            upstream=self._config.upstream.url or None,
             workers=self._count,
             **{key: str(a) for key, a in (("authz", authz.listen), ("authz_grpc", authz.grpc_listen)) if a},
         )
@@ -243,7 +251,9 @@ class Supervisor:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(worker.socket)  # left by a worker that died
         argv = [sys.executable, "-m", "authproxy", "serve", "-c", self._config.path]
-        argv += ["--listen", self._listen, "--workers", "1", "--reload-interval", str(self._reload_interval)]
+        argv += ["--workers", "1", "--reload-interval", str(self._reload_interval)]
+        if self._listen is not None:
+            argv += ["--listen", self._listen]
         argv += ["--worker-index", str(worker.index), "--worker-admin-socket", worker.socket]
         if self._upstream is not None:
             argv += ["--upstream", self._upstream]

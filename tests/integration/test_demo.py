@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.rigs.serve import AUTHPROXY
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -49,25 +56,42 @@ class Demo:
     lines: list[str]
 
 
+@asynccontextmanager
+async def running_demo(
+    command: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> AsyncIterator[Demo]:
+    """`COMMAND demo ARGS…` until it prints its last instruction line; killed and reaped on the way out."""
+    process = await asyncio.create_subprocess_exec(
+        command,
+        "demo",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while not lines or lines[-1] != "Ctrl-C to stop.":  # the demo announces that it is serving
+            raw = await process.stdout.readline()
+            assert raw, f"authproxy demo ended early: {lines}"
+            lines.append(raw.decode().rstrip("\n"))
+        yield Demo(process, lines)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
 @pytest.fixture
 async def demo() -> AsyncIterator[Demo]:
-    env = {**os.environ, "AUTHPROXY_DEMO_LISTEN": "127.0.0.1:0", "AUTHPROXY_DEMO_ADMIN_LISTEN": "127.0.0.1:0"}
-    process = await asyncio.create_subprocess_exec(
-        AUTHPROXY, "demo", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    while not lines or lines[-1] != "Ctrl-C to stop.":  # the demo announces that it is serving
-        raw = await process.stdout.readline()
-        assert raw, f"authproxy demo ended early: {lines}"
-        lines.append(raw.decode().rstrip("\n"))
-    yield Demo(process, lines)
-    if process.returncode is None:
-        process.kill()
-    await process.wait()
+    async with running_demo(AUTHPROXY, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0") as running:
+        yield running
 
 
-async def test_demo_curl_lines_answer_the_promised_statuses(demo: Demo) -> None:
+async def answers_as_promised(demo: Demo) -> None:
+    """Every curl line the demo printed, sent with the tokens it exported, answers the status it names."""
     exports = dict(
         line.removeprefix("export ").split("=", 1) for line in demo.lines if line.startswith("export ")
     )
@@ -86,6 +110,44 @@ async def test_demo_curl_lines_answer_the_promised_statuses(demo: Demo) -> None:
                     assert b"from demo-runner" in body  # the identity header the proxy set
 
 
+async def test_demo_curl_lines_answer_the_promised_statuses(demo: Demo) -> None:
+    await answers_as_promised(demo)
+
+
 async def test_demo_stops_cleanly_on_sigterm(demo: Demo) -> None:
     demo.process.terminate()
     assert await demo.process.wait() == 0
+
+
+# What the image's build context holds (.dockerignore) is what a wheel is built from: the package,
+# pyproject.toml and README.md. Nothing else of the checkout may be needed to run the demo.
+_SHIPPED = ("pyproject.toml", "README.md", "authproxy")
+
+
+def _install(source: Path, venv: Path) -> None:
+    """A fresh venv with the package built from `source`: from uv's cache when it has every wheel."""
+    uv = Path(sys.executable).with_name("uv")
+    subprocess.run([uv, "venv", "-q", venv], check=True, timeout=120)
+    install: list[str | Path] = [uv, "pip", "install", "-q", "--python", venv / "bin" / "python", source]
+    if subprocess.run([*install, "--offline"], check=False, timeout=300).returncode != 0:
+        subprocess.run(install, check=True, timeout=600)
+
+
+async def test_demo_runs_from_an_installed_package_in_an_empty_folder(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in _SHIPPED:
+        origin = REPO / name
+        if origin.is_dir():
+            shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(origin, source / name)
+    venv = tmp_path / "venv"
+    await asyncio.to_thread(_install, source, venv)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AUTHPROXY_", "VIRTUAL_ENV"))}
+    env.update(AUTHPROXY_DEMO_LISTEN="127.0.0.1:0", AUTHPROXY_DEMO_ADMIN_LISTEN="127.0.0.1:0")
+    async with running_demo(str(venv / "bin" / "authproxy"), env=env, cwd=empty) as demo:
+        await answers_as_promised(demo)
+    assert not any(empty.iterdir())

@@ -32,7 +32,8 @@ def test_authz_listen_and_path_prefix(cfg: ConfigDir, head: str) -> None:
         ),
         (
             "authz_listen: nowhere\n",
-            "config.yaml:8: authz_listen: expected HOST:PORT or [IPv6]:PORT; got 'nowhere'",
+            "config.yaml:8: authz_listen: expected HOST:PORT, [IPv6]:PORT, :PORT (every interface) or PORT "
+            "(127.0.0.1); got 'nowhere'",
         ),
         (
             "authz_listen: 127.0.0.1:0\nauthz:\n  path_prefix: /\n",

@@ -121,7 +121,9 @@ def test_load_text_resolves_nothing_from_disk_for_inline_keys(head: str) -> None
 def test_missing_sections_are_required(cfg: ConfigDir) -> None:
     assert cfg.errors("logging: {level: info}\n") == [
         "config.yaml:1: missing required key 'jwt'",
-        "config.yaml:1: missing required key 'upstream'",
+        "config.yaml:1: missing required key 'upstream' (the URL requests are forwarded to; "
+        "`serve --upstream URL` sets it too; a config with authz_listen and no upstream runs the decision "
+        "port alone)",
     ]
 
 
@@ -185,7 +187,8 @@ def test_several_problems_are_all_reported(cfg: ConfigDir) -> None:
           level: loud
         """
     assert cfg.errors(text) == [
-        "config.yaml:1: listen: expected HOST:PORT or [IPv6]:PORT; got 'nowhere'",
+        "config.yaml:1: listen: expected HOST:PORT, [IPv6]:PORT, :PORT (every interface) or PORT "
+        "(127.0.0.1); got 'nowhere'",
         "config.yaml:3: upstream.url: must be an http:// or https:// URL",
         "config.yaml:5: jwt.algorithms[0]: 'none' is refused: it would accept unsigned tokens",
         "config.yaml:6: jwt.keys: must not be an empty list",
@@ -215,8 +218,13 @@ def test_address_is_parsed(text: str, address: Address) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("8080", "expected HOST:PORT or [IPv6]:PORT; got '8080'"),
-        (":8080", "expected HOST:PORT or [IPv6]:PORT; got ':8080'"),
+        (
+            "nowhere",
+            "expected HOST:PORT, [IPv6]:PORT, :PORT (every interface) or PORT (127.0.0.1); got 'nowhere'",
+        ),
+        ("", "expected HOST:PORT, [IPv6]:PORT, :PORT (every interface) or PORT (127.0.0.1); got ''"),
+        (":", "the port must be a number from 0 to 65535; got ''"),
+        ("99999", "the port must be a number from 0 to 65535; got '99999'"),
         ("::1:8080", "an IPv6 address needs brackets, as in [::1]:8080; got '::1:8080'"),
         ("[nope]:80", "'nope' in brackets is not an IPv6 address"),
         ("bad host:80", "'bad host' is not a host name or IPv4 address"),
@@ -252,7 +260,7 @@ def test_port_zero_twice_is_allowed(cfg: ConfigDir, head: str) -> None:
 
 def test_same_port_on_distinct_hosts_is_allowed(cfg: ConfigDir, head: str) -> None:
     config = cfg.config(head + "listen: 10.0.0.5:8080\nadmin_listen: 127.0.0.1:8080\n")
-    assert config.listen.port == config.admin_listen.port == 8080
+    assert (config.listen, config.admin_listen) == (Address("10.0.0.5", 8080), Address("127.0.0.1", 8080))
 
 
 # --- upstream URL ----------------------------------------------------------------------------

@@ -3,15 +3,19 @@ and the preset merged under the user's rules."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from aiohttp.http_exceptions import BadHttpMethod
+from aiohttp.http_parser import HttpRequestParser
 
 from authproxy.config import PRESET_DIR
 from authproxy.config.model import PublicRule, RouteRule
+from authproxy.policy.patterns import RULE_METHODS
 
 if TYPE_CHECKING:
     from tests.rigs.configdir import ConfigDir
@@ -28,13 +32,51 @@ def policy(head: str, body: str) -> str:
         ("GET agents", "path 'agents' must start with '/'"),
         ("get /agents", "method 'get' must be upper-case: write GET"),
         ("GET /a/**/b", "'**' may only be the last segment"),
-        ("GET /a b", "route 'GET /a b' must be 'METHOD PATH' or 'PATH'"),
+        ("GET /a b", "must be 'METHOD PATH' or 'PATH' (a path holds no spaces)"),  # the key is said once
+        (
+            "GTE /agents",
+            "unknown method 'GTE' (did you mean GET?): such requests are refused (400), so the "
+            "rule could never match",
+        ),
+        (
+            "GET,PSOT /agents",
+            "unknown method 'PSOT' (did you mean POST?): such requests are refused (400), "
+            "so the rule could never match",
+        ),
+        (
+            "FOO /agents",
+            "unknown method 'FOO': such requests are refused (400), so the rule could never match",
+        ),
+        (
+            "CONNECT /agents",
+            "unknown method 'CONNECT': such requests are refused (400), so the rule could never match",
+        ),
         ("GET /a/{1x}", "'{1x}': a parameter name is a letter or '_' then letters, digits or '_'"),
     ],
 )
 def test_bad_route_pattern_is_refused(cfg: ConfigDir, head: str, key: str, message: str) -> None:
     text = policy(head, f'routes:\n  "{key}": [x]\n')
     assert cfg.errors(text) == [f'config.yaml:10: policy.routes["{key}"]: {message}']
+
+
+def test_rule_methods_are_the_methods_a_request_can_carry() -> None:
+    # The request parser's own verdict: every method a rule may name parses, a misspelt one does not.
+    parsed = [m for m in sorted(RULE_METHODS) if _parses(m)]
+    assert parsed == sorted(RULE_METHODS)
+    assert not _parses("GTE")
+
+
+def _parses(method: str) -> bool:
+    loop = asyncio.new_event_loop()
+    try:
+        parser = HttpRequestParser(None, loop, 2**16)
+        try:
+            parser.feed_data(f"{method} /agents HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        except BadHttpMethod:
+            return False
+        return True
+    finally:
+        loop.close()
 
 
 def test_bad_public_pattern_is_refused(cfg: ConfigDir, head: str) -> None:

@@ -133,3 +133,27 @@ def test_upstream_client_certificate_needs_its_key(cfg: ConfigDir, pki: Pki) -> 
 def test_upstream_ca_file_missing(cfg: ConfigDir) -> None:
     errors = cfg.errors(upstream("https://10.0.0.1", "    ca_file: gone.pem\n"))
     assert errors == ["config.yaml:4: upstream.tls.ca_file: cannot read gone.pem: No such file or directory"]
+
+
+def test_every_listener_tls_problem_is_reported_at_once(cfg: ConfigDir, pki: Pki) -> None:
+    text = listener(pki, "  client_ca_file: gone-ca.pem\n", key=pki.client.key_file)
+    mismatch, missing = cfg.errors(text)
+    assert mismatch.startswith("config.yaml:7: tls.cert_file: ") and "KEY_VALUES_MISMATCH" in mismatch
+    assert missing == "config.yaml:9: tls.client_ca_file: cannot read gone-ca.pem: No such file or directory"
+
+
+def test_client_auth_without_a_ca_does_not_hide_a_bad_key(cfg: ConfigDir, pki: Pki) -> None:
+    mismatch, needs_ca = cfg.errors(listener(pki, "  client_auth: optional\n", key=pki.client.key_file))
+    assert mismatch.startswith("config.yaml:7: tls.cert_file: ") and "KEY_VALUES_MISMATCH" in mismatch
+    assert needs_ca == "config.yaml:9: tls.client_auth: needs tls.client_ca_file"
+
+
+def test_every_upstream_tls_problem_is_reported_at_once(cfg: ConfigDir, pki: Pki) -> None:
+    block = (
+        f"    ca_file: gone.pem\n    cert_file: {pki.client.cert_file}\n    key_file: {pki.server.key_file}\n"
+    )
+    missing, mismatch = cfg.errors(upstream("https://10.0.0.1", block))
+    assert missing == "config.yaml:4: upstream.tls.ca_file: cannot read gone.pem: No such file or directory"
+    assert (
+        mismatch.startswith("config.yaml:5: upstream.tls.cert_file: ") and "KEY_VALUES_MISMATCH" in mismatch
+    )

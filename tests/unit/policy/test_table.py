@@ -281,7 +281,7 @@ def test_every_problem_is_reported_at_once_with_its_line() -> None:
         "policy.yaml:2: route 'GET /a/{id}/{id}': parameter {id} appears twice",
         "policy.yaml:3: route 'GET /b': scope 'bad scope' contains whitespace "
         "(list scopes as separate items)",
-        "policy.yaml:4: route 'GET /c/{id}': scope 'c:{other}:read' names {other}, which route 'GET /c/{id}' "
+        "policy.yaml:4: route 'GET /c/{id}': scope 'c:{other}:read' names {other}, which the route's path "
         "does not bind",
         "policy.yaml:5: route 'GET /d': empty scope",
         "policy.yaml:7: patterns 'GET /x/*' (line 6) and 'GET /*/y' (line 7) tie for /x/y",
@@ -291,8 +291,8 @@ def test_every_problem_is_reported_at_once_with_its_line() -> None:
 def test_preset_binding_error_is_located() -> None:
     found = problems(route("POST /agents/*/runs", "agents:run", line=12), preset="agentos")
     assert found == [
-        "policy.yaml:12: route 'POST /agents/*/runs': route 'POST /agents/*/runs' checks per-agents scopes "
-        "against the segment after /agents: name it, e.g. /agents/{id} instead of /agents/*"
+        "policy.yaml:12: route 'POST /agents/*/runs': per-agents scopes are checked against the segment "
+        "after /agents: name it, e.g. /agents/{id} instead of /agents/*"
     ]
 
 
