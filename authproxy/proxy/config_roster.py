@@ -3,27 +3,31 @@
 Agno builds the whole answer from the caller's roster: the three summary lists and the filesystem section,
 whose namespaces list the agents attached to them (a namespace no visible agent uses is not described).
 The answer is read with a bound, cut the same way and re-serialised; anything we cannot cut with certainty
-(not a JSON object, a summary without a string `id`, a filesystem section of another shape) fails closed
-with 502, never a partial or unfiltered pass.
+(not a JSON object, a summary without a string `id`, a filesystem section of another shape, a duplicate key)
+fails closed with 502, never a partial or unfiltered pass. An answer other than 200 passes only when it holds
+none of the sections the filter cuts.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from authproxy.errors import UpstreamUnavailable
-from authproxy.policy.roster import RosterFilter
-from authproxy.proxy.listings import permitted_items, read_json
+from authproxy.policy.roster import ROSTER_FAMILIES, RosterFilter
+from authproxy.proxy.listings import nothing_to_filter, permitted_items, read_answer
+from authproxy.standards.json_text import write_json
 
 __all__ = ["MAX_CONFIG_BYTES", "filter_config"]
 
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
+_CUT = frozenset({*ROSTER_FAMILIES, "filesystem"})  # the sections of /config cut per caller
 
 
-def filter_config(body: bytes, roster: RosterFilter) -> bytes:
+def filter_config(body: bytes, roster: RosterFilter, *, status: int) -> bytes:
     """The /config document cut to `roster`; raises UpstreamUnavailable if it cannot be cut with certainty."""
-    document = read_json(body, "the /config response")
+    if status != 200:
+        return nothing_to_filter(body, _holds_roster, "the /config response")
+    document = read_answer(body, "the /config response")
     if not isinstance(document, dict):
         raise UpstreamUnavailable("the /config response is not a JSON object and cannot be filtered")
     for family, ids in roster.limited:
@@ -32,8 +36,12 @@ def filter_config(body: bytes, roster: RosterFilter) -> bytes:
     agents = roster.ids("agents")
     if agents is not None and document.get("filesystem") is not None:
         document["filesystem"] = _filesystem(document["filesystem"], agents)
-    # The upstream's own encoding (Starlette's JSONResponse): compact, UTF-8.
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    # The upstream's own encoding (Starlette's JSONResponse) is this canonical one too: compact, UTF-8.
+    return write_json(document)
+
+
+def _holds_roster(document: Any) -> bool:
+    return isinstance(document, dict) and not _CUT.isdisjoint(document)
 
 
 def _filesystem(section: Any, agents: frozenset[str]) -> dict[str, Any]:

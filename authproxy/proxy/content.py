@@ -21,7 +21,7 @@ from authproxy.policy.content.fields import Body, json_value, malformed, pin_bod
 from authproxy.policy.content.items import check_items
 from authproxy.policy.content.plan import ContentPlan
 from authproxy.proxy.forward import Forwarder, Headers, Relayed, continue_upload
-from authproxy.proxy.listings import listing_request_headers
+from authproxy.proxy.listings import filtered_request_headers
 from authproxy.standards.json_text import ANSWER_MAX_DEPTH, read_json
 from authproxy.standards.media import Unreadable
 
@@ -79,7 +79,7 @@ async def run_content(
         return await forwarder.forward(request, upstream, headers, target, data)
     sent = data if data is not None else (request.content if request.body_exists else None)
     status, answer_headers, answer = await forwarder.exchange(
-        request.method, target, upstream, listing_request_headers(headers), sent, rule.max_body
+        request.method, target, upstream, filtered_request_headers(headers), sent, rule.max_body
     )
     if 200 <= status < 300:
         _check_response(rule, plan, answer)
@@ -122,7 +122,7 @@ async def _owner_lookup(
         fields["form"] = body.form()
     target = _fill(owner.target, plan, fields, encode=True)
     expected = [(ref, _fill(value, plan, fields, encode=False)) for ref, value in owner.expect]
-    lookup_headers = listing_request_headers([(n, v) for n, v in headers if n.lower() not in _BODY_HEADERS])
+    lookup_headers = filtered_request_headers([(n, v) for n, v in headers if n.lower() not in _BODY_HEADERS])
     status, _, answer = await forwarder.exchange(
         "GET", target, upstream, lookup_headers, None, plan.rule.max_body
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -94,9 +95,18 @@ def _body(fields: dict[str, object]) -> bytes:
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+# Printable ASCII passes as it is: RFC 6749 scope tokens are made of it, `%` included, and RFC 6750 defines no
+# decoding of auth-param values, so a client compares them verbatim. Encoding `%` too would change every
+# legitimate scope holding one, for reversibility nobody uses; ids holding control characters are refused
+# (400) before any challenge names them, so this encoding is only the last wall for the header itself.
+_PRINTABLE = "".join(map(chr, range(0x20, 0x7F)))
+
+
 def _quoted(value: str) -> str:
-    # auth-param values are quoted-strings: escape the two characters that could end or break one
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """An auth-param value as a quoted-string: anything but printable ASCII percent-encoded as UTF-8 (a scope
+    may hold an id a caller named: CR LF must never split the header), then `"` and `\\` escaped."""
+    safe = quote(value, safe=_PRINTABLE, errors="surrogatepass")
+    return '"' + safe.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # Agno 3.1.10's phrases (agno/os/middleware/jwt.py) for the reasons it words its own way.

@@ -32,7 +32,7 @@ from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.content import run_content
 from authproxy.proxy.forward import Forwarder, Relayed, continue_upload
 from authproxy.proxy.headers import forwarded_headers
-from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, listing_request_headers
+from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, filtered_request_headers
 from authproxy.proxy.mcp.exchange import Answered, McpExchange
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
 from authproxy.proxy.responses import (
@@ -268,18 +268,21 @@ class ProxyHandler:
         rt: Runtime,
         headers: list[tuple[str, str]],
         record: AccessRecord,
-        refine: Callable[[bytes], bytes],
+        refine: Callable[..., bytes],
         limit: int,
     ) -> web.StreamResponse:
-        """An answer read whole (at most `limit` bytes), cut to what the caller may see before it leaves."""
+        """An answer read whole (at most `limit` bytes), cut to what the caller may see before it leaves.
+
+        `refine(body, status=…)` cuts a 200 and passes any other status only when it holds nothing to cut.
+        """
         status, upstream_headers, body = await self._forwarder.fetch_bounded(
-            request, rt.config.upstream, listing_request_headers(headers), limit
+            request, rt.config.upstream, filtered_request_headers(headers), limit
         )
         record.upstream_status = status
-        if status == 200:
-            if upstream_headers.get("Content-Encoding", "identity").lower() != "identity":
-                raise UpstreamUnavailable("the response is compressed and cannot be filtered")
-            body = refine(body)
+        compressed = upstream_headers.get("Content-Encoding", "identity").lower() != "identity"
+        if compressed and (status == 200 or body):  # what we cannot read, we cannot pass
+            raise UpstreamUnavailable("the response is compressed and cannot be filtered")
+        body = refine(body, status=status)
         upstream_headers.popall("Content-Length", None)
         upstream_headers.popall("Transfer-Encoding", None)
         record.status = status

@@ -119,8 +119,13 @@ class _Connection(asyncio.Protocol):
             self._exchange.reason += reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._exchange is not None:
-            self._exchange.raw_headers.append((name, value))
+        # After the head, llhttp reports a chunked body's trailer fields here too. They are dropped, never
+        # relayed: aiohttp's StreamResponse cannot send trailers, HTTP/1.1 clients and most proxies ignore
+        # them, and a trailer must never act as a header (a `Set-Cookie` or `Location` the upstream put
+        # after the body would otherwise join the head whenever it arrived in the same read as the body).
+        exchange = self._exchange
+        if exchange is not None and exchange.head is None:
+            exchange.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         exchange = self._exchange

@@ -370,3 +370,56 @@ async def test_chunked_request_body_is_reframed_for_the_upstream(
     async with aiohttp.ClientSession() as client, client.post(url + "/public/chunked", data=body()) as resp:
         assert resp.status == 200
     assert received == [b"one,two,three"]
+
+
+# --- chunked trailers never become header fields ---------------------------------------------------------
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+TRAILERS = b"0\r\nSet-Cookie: session=attacker\r\nLocation: https://evil.example/\r\nX-Trailer: 1\r\n\r\n"
+
+
+def trailed(later: asyncio.Event | None) -> Script:
+    """A chunked answer whose trailers come in the same write as the body, or once `later` is set."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if later is None:
+            writer.write(CHUNKED_HEAD + b"5\r\nhello\r\n" + TRAILERS)
+        else:
+            writer.write(CHUNKED_HEAD + b"5\r\nhello\r\n")
+            await writer.drain()
+            await later.wait()
+            writer.write(TRAILERS)
+        await writer.drain()
+        await reader.read()
+
+    return script
+
+
+async def test_trailers_in_the_body_write_are_not_headers_of_the_answer(
+    scripted: Callable[[Script], Awaitable[Scripted]],
+) -> None:
+    pool = pool_for(await scripted(trailed(None)))
+    status, body, exchange = await get(pool)
+    assert (status, body) == (200, b"hello")
+    assert [name.lower() for name, _ in exchange.raw_headers] == [b"transfer-encoding", b"content-type"]
+    assert pool._idle  # the answer ended cleanly: trailers are part of the message, not stray bytes
+    pool.close()
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["same-write", "later-write"])
+async def test_trailers_never_reach_the_client_as_headers(
+    scripted: Callable[[Script], Awaitable[Scripted]],
+    proxy_for: Callable[[int], Awaitable[str]],
+    later: bool,
+) -> None:
+    sent = asyncio.Event() if later else None
+    url = await proxy_for((await scripted(trailed(sent))).port)
+    async with aiohttp.ClientSession() as client, client.get(url + "/public/trailed") as resp:
+        assert resp.status == 200
+        if sent is not None:
+            assert await resp.content.readexactly(5) == b"hello"  # the head is out before the trailers come
+            sent.set()
+        assert await resp.read() == (b"" if sent is not None else b"hello")
+        names = {name.lower() for name in resp.headers}
+    assert not names & {"set-cookie", "location", "x-trailer"}, names

@@ -44,7 +44,7 @@ from authproxy.policy.mcp.tools import ToolVerdict
 from authproxy.proxy.content import read_bounded
 from authproxy.proxy.forward import Forwarder, UpstreamAnswer
 from authproxy.proxy.headers import forwarded_headers, response_headers
-from authproxy.proxy.listings import listing_request_headers
+from authproxy.proxy.listings import filtered_request_headers
 from authproxy.proxy.mcp.discovery import metadata_document, metadata_url, with_resource_metadata
 from authproxy.proxy.mcp.jsonrpc import (
     FORBIDDEN,
@@ -267,7 +267,7 @@ class _Call:
         def listed(name: str) -> bool:
             return self.policy.listed(self.site, name, granted)
 
-        headers = listing_request_headers(self.headers)
+        headers = filtered_request_headers(self.headers)
         async with self.forwarder.answer(self.request, self.rt.config.upstream, headers, body) as answer:
             out_headers = response_headers(answer.headers)
             out_headers.popall("Content-Length", None)
@@ -275,11 +275,11 @@ class _Call:
             if answer.headers.get("Content-Encoding", "identity").lower() != "identity":
                 raise UpstreamUnavailable("the MCP answer is compressed and cannot be filtered")
             if answer.content_type == "text/event-stream":
-                events = EventFilter(ids, listed)
+                events = EventFilter(ids, listed, status=answer.status)
                 return await _stream_events(self.request, answer, out_headers, events, self.decision)
             payload = await _read_answer(answer)
-            if answer.status == 200 and answer.content_type == "application/json":
-                payload = filter_json(payload, ids, listed)
+            if answer.content_type == "application/json":
+                payload = filter_json(payload, ids, listed, status=answer.status)
             response = web.Response(status=answer.status, headers=out_headers, body=payload)
             answered = Answered(response, self.decision, answer.status)
             answered.upstream_status = answer.status

@@ -1,41 +1,45 @@
 """`tools/list` answers cut down to the tools the caller may call, in a JSON body or an SSE stream.
 
-Only the answers to the `tools/list` requests of the POST (matched by JSON-RPC id) are rewritten; every
-other message passes as it came. A resumed stream (GET with Last-Event-ID) may replay answers to earlier
-POSTs whose ids we no longer know: there (`ids` None) every answer whose result carries a tool list is
-filtered. Anything we cannot filter with certainty fails closed: a listing that
-is not an object list of named tools raises UpstreamUnavailable (502 before the head, an abort after it),
-so an unfiltered listing never reaches the caller.
+Only the answers to the `tools/list` requests of the POST (matched by JSON-RPC id) are cut; a resumed stream
+(GET with Last-Event-ID) may replay answers to earlier POSTs whose ids we no longer know: there (`ids` None)
+every answer whose result carries a tool list is cut. Everything is read as the client reads it and sent as
+we re-encode it: JSON strictly (standards.json_text), SSE as the WHATWG standard frames it (standards.sse:
+CR, LF or CRLF line ends, a leading byte-order mark); every event and every JSON answer that passes is
+written anew, so the client reads exactly what was checked. Anything we cannot read with certainty fails
+closed: UpstreamUnavailable (502 before the head, an abort after it), never an unfiltered listing. An answer
+other than 200 is not cut: it passes only when it holds no tool list.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 from authproxy.errors import UpstreamUnavailable
+from authproxy.proxy.listings import nothing_to_filter, read_answer
+from authproxy.standards.json_text import write_json
+from authproxy.standards.media import Unreadable
+from authproxy.standards.sse import Event, EventReader, write_event
 
 __all__ = ["MAX_EVENT_BYTES", "EventFilter", "filter_json"]
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # one JSON answer or one SSE event held to be filtered
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n")
-_LINE_END = re.compile(rb"\r\n|\n|\r")
+_JSON_SPACE = " \t\r\n"
 
 Listed = Callable[[str], bool]
 
 
-def _filter_message(message: Any, ids: Collection[object] | None, listed: Listed) -> bool:
-    """Filter one answer in place if it answers one of `ids` (None: any tool list); True if it did."""
+def _filter_message(message: Any, ids: Collection[object] | None, listed: Listed) -> None:
+    """Cut one answer in place if it answers one of `ids` (None: any answer carrying a tool list)."""
     if not isinstance(message, dict) or "result" not in message:
-        return False
+        return
     result = message["result"]
     tools = result.get("tools") if isinstance(result, dict) else None
     if ids is None and not isinstance(tools, list):
-        return False
+        return
     if ids is not None and message.get("id") not in ids:
-        return False
+        return
     if not isinstance(tools, list):
         raise UpstreamUnavailable("the tools/list answer has no tool list and cannot be filtered")
     kept = []
@@ -45,61 +49,61 @@ def _filter_message(message: Any, ids: Collection[object] | None, listed: Listed
         if listed(tool["name"]):
             kept.append(tool)
     result["tools"] = kept
-    return True
 
 
-def _dumps(document: Any) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def filter_json(body: bytes, ids: Collection[object] | None, listed: Listed) -> bytes:
-    """A JSON answer (one message or a batch) with its tools/list results filtered."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as bad:
-        raise UpstreamUnavailable("the MCP answer is not JSON and cannot be filtered") from bad
+def _holds_tools(document: Any) -> bool:
+    """Whether any message of `document` (one or a batch) carries a result with tools."""
     messages = document if isinstance(document, list) else [document]
-    changed = [_filter_message(m, ids, listed) for m in messages]
-    return _dumps(document) if any(changed) else body
+    return any(
+        isinstance(m, dict) and isinstance(m.get("result"), dict) and "tools" in m["result"] for m in messages
+    )
+
+
+def _filtered(document: Any, ids: Collection[object] | None, listed: Listed, status: int) -> bytes:
+    if status != 200 and _holds_tools(document):
+        raise UpstreamUnavailable("an MCP answer other than 200 holds a tool list")
+    for message in document if isinstance(document, list) else [document]:
+        _filter_message(message, ids, listed)
+    return write_json(document)
+
+
+def filter_json(body: bytes, ids: Collection[object] | None, listed: Listed, *, status: int) -> bytes:
+    """A JSON answer (one message or a batch) with its tools/list results cut, re-encoded.
+
+    An answer other than 200 passes as it came when it holds no tool list, and is refused when it does.
+    """
+    if status != 200:
+        return nothing_to_filter(body, _holds_tools, "the MCP answer")
+    return _filtered(read_answer(body, "the MCP answer"), ids, listed, status)
 
 
 class EventFilter:
-    """Feed SSE bytes as they come; get back bytes to send, whole events only, filtered where needed."""
+    """Feed SSE bytes as they come; get back bytes to send: whole events only, each one re-encoded."""
 
-    __slots__ = ("_buffer", "_ids", "_listed")
+    __slots__ = ("_ids", "_listed", "_reader", "_status")
 
-    def __init__(self, ids: Collection[object] | None, listed: Listed) -> None:
-        self._buffer = bytearray()
+    def __init__(self, ids: Collection[object] | None, listed: Listed, *, status: int) -> None:
+        self._reader = EventReader(MAX_EVENT_BYTES)
         self._ids = ids
         self._listed = listed
+        self._status = status
 
     def feed(self, chunk: bytes) -> bytes:
-        self._buffer += chunk
-        out = bytearray()
-        start = 0
-        while (end := _EVENT_END.search(self._buffer, start)) is not None:
-            out += self._event(bytes(self._buffer[start : end.start()]), end.group())
-            start = end.end()
-        del self._buffer[:start]
-        if len(self._buffer) > MAX_EVENT_BYTES:
-            raise UpstreamUnavailable("an MCP event is too large to filter")
-        return bytes(out)
+        try:
+            events = self._reader.feed(chunk)
+        except Unreadable as bad:
+            raise UpstreamUnavailable(f"{bad.reason}; it cannot be filtered") from bad
+        return b"".join(self._event(event) for event in events)
 
     def close(self) -> bytes:
-        """What is left when the stream ends: a last event without its blank line passes as it is."""
-        rest, self._buffer = bytes(self._buffer), bytearray()
-        return self._event(rest, b"") if rest.strip() else rest
+        """The end of the stream: an event without its blank line is dropped, as every client drops it."""
+        self._reader.close()
+        return b""
 
-    def _event(self, raw: bytes, end: bytes) -> bytes:
-        lines = _LINE_END.split(raw)
-        data = [line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")]
-        if not data:
-            return raw + end
-        try:
-            message = json.loads(b"\n".join(data))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return raw + end  # not JSON, so no client reads it as an answer
-        if not _filter_message(message, self._ids, self._listed):
-            return raw + end
-        kept = [line for line in lines if not line.startswith(b"data:")]
-        return b"\n".join([*kept, b"data: " + _dumps(message)]) + b"\n\n"
+    def _event(self, event: Event) -> bytes:
+        if event.data is not None and event.data.strip(_JSON_SPACE):
+            # Every message an MCP client reads is JSON: data no strict reader reads is refused, not passed.
+            document = read_answer(event.data.encode("utf-8"), "an MCP event")
+            data = _filtered(document, self._ids, self._listed, self._status)
+            event = replace(event, data=data.decode("utf-8"))
+        return write_event(event)

@@ -32,7 +32,7 @@ def config(**overrides: Any) -> dict[str, Any]:
 
 
 def cut(document: Any, roster: RosterFilter = ONLY_A1) -> Any:
-    return json.loads(filter_config(json.dumps(document).encode(), roster))
+    return json.loads(filter_config(json.dumps(document).encode(), roster, status=200))
 
 
 def test_config_keeps_the_readable_items_and_everything_else() -> None:
@@ -59,7 +59,7 @@ def test_absent_sections_stay_absent() -> None:
 
 
 def test_reserialised_as_compact_utf8() -> None:
-    body = filter_config(json.dumps(config(description="café")).encode(), ONLY_A1)
+    body = filter_config(json.dumps(config(description="café")).encode(), ONLY_A1, status=200)
     assert "café".encode() in body and b", " not in body
 
 
@@ -78,6 +78,9 @@ def test_reserialised_as_compact_utf8() -> None:
         json.dumps(config(filesystem={"namespaces": ["shared"]})).encode(),
         json.dumps(config(filesystem={"namespaces": [{"namespace": "x"}]})).encode(),
         json.dumps(config(filesystem={"namespaces": [{"agents": [{"id": None}]}]})).encode(),
+        b'{"agents": [], "agents": [{"id": "a2"}]}',
+        b'{"agents": [{"id": "a1", "score": NaN}]}',
+        b"\xef\xbb\xbf" + json.dumps(config()).encode(),
     ],
     ids=[
         "garbage",
@@ -92,8 +95,34 @@ def test_reserialised_as_compact_utf8() -> None:
         "namespace-string",
         "namespace-without-agents",
         "namespace-agent-null-id",
+        "repeated-key",
+        "nan",
+        "byte-order-mark",
     ],
 )
 def test_unfilterable_config_fails_closed(body: bytes) -> None:
     with pytest.raises(UpstreamUnavailable):
-        filter_config(body, ONLY_A1)
+        filter_config(body, ONLY_A1, status=200)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps(config()).encode(),
+        b'{"detail": "x", "teams": []}',
+        b'{"filesystem": null}',
+        b'{"agents": [], "agents": []}',
+    ],
+    ids=["whole-config", "one-family", "filesystem", "unreadable-object"],
+)
+@pytest.mark.parametrize("status", [203, 206, 404, 500])
+def test_a_non_200_config_holding_a_section_to_cut_fails_closed(body: bytes, status: int) -> None:
+    with pytest.raises(UpstreamUnavailable):
+        filter_config(body, ONLY_A1, status=status)
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b'{"detail": "Not Found"}', b"<html>bad gateway</html>", b'{"detail": {"agents": []}}']
+)
+def test_a_non_200_config_without_a_section_to_cut_passes_as_it_came(body: bytes) -> None:
+    assert filter_config(body, ONLY_A1, status=404) is body

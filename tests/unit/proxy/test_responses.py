@@ -85,6 +85,27 @@ def test_insufficient_scope_lists_required_and_missing() -> None:
     }
 
 
+def test_a_challenge_encodes_what_a_caller_named_in_a_required_scope() -> None:
+    # Scopes built from ids a caller names (a body item, a tool argument): a CR LF or a control character
+    # must not reach the header, nor a non-ASCII character; what is printable passes as it is, `%` included.
+    required = ("agents:a\r\nSet-Cookie: x=1:run", "agents:\x00\t\x7fé:read", 'q"\\%41:read')
+    rendered = render_decision(deny("insufficient_scope", "short", required, required[:1]))
+    challenge = dict(rendered.headers)["WWW-Authenticate"]
+    assert challenge == (
+        'Bearer realm="authproxy", error="insufficient_scope", '
+        'scope="agents:a%0D%0ASet-Cookie: x=1:run agents:%00%09%7F%C3%A9:read q\\"\\\\%41:read"'
+    )
+    assert all(" " <= c <= "~" for _, value in rendered.headers for c in value)
+    assert json.loads(rendered.body)["required_scopes"] == list(required)  # the body keeps them, JSON-escaped
+
+
+def test_an_error_description_is_encoded_too() -> None:
+    rendered = render_decision(deny("invalid_token", "bad\r\nX: y \U0001f600"))
+    assert dict(rendered.headers)["WWW-Authenticate"].endswith(
+        'error_description="bad%0D%0AX: y %F0%9F%98%80"'
+    )
+
+
 def test_bad_request_has_no_challenge() -> None:
     rendered = render_decision(deny("bad_request", "dot-segment in path"))
     assert (rendered.status, rendered.headers) == (400, (JSON, SERVER))

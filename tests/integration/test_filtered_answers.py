@@ -1,0 +1,163 @@
+"""Answers the proxy filters (AgentOS listings, `GET /config`, response checks) through a real proxy in
+front of an upstream that honours `Range` and answers the statuses the test sets: the request goes up
+without `Range`/`If-Range` (a 206 would be an unfiltered slice), and an answer other than 200 passes only
+when it holds nothing the filter would cut; otherwise it is a 502 carrying none of the upstream's bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from authproxy.runtime import RuntimeHolder, load_runtime
+from authproxy.serve.lifecycle import ProxyService
+from tests.rigs.config import AUDIENCE
+from tests.rigs.keys import TokenFactory
+
+CONFIG = """\
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+upstream:
+  url: {upstream}
+  connect_timeout: 2s
+  read_timeout: 30s
+jwt:
+  algorithms: [HS256]
+  keys:
+    - secret: "{secret}"
+  audience: {audience}
+policy:
+  preset: agentos
+  routes:
+    "GET /entity/{{id}}": {{scopes: [items:read], response: {{json:/user_id: user_id}}}}
+"""
+AGENTS = [{"id": "a1", "name": "one"}, {"id": "a2", "name": "two (secret)"}]
+CONFIG_DOC = {"os_id": "os", "agents": AGENTS, "teams": [], "workflows": []}
+ENTITY = {"user_id": "user-1", "text": "the entity"}
+RANGE = {"Range": "bytes=0-30", "If-Range": '"v1"'}
+
+
+@dataclass
+class RangedUpstream:
+    """Serves /agents, /config and /entity/1 with `status` (and `body`); a request with `Range` gets the
+    206 slice an HTTP server would send. Records each request's headers."""
+
+    status: int = 200
+    body: bytes | None = None  # instead of the document, when set
+    heads: list[dict[str, str]] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.heads.append({k.lower(): v for k, v in request.headers.items()})
+        document = {"/agents": AGENTS, "/config": CONFIG_DOC, "/entity/1": ENTITY}[request.path]
+        body = json.dumps(document).encode() if self.body is None else self.body
+        ranged = request.headers.get("Range", "").removeprefix("bytes=").split("-")
+        if len(ranged) == 2 and ranged[0].isdigit() and ranged[1].isdigit():
+            start, end = int(ranged[0]), int(ranged[1])
+            headers = {
+                "Content-Range": f"bytes {start}-{end}/{len(body)}",
+                "Content-Type": "application/json",
+            }
+            return web.Response(status=206, body=body[start : end + 1], headers=headers)
+        return web.Response(status=self.status, body=body, content_type="application/json")
+
+
+@pytest.fixture
+async def ranged() -> AsyncIterator[RangedUpstream]:
+    up = RangedUpstream()
+    runner = web.ServerRunner(web.Server(up.handle, access_log=None), shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    up.url = f"http://{host}:{port}"
+    yield up
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def proxy(ranged: RangedUpstream, tmp_path: Path, hs_secret: bytes) -> AsyncIterator[str]:
+    path = tmp_path / "filtered.yaml"
+    path.write_text(CONFIG.format(upstream=ranged.url, secret=hs_secret.decode(), audience=AUDIENCE))
+    service = ProxyService(RuntimeHolder(await asyncio.to_thread(load_runtime, path)), grace=1.0)
+    await service.start()
+    host, port = service.proxy_address
+    yield f"http://{host}:{port}"
+    await service.stop()
+
+
+async def get(url: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    sent = {"Authorization": f"Bearer {token}", **(headers or {})}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=sent) as answer:
+        return answer.status, await answer.read()
+
+
+LISTING = ("/agents", ("agents:a1:read",))
+ROSTER = ("/config", ("config:read", "agents:a1:read"))
+FILTERED = {"listing": LISTING, "config": ROSTER}
+
+
+@pytest.mark.parametrize(("path", "scopes"), FILTERED.values(), ids=FILTERED.keys())
+async def test_a_filtered_answer_is_asked_for_without_range(
+    proxy: str, ranged: RangedUpstream, token: TokenFactory, path: str, scopes: tuple[str, ...]
+) -> None:
+    status, body = await get(proxy + path, token(*scopes), RANGE)
+    assert status == 200
+    assert b"secret" not in body
+    document = json.loads(body)
+    items = document if isinstance(document, list) else document["agents"]
+    assert [item["id"] for item in items] == ["a1"]
+    assert "range" not in ranged.heads[-1] and "if-range" not in ranged.heads[-1]
+    assert ranged.heads[-1]["accept-encoding"] == "identity"
+
+
+async def test_a_checked_response_is_asked_for_without_range(
+    proxy: str, ranged: RangedUpstream, token: TokenFactory
+) -> None:
+    status, body = await get(proxy + "/entity/1", token("items:read"), RANGE)
+    assert (status, json.loads(body)) == (200, ENTITY)
+    assert "range" not in ranged.heads[-1] and "if-range" not in ranged.heads[-1]
+
+
+@pytest.mark.parametrize(("path", "scopes"), FILTERED.values(), ids=FILTERED.keys())
+@pytest.mark.parametrize("upstream_status", [201, 203, 206, 404, 500])
+async def test_a_non_200_answer_holding_what_is_filtered_is_a_502(
+    proxy: str,
+    ranged: RangedUpstream,
+    token: TokenFactory,
+    path: str,
+    scopes: tuple[str, ...],
+    upstream_status: int,
+) -> None:
+    ranged.status = upstream_status
+    status, body = await get(proxy + path, token(*scopes))
+    assert status == 502
+    assert json.loads(body) == {
+        "detail": f"the {'listing' if path == '/agents' else '/config'} response is not a 200 and holds "
+        "what must be filtered",
+        "error": "upstream_unavailable",
+    }
+    assert len(ranged.heads) == 1
+
+
+@pytest.mark.parametrize(("path", "scopes"), FILTERED.values(), ids=FILTERED.keys())
+@pytest.mark.parametrize(
+    "upstream_body",
+    [b'{"detail": "Not Found"}', b"<html>Bad Gateway</html>", b""],
+    ids=["json", "html", "empty"],
+)
+async def test_a_non_200_answer_holding_nothing_to_filter_passes_as_it_came(
+    proxy: str,
+    ranged: RangedUpstream,
+    token: TokenFactory,
+    path: str,
+    scopes: tuple[str, ...],
+    upstream_body: bytes,
+) -> None:
+    ranged.status, ranged.body = 404, upstream_body
+    assert await get(proxy + path, token(*scopes)) == (404, upstream_body)
