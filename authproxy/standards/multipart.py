@@ -151,13 +151,18 @@ def _part_type(value: str) -> MediaType:
     return media
 
 
+def _fresh_boundary() -> tuple[str, bytes]:
+    # 30 characters at most: aiohttp reads a `_charset_` part in 32-byte chunks and asserts the boundary
+    # line fits in one.
+    boundary = "ap" + secrets.token_hex(14)
+    return boundary, b"--" + boundary.encode("ascii")
+
+
 def write_multipart(parts: list[Part]) -> tuple[str, bytes]:
     """(boundary, body): the parts framed afresh, CRLF throughout."""
-    boundary = "authproxy-" + secrets.token_hex(16)
-    dash = b"--" + boundary.encode("ascii")
-    while any(dash in part.data for part in parts):  # 128 random bits: only a body built to contain it
-        boundary = "authproxy-" + secrets.token_hex(16)
-        dash = b"--" + boundary.encode("ascii")
+    boundary, dash = _fresh_boundary()
+    while any(dash in part.data for part in parts):  # 112 random bits: only a body built to contain it
+        boundary, dash = _fresh_boundary()
     out = bytearray()
     for part in parts:
         disposition = f'form-data; name="{part.name}"'
