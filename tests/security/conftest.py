@@ -12,11 +12,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.rigs.config import ATTACK_AUDIENCE, ATTACK_ISSUER, attack_config_text
 from tests.rigs.keys import Mint, TokenFactory, public_pem
-from tests.rigs.proxy import AttackProxyFactory, RunningProxy, proxies
+from tests.rigs.parsers import Guarded, ParserUpstream, aiohttp_upstream, content_config, starlette_upstream
+from tests.rigs.proxy import AttackProxyFactory, Launch, RunningProxy, proxies
 from tests.rigs.tapped import TappedUpstream, tapped_upstream
 
 
@@ -73,3 +75,52 @@ def token(mint: Mint) -> TokenFactory:
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()) as session:
         yield session
+
+
+# --- the canonical-body suites: real parsers upstream, shared by a module's tests and hypothesis examples.
+# Module-scoped, on the module's event loop: their tests carry `pytest.mark.asyncio(loop_scope="module")`.
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def starlette_app() -> AsyncIterator[ParserUpstream]:
+    """FastAPI/Starlette (python-multipart) under uvicorn, answering how it parsed each body."""
+    async with starlette_upstream() as up:
+        yield up
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def aiohttp_app() -> AsyncIterator[ParserUpstream]:
+    """aiohttp's `request.post()` / `request.json()`, answering how it parsed each body."""
+    async with aiohttp_upstream() as up:
+        yield up
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_launch() -> AsyncIterator[Launch]:
+    """`await module_launch(config_path)`: proxies that live as long as the module's tests."""
+    async with proxies() as launch:
+        yield launch
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def guarded(
+    starlette_app: ParserUpstream,
+    aiohttp_app: ParserUpstream,
+    module_launch: Launch,
+    hs_secret: bytes,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Guarded]:
+    """`guarded["starlette"]`, `guarded["aiohttp"]`: each parser behind a proxy with `content_config`."""
+    folder = tmp_path_factory.mktemp("bodies")
+    out: dict[str, Guarded] = {}
+    for up in (starlette_app, aiohttp_app):
+        path = folder / f"{up.name}.yaml"
+        path.write_text(content_config(up.url, hs_secret))
+        out[up.name] = Guarded((await module_launch(path, grace=1.0)).url, up)
+    return out
