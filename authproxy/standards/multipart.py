@@ -14,7 +14,8 @@ is honoured by aiohttp only. The reader here accepts only what every parser fram
   `name` (no `name*`/`filename*`, nothing repeated), at most one `Content-Type` (never multipart, no charset
   other than UTF-8), and no `Content-Transfer-Encoding`; other header fields are dropped, as RFC 7578 §4.8
   says receivers must ignore them;
-- a field without a filename is UTF-8 text.
+- a field without a filename is UTF-8 text; a part with an empty filename carries nothing (a file input
+  with no file chosen, which is left out).
 
 `write_multipart` rebuilds the parts with a fresh boundary found in none of them and CRLF framing; a file's
 bytes pass unchanged inside it.
@@ -62,7 +63,12 @@ def read_multipart(data: bytes, boundary: str) -> list[Part]:
     starts = _delimiters(data, dash)
     parts: list[Part] = []
     for begin, end in itertools.pairwise(starts):
-        parts.append(_part(data[begin + len(dash) + 2 : end - 2]))
+        part = _part(data[begin + len(dash) + 2 : end - 2])
+        if part.filename == "" and not part.data:
+            # A file input with no file chosen (what browsers send): Starlette reads an upload named "",
+            # aiohttp a text field. Read as what it means, no file, it is left out of the rebuilt body.
+            continue
+        parts.append(part)
     return parts
 
 
@@ -105,6 +111,10 @@ def _part(raw: bytes) -> Part:
         raise Unreadable("a multipart part needs one Content-Disposition and at most one Content-Type")
     field, filename = _disposition(disposition[0])
     media = _part_type(content_type[0]) if content_type else None
+    if filename == "" and data:
+        raise Unreadable(
+            "a multipart part with an empty filename is a file to some parsers, a field to others"
+        )
     if filename is None:
         try:
             data.decode("utf-8")
@@ -152,16 +162,16 @@ def _part_type(value: str) -> MediaType:
 
 
 def _fresh_boundary() -> tuple[str, bytes]:
-    # 30 characters at most: aiohttp reads a `_charset_` part in 32-byte chunks and asserts the boundary
-    # line fits in one.
-    boundary = "ap" + secrets.token_hex(14)
+    # 28 characters: aiohttp reads a `_charset_` part in 32-byte chunks and asserts that "--", the boundary
+    # and CRLF fit in one.
+    boundary = "ap" + secrets.token_hex(13)
     return boundary, b"--" + boundary.encode("ascii")
 
 
 def write_multipart(parts: list[Part]) -> tuple[str, bytes]:
     """(boundary, body): the parts framed afresh, CRLF throughout."""
     boundary, dash = _fresh_boundary()
-    while any(dash in part.data for part in parts):  # 112 random bits: only a body built to contain it
+    while any(dash in part.data for part in parts):  # 104 random bits: only a body built to contain it
         boundary, dash = _fresh_boundary()
     out = bytearray()
     for part in parts:

@@ -78,11 +78,19 @@ def test_a_plain_boundary_parameter_is_read(content_type: str, boundary: str) ->
         framed(b"Content-Type: text/plain\r\n\r\nx\r\n"),
         framed(b'Content-Disposition: form-data; name="a"\r\n\r\n\xff\r\n'),  # a field that is not UTF-8
         framed(b'Content-Disposition: form-data; name="a\x01"\r\n\r\nx\r\n'),
+        framed(b'Content-Disposition: form-data; name="a"; filename=""\r\n\r\nx\r\n'),  # file or field?
     ],
 )
 def test_a_multipart_body_that_parsers_frame_differently_is_unreadable(body: bytes) -> None:
     with pytest.raises(Unreadable):
         read_multipart(body, "B")
+
+
+def test_a_file_input_with_no_file_chosen_is_left_out() -> None:
+    empty = (
+        b'Content-Disposition: form-data; name="files"; filename=""\r\nContent-Type: application/octet-stream'
+    )
+    assert read_multipart(framed(OK_PART, empty + b"\r\n\r\n\r\n"), "B") == [Part("note", b"hi")]
 
 
 def test_a_plain_multipart_body_is_read_with_its_files() -> None:
