@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from multidict import CIMultiDict
+
 from authproxy.errors import UpstreamUnavailable
 from authproxy.policy.decision import ListingFilter
 from authproxy.standards.json_text import ANSWER_MAX_DEPTH, read_json, write_json
@@ -21,6 +23,7 @@ from authproxy.standards.media import Unreadable
 __all__ = [
     "MAX_LISTING_BYTES",
     "filter_listing",
+    "filtered_answer_headers",
     "filtered_request_headers",
     "nothing_to_filter",
     "permitted_items",
@@ -39,6 +42,19 @@ def filtered_request_headers(headers: list[tuple[str, str]]) -> list[tuple[str, 
     kept = [(name, value) for name, value in headers if name.lower() not in _NOT_ASKED]
     kept.append(("Accept-Encoding", "identity"))
     return kept
+
+
+# Fields that describe the upstream's bytes, which a filtered answer no longer is: a validator or digest of
+# the whole body would let a cache or a client take the cut answer for the uncut one (or the reverse).
+_OF_THE_BYTES = ("ETag", "Content-MD5", "Digest", "Content-Digest", "Repr-Digest", "Content-Length")
+
+
+def filtered_answer_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    """The upstream's answer headers for an answer we re-encode: those describing its bytes go (the length
+    and framing are the server's to write)."""
+    for name in (*_OF_THE_BYTES, "Transfer-Encoding"):
+        headers.popall(name, None)
+    return headers
 
 
 def filter_listing(body: bytes, listing: ListingFilter, *, status: int) -> bytes:

@@ -32,7 +32,12 @@ from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.content import run_content
 from authproxy.proxy.forward import Forwarder, Relayed, continue_upload
 from authproxy.proxy.headers import forwarded_headers
-from authproxy.proxy.listings import MAX_LISTING_BYTES, filter_listing, filtered_request_headers
+from authproxy.proxy.listings import (
+    MAX_LISTING_BYTES,
+    filter_listing,
+    filtered_answer_headers,
+    filtered_request_headers,
+)
 from authproxy.proxy.mcp.exchange import Answered, McpExchange
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
 from authproxy.proxy.responses import (
@@ -283,11 +288,9 @@ class ProxyHandler:
         if compressed and (status == 200 or body):  # what we cannot read, we cannot pass
             raise UpstreamUnavailable("the response is compressed and cannot be filtered")
         body = refine(body, status=status)
-        upstream_headers.popall("Content-Length", None)
-        upstream_headers.popall("Transfer-Encoding", None)
         record.status = status
         record.outcome = "complete"
-        return web.Response(status=status, headers=upstream_headers, body=body)
+        return web.Response(status=status, headers=filtered_answer_headers(upstream_headers), body=body)
 
     async def _relay_websocket(
         self,

@@ -65,7 +65,10 @@ class RangedUpstream:
                 "Content-Type": "application/json",
             }
             return web.Response(status=206, body=body[start : end + 1], headers=headers)
-        return web.Response(status=self.status, body=body, content_type="application/json")
+        validators = {"ETag": '"v1"', "Digest": "sha-256=abc", "Content-MD5": "x", "X-Kept": "yes"}
+        return web.Response(
+            status=self.status, body=body, content_type="application/json", headers=validators
+        )
 
 
 @pytest.fixture
@@ -114,6 +117,19 @@ async def test_a_filtered_answer_is_asked_for_without_range(
     assert [item["id"] for item in items] == ["a1"]
     assert "range" not in ranged.heads[-1] and "if-range" not in ranged.heads[-1]
     assert ranged.heads[-1]["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize(("path", "scopes"), FILTERED.values(), ids=FILTERED.keys())
+async def test_a_filtered_answer_carries_no_validator_or_digest_of_the_uncut_body(
+    proxy: str, token: TokenFactory, path: str, scopes: tuple[str, ...]
+) -> None:
+    sent = {"Authorization": f"Bearer {token(*scopes)}"}
+    async with aiohttp.ClientSession() as http, http.get(proxy + path, headers=sent) as answer:
+        assert answer.status == 200
+        body = await answer.read()
+        assert answer.headers.get("X-Kept") == "yes"
+        assert not {"ETag", "Digest", "Content-MD5"} & set(answer.headers)
+        assert answer.headers["Content-Length"] == str(len(body))
 
 
 async def test_a_checked_response_is_asked_for_without_range(

@@ -44,7 +44,7 @@ from authproxy.policy.mcp.tools import ToolVerdict
 from authproxy.proxy.content import read_bounded
 from authproxy.proxy.forward import Forwarder, UpstreamAnswer
 from authproxy.proxy.headers import forwarded_headers, response_headers
-from authproxy.proxy.listings import filtered_request_headers
+from authproxy.proxy.listings import filtered_answer_headers, filtered_request_headers
 from authproxy.proxy.mcp.discovery import metadata_document, metadata_url, with_resource_metadata
 from authproxy.proxy.mcp.jsonrpc import (
     FORBIDDEN,
@@ -65,6 +65,7 @@ from authproxy.proxy.responses import (
     render_upstream_error,
 )
 from authproxy.runtime import Runtime
+from authproxy.standards.media import Unreadable, parse_media_type
 
 __all__ = ["Answered", "McpExchange"]
 
@@ -269,17 +270,20 @@ class _Call:
 
         headers = filtered_request_headers(self.headers)
         async with self.forwarder.answer(self.request, self.rt.config.upstream, headers, body) as answer:
-            out_headers = response_headers(answer.headers)
-            out_headers.popall("Content-Length", None)
-            out_headers.popall("Transfer-Encoding", None)
+            out_headers = filtered_answer_headers(response_headers(answer.headers))
             if answer.headers.get("Content-Encoding", "identity").lower() != "identity":
                 raise UpstreamUnavailable("the MCP answer is compressed and cannot be filtered")
-            if answer.content_type == "text/event-stream":
+            framing = _framing(answer)
+            if framing == "text/event-stream":
                 events = EventFilter(ids, listed, status=answer.status)
                 return await _stream_events(self.request, answer, out_headers, events, self.decision)
             payload = await _read_answer(answer)
-            if answer.content_type == "application/json":
+            if framing == "application/json":
                 payload = filter_json(payload, ids, listed, status=answer.status)
+            elif payload:
+                # Clients pick JSON or SSE by a prefix of the type (`application/json-rpc` reads as JSON to
+                # the official SDK): an answer of any other type cannot be shown to hold no tool list.
+                raise UpstreamUnavailable("the MCP answer's media type is neither JSON nor SSE")
             response = web.Response(status=answer.status, headers=out_headers, body=payload)
             answered = Answered(response, self.decision, answer.status)
             answered.upstream_status = answer.status
@@ -307,6 +311,15 @@ async def _read_bounded(request: web.BaseRequest, limit: int) -> bytes:
         return await read_bounded(request, limit)
     except ContentRejected as over:
         raise BadMessage(f"the MCP request body is larger than {limit} bytes", _TOO_LARGE) from over
+
+
+def _framing(answer: UpstreamAnswer) -> str | None:
+    """`application/json` or `text/event-stream` when the answer's Content-Type is exactly one of them."""
+    try:
+        essence = parse_media_type(answer.headers.get("Content-Type", "")).essence
+    except Unreadable:
+        return None
+    return essence if essence in ("application/json", "text/event-stream") else None
 
 
 async def _read_answer(answer: UpstreamAnswer) -> bytes:

@@ -164,6 +164,20 @@ async def test_a_non_200_json_answer_holding_a_tool_list_is_a_502(
     assert json.loads(answer[2])["error"] == "upstream_unavailable"
 
 
+@pytest.mark.parametrize(
+    "media_type", ["application/json-rpc", "text/event-streamx", "application/json; charset", "text/plain"]
+)
+async def test_a_tool_list_of_another_media_type_is_a_502(
+    mcp_proxy: StartProxy, scripted_mcp: ScriptedMcp, token: TokenFactory, media_type: str
+) -> None:
+    # The official SDK reads a type that starts with application/json (or text/event-stream) as that type.
+    scripted_mcp.script = lambda ident: (200, media_type, [listing(ident)])
+    proxy = await mcp_proxy(scripted_mcp.url)
+    answer = await list_tools(proxy.url, token("proxy:use"))
+    assert answer[:2] == (502, "application/json")
+    assert b"purge" not in answer[2]
+
+
 async def test_the_sdk_client_never_reads_a_203_tool_list(
     mcp_proxy: StartProxy, scripted_mcp: ScriptedMcp, token: TokenFactory
 ) -> None:
