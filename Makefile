@@ -14,10 +14,11 @@ PARALLEL ?= -n 2 --dist loadfile
 # (76.8% when the floor was set; the whole suite reaches more); raise it, never lower it.
 COVERAGE_ARGS ?= --cov=authproxy --cov-report=term-missing:skip-covered --cov-fail-under=76
 
-.PHONY: help venv demo test lint typecheck imports pytest policy-cases tools bench clean
+.PHONY: help venv demo try-authz test lint typecheck imports pytest policy-cases tools bench clean
 
 help:
 	@echo "make demo   - install and run the proxy in front of a demo upstream (prints tokens and curl lines)"
+	@echo "make try-authz ENGINE=envoy|envoy-grpc|nginx|traefik - run an external-authorization example here"
 	@echo "make test   - install test extras and tools, then lint, type-check and run the whole suite"
 	@echo "make bench  - run the benchmark harness (not part of CI)"
 
@@ -37,6 +38,11 @@ venv: $(RUN_STAMP)
 
 demo: $(RUN_STAMP)
 	$(BIN)/authproxy demo
+
+# deploy/examples/authz/run.sh: the engine in front of the demo upstream, authproxy deciding; curl lines to paste.
+ENGINE ?= envoy
+try-authz: $(RUN_STAMP)
+	VENV=$(VENV) bash deploy/examples/authz/run.sh $(ENGINE)
 
 tools: $(TEST_STAMP)
 	bash scripts/install-tools.sh $(TOOLS)
