@@ -3,7 +3,8 @@
 No registry is reachable here, so the base `python:3.11-slim-bookworm` is a debootstrap'd
 Debian bookworm (python3 3.11) imported under that name, and the build installs wheels
 downloaded on the host (no index). The container runs on the host network with a read-only root
-filesystem, in front of an aiohttp upstream this module serves on loopback.
+filesystem, in front of an aiohttp upstream this module serves on loopback; the README's
+`authproxy demo` line runs in it too.
 """
 
 from __future__ import annotations
@@ -16,13 +17,23 @@ import subprocess
 import tempfile
 import threading
 import tomllib
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.rigs.container import ContainerProxy, Docker, docker_cli, free_port, health
+from tests.rigs.container import (
+    ContainerProxy,
+    DemoRequest,
+    Docker,
+    demo_requests,
+    docker_cli,
+    free_port,
+    health,
+)
 from tests.rigs.polling import wait_until
 from tests.rigs.threaded_upstream import ThreadedUpstream
 
@@ -51,6 +62,31 @@ policy:
     "GET /agents": [agents:read]
     "GET /slow": [agents:read]
 """
+# Only checked, never served: addresses that need not be free.
+CHECK_ENV = {
+    "AUTHPROXY_LISTEN": "127.0.0.1:8080",
+    "AUTHPROXY_ADMIN_LISTEN": "127.0.0.1:9901",
+    "AUTHPROXY_UPSTREAM_URL": "http://127.0.0.1:7777",
+}
+GRPC_SECTION = """\
+authz:
+  grpc_listen: 127.0.0.1:9192
+"""
+# Proxies from the environment must not carry requests meant for the container on loopback.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def lay_out_etc(etc: Path, config: str, secret: bytes) -> Path:
+    """/etc/authproxy as the container mounts it: config.yaml and keys/jwt-secret, readable by uid 10001 as
+    a Kubernetes projected volume would be."""
+    (etc / "keys").mkdir(parents=True)
+    (etc / "keys" / "jwt-secret").write_bytes(secret)
+    (etc / "config.yaml").write_text(config)
+    for path in (etc, etc / "keys"):
+        path.chmod(0o755)
+    for path in (etc / "config.yaml", etc / "keys" / "jwt-secret"):
+        path.chmod(0o444)
+    return etc
 
 
 @pytest.fixture(scope="module")
@@ -137,16 +173,7 @@ def proxy(
     hs_secret: bytes,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ContainerProxy]:
-    etc = tmp_path_factory.mktemp("etc-authproxy")
-    (etc / "keys").mkdir()
-    (etc / "keys" / "jwt-secret").write_bytes(hs_secret)
-    (etc / "config.yaml").write_text(CONFIG)
-    # Readable by uid 10001, as a Kubernetes projected volume would be.
-    for path in (etc, etc / "keys"):
-        path.chmod(0o755)
-    for path in (etc / "config.yaml", etc / "keys" / "jwt-secret"):
-        path.chmod(0o444)
-
+    etc = lay_out_etc(tmp_path_factory.mktemp("etc-authproxy"), CONFIG, hs_secret)
     port, admin_port = free_port(), free_port()
     name = f"authproxy-test-{os.getpid()}"
     env = {
@@ -222,6 +249,70 @@ def test_token_with_short_scopes_is_refused_with_403(
     assert status == 403, healthy_proxy.logs()
     assert json.loads(body)["missing_scopes"] == ["agents:read"]
     assert len(upstream.paths()) == before
+
+
+def demo_printed(demo: ContainerProxy) -> str:
+    """What the demo has printed on stdout so far (its logs go to stderr); fails once the container exits."""
+    health(demo)
+    return demo.docker("logs", demo.name).stdout
+
+
+def send(request: DemoRequest) -> tuple[int, bytes]:
+    sent = urllib.request.Request(  # noqa: S310 - the URL is the demo's own http://127.0.0.1 line
+        request.url, data=request.body, headers=request.headers, method=request.method
+    )
+    try:
+        with DIRECT.open(sent, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read()
+
+
+def test_readme_demo_line_answers_as_printed_and_turns_healthy(docker: Docker, image: str) -> None:
+    # The README's `docker run --rm -p 8080:8080 IMAGE demo --listen :8080 --admin-listen 9901`. This engine
+    # has no bridge to publish a port from, so the container shares the host's network, on free ports in
+    # place of 8080 and 9901; AUTHPROXY_HEALTHCHECK_URL aims the HEALTHCHECK at the admin port, as its
+    # default does at 9901. Read-only with a /tmp tmpfs, as the chart runs the image.
+    port, admin_port = free_port(), free_port()
+    name = f"authproxy-demo-{os.getpid()}"
+    args = ["run", "--detach", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp"]
+    probe = f"http://127.0.0.1:{admin_port}/healthz"
+    args += ["--health-interval", "1s", "--env", f"AUTHPROXY_HEALTHCHECK_URL={probe}"]
+    docker(*args, image, "demo", "--listen", f":{port}", "--admin-listen", str(admin_port))
+    demo = ContainerProxy(name, port, admin_port, docker)
+    try:
+        wait_until(lambda: "Ctrl-C to stop." in demo_printed(demo), "the demo to print its curl lines")
+        requests = demo_requests(demo_printed(demo))
+        assert {request.expected for request in requests} == {200, 401, 403}, demo_printed(demo)
+        for request in requests:
+            # :PORT is every interface; the lines name this machine, where a published port arrives too.
+            assert request.url.startswith(f"http://127.0.0.1:{port}/"), request
+            assert "$" not in "".join(request.headers.values()), f"a token the demo did not export: {request}"
+            status, body = send(request)
+            assert status == request.expected, (request, body, demo.logs())
+            if request.url.endswith("/runs") and status == 200:
+                assert b"from demo-runner" in body  # the identity header the proxy set reached the upstream
+        wait_until(lambda: health(demo) == "healthy", "the image's HEALTHCHECK to report the demo healthy")
+    finally:
+        docker("rm", "--force", name, check=False)
+
+
+def test_image_carries_the_grpc_extra(docker: Docker, image: str, hs_secret: bytes, tmp_path: Path) -> None:
+    modules = "import authproxy.authz.grpc_check, grpclib, envoy_data_plane"
+    imported = docker(
+        "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", modules, check=False
+    )
+    assert imported.returncode == 0, imported.stderr
+    # authz.grpc_listen is refused at load without the extra, so `check` exiting 0 says the image serves it.
+    etc = lay_out_etc(tmp_path / "etc-authproxy", CONFIG + GRPC_SECTION, hs_secret)
+    args = ["run", "--rm", "--network", "none", "--read-only", "--volume", f"{etc}:/etc/authproxy:ro"]
+    for key, value in CHECK_ENV.items():
+        args += ["--env", f"{key}={value}"]
+    checked = docker(*args, image, "check", "-c", "/etc/authproxy/config.yaml", check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # the last line is the verdict; warnings (an unset jwt.audience) come before it, none about gRPC
+    assert checked.stdout.splitlines()[-1].startswith("/etc/authproxy/config.yaml: ok ("), checked.stdout
+    assert "grpc" not in checked.stdout, checked.stdout
 
 
 def test_docker_stop_drains_in_flight_request_and_exits_0(

@@ -1,10 +1,12 @@
-"""The docker CLI bound to a private engine, and a running proxy container."""
+"""The docker CLI bound to a private engine, a running proxy container, and the requests `authproxy demo`
+prints."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import random
+import shlex
 import shutil
 import socket
 import subprocess
@@ -96,3 +98,40 @@ def health(proxy: ContainerProxy) -> str:
     if status == "unhealthy":
         pytest.fail(f"HEALTHCHECK reports unhealthy:\n{proxy.logs()}")
     return status
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    """One `curl … # -> STATUS` line of `authproxy demo`, its `$NAME` tokens filled in from its exports."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None  # `-d name=value`, form-encoded as curl sends it
+    expected: int
+
+
+def demo_requests(printed: str) -> list[DemoRequest]:
+    """Every curl line in what `authproxy demo` printed on stdout, with the tokens its `export` lines set."""
+    lines = printed.splitlines()
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export "))
+    return [_demo_request(line, exports) for line in lines if line.startswith("curl ")]
+
+
+def _demo_request(line: str, exports: dict[str, str]) -> DemoRequest:
+    command, expected = line.split("# ->")
+    method, url, headers, body = "GET", "", {}, None
+    words = iter(shlex.split(command)[1:])
+    for word in words:
+        if word == "-X":
+            method = next(words)
+        elif word == "-H":
+            name, value = next(words).split(": ", 1)
+            for variable, token in exports.items():
+                value = value.replace(f"${variable}", token)
+            headers[name] = value
+        elif word == "-d":
+            body = next(words).encode()
+        elif not word.startswith("-"):  # -i, -N: how curl shows the answer, not what it sends
+            url = word
+    return DemoRequest(method, url, headers, body, int(expected))
