@@ -23,32 +23,24 @@ from authproxy.errors import (
     RequestRejected,
 )
 from authproxy.limits.check import apply_limits
-from authproxy.policy.agentos_content import content_checks
-from authproxy.policy.decision import Decision, ListingFilter
+from authproxy.policy.agentos_content import preset_stage
+from authproxy.policy.decision import Decision, deny
 from authproxy.policy.scopes import evaluate
+from authproxy.policy.stages import McpMetadata
 from authproxy.policy.target import parse_target
 
 if TYPE_CHECKING:
     from authproxy.auth.verified import VerifiedToken
+    from authproxy.policy.stages import Stage
     from authproxy.policy.table import RouteMatch
     from authproxy.runtime import Runtime
 
 __all__ = ["authorize"]
 
 
-def _deny(error: RequestRejected, match: RouteMatch | None = None) -> Decision:
-    required: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()
-    if isinstance(error, InsufficientScope):
-        required, missing = error.required, error.missing
-    return Decision(
-        allowed=False,
-        error=error.code,
-        reason=error.reason,
-        route=match.route if match is not None else None,
-        required_scopes=required,
-        missing_scopes=missing,
-    )
+def _deny(error: RequestRejected, match: RouteMatch | None = None, stage: Stage | None = None) -> Decision:
+    route = match.route if match is not None else None
+    return deny(Decision(allowed=False, error=None, reason="", route=route, stage=stage), error)
 
 
 async def _verify(rt: Runtime, token: str) -> VerifiedToken:
@@ -95,17 +87,24 @@ async def authorize(
     except BadTarget as bad:
         return _deny(bad)
     match = rt.table.match(method, target.segments)
+    # A path's own stage (an MCP endpoint, its metadata) is known from the path alone, before the token: a
+    # refusal there is answered as that route answers (an MCP challenge names its metadata).
+    stage = rt.table.stage_for(target.segments)
+    if isinstance(stage, McpMetadata) and method not in ("GET", "HEAD"):
+        stage = None  # the metadata is read, never written: other methods are decided as any request
     if match is not None and match.public:
-        public = Decision(allowed=True, error=None, reason="public route", route=match.route, public=True)
+        public = Decision(
+            allowed=True, error=None, reason="public route", route=match.route, public=True, stage=stage
+        )
         return await apply_limits(rt.limits, public, None, consume=consume, peer=peer, headers=headers)
     try:
         identity = await authenticate(rt, headers)
     except RequestRejected as rejected:
-        return _deny(rejected, match)
+        return _deny(rejected, match, stage)
     try:
-        allowed = _authorize_identity(rt, method, match, identity)
+        allowed = _authorize_identity(rt, method, match, identity, stage)
     except InsufficientScope as short:
-        return _with_identity(_deny(short, match), identity)
+        return _with_identity(_deny(short, match, stage), identity)
     return await apply_limits(rt.limits, allowed, identity, consume=consume, peer=peer, headers=headers)
 
 
@@ -119,14 +118,16 @@ def _refused_method(method: str) -> str | None:
     return None
 
 
-def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, identity: Identity) -> Decision:
+def _authorize_identity(
+    rt: Runtime, method: str, match: RouteMatch | None, identity: Identity, stage: Stage | None
+) -> Decision:
     policy = rt.config.policy
     admin = policy.admin_scope
     if match is None:
         if admin is not None and admin in identity.scopes:
-            return _allow(None, identity, "admin scope (route not in policy)")
+            return _allow(None, identity, "admin scope (route not in policy)", stage=stage)
         if policy.unmapped == "authenticated":
-            return _allow(None, identity, "route not in policy; unmapped: authenticated")
+            return _allow(None, identity, "route not in policy; unmapped: authenticated", stage=stage)
         required: tuple[str, ...] = (admin,) if admin is not None else ()
         raise InsufficientScope("no policy rule matches this route", required, required)
     assert match.requirement is not None  # only public matches carry none, handled above
@@ -134,19 +135,19 @@ def _authorize_identity(rt: Runtime, method: str, match: RouteMatch | None, iden
     needed = match.requirement.scopes_for(match.params)
     if not result.allowed:
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
-    decision = _allow(match, identity, "scopes satisfied", needed, result.listing)
+    decision = _allow(match, identity, "scopes satisfied", needed, stage or result.listing)
+    if decision.stage is not None:
+        return decision
+    # At most one stage per route: runtime.py refuses a policy whose route would have two.
     if rt.content is not None:  # one identity test when no rule of the policy reads content
         content = rt.content.bind(decision, admin)
         if content is not None:
-            decision = replace(decision, content=content)
-    if policy.preset is None or not decision.allowed:
+            return replace(decision, stage=content)
+    kind = rt.preset_routes.get(match.route) if rt.preset_routes else None
+    if kind is None:
         return decision
-    roster, messages = content_checks(
-        policy.preset, method, match.route, identity.scopes, admin, identity.user_id
-    )
-    if roster is None and messages is None:
-        return decision
-    return replace(decision, roster=roster, messages=messages)
+    found = preset_stage(kind, method, identity.scopes, admin, identity.user_id)
+    return decision if found is None else replace(decision, stage=found)
 
 
 def _allow(
@@ -154,7 +155,7 @@ def _allow(
     identity: Identity,
     reason: str,
     required: tuple[str, ...] = (),
-    listing: ListingFilter | None = None,
+    stage: Stage | None = None,
 ) -> Decision:
     return Decision(
         allowed=True,
@@ -167,7 +168,7 @@ def _allow(
         scopes=tuple(sorted(identity.scopes)),
         jti=identity.jti,
         params=match.params if match is not None else (),
-        listing=listing,
+        stage=stage,
     )
 
 

@@ -16,11 +16,15 @@ from authproxy.auth.keys import KeyRing, RemoteKeys
 from authproxy.auth.verify import Verifier
 from authproxy.config import Overrides, load_with_warnings
 from authproxy.config.headers import HeaderPlan
-from authproxy.config.model import Config, JwksUrl, OidcIssuer
-from authproxy.errors import Problem
+from authproxy.config.model import Config, JwksUrl, OidcIssuer, PolicyConfig
+from authproxy.errors import ConfigError, Problem
 from authproxy.limits.plan import NO_LIMITS, Limits, build_limits
+from authproxy.policy.agentos_content import preset_routes
 from authproxy.policy.content.plan import ContentPlans
 from authproxy.policy.mcp.endpoints import McpPolicy
+from authproxy.policy.patterns import parse_pattern
+from authproxy.policy.scopes import AGENTOS_FAMILIES
+from authproxy.policy.stages import McpMessages, McpMetadata, Stage
 from authproxy.policy.table import RouteTable
 
 __all__ = ["Runtime", "RuntimeHolder", "build_runtime", "load_runtime"]
@@ -39,6 +43,8 @@ class Runtime:
     limits: Limits = NO_LIMITS
     content: ContentPlans | None = None  # the rules that read content; None when no rule does
     mcp: McpPolicy | None = None  # MCP endpoints, authorized per JSON-RPC message (policy/mcp, proxy/mcp)
+    # Rule key -> the agentos preset route it is (GET /config, GET /workflows/ws): a stage per caller.
+    preset_routes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class RuntimeHolder:
@@ -84,6 +90,15 @@ def build_runtime(
     )
     remotes = _remote_sources(config, dict(reuse.remotes) if reuse is not None else {})
     keys = KeyRing.build(config.jwt, [remote for _, remote in remotes])
+    mcp = (
+        McpPolicy.build(config.mcp, preset=policy.preset, admin_scope=policy.admin_scope)
+        if config.mcp is not None
+        else None
+    )
+    marks = _path_stages(mcp)
+    table.mark(marks)
+    presets = preset_routes(policy.preset, [rule.key for rule in policy.routes])
+    _one_stage_per_route(policy, marks, presets)
     return Runtime(
         config=config,
         table=table,
@@ -94,10 +109,43 @@ def build_runtime(
         remotes=remotes,
         limits=build_limits(config.rate_limits, reuse=reuse.limits if reuse is not None else None),
         content=ContentPlans.build(policy.routes) or None,
-        mcp=McpPolicy.build(config.mcp, preset=policy.preset, admin_scope=policy.admin_scope)
-        if config.mcp is not None
-        else None,
+        mcp=mcp,
+        preset_routes=presets,
     )
+
+
+def _path_stages(mcp: McpPolicy | None) -> dict[tuple[str, ...], Stage]:
+    if mcp is None:
+        return {}
+    marks: dict[tuple[str, ...], Stage] = {}
+    for path, (site, metadata) in mcp.marks().items():
+        if metadata:
+            marks[path] = McpMetadata(site)
+        elif site is not None:
+            marks[path] = McpMessages(site)
+    return marks
+
+
+def _one_stage_per_route(
+    policy: PolicyConfig, marks: Mapping[tuple[str, ...], Stage], presets: Mapping[str, str]
+) -> None:
+    """A route carries one stage: a content rule cannot also be an MCP endpoint or a preset-checked route
+    (one of them would silently not run)."""
+    listings = {f"GET /{family}" for family in AGENTOS_FAMILIES} if policy.preset == "agentos" else set()
+    problems = [
+        Problem(rule.file, rule.line, f"route {rule.key!r}: its content rule cannot run where {why}")
+        for rule in policy.routes
+        if rule.content is not None
+        and (
+            why := "the MCP endpoint checks each message"
+            if _literal_path(rule.key) in marks
+            else "the agentos preset checks this route"
+            if rule.key in presets or parse_pattern(rule.key).canonical in listings
+            else ""
+        )
+    ]
+    if problems:
+        raise ConfigError(problems)
 
 
 def load_runtime(
@@ -110,3 +158,10 @@ def load_runtime(
     """Load, validate and compile a config file (plus command-line overrides); raises ConfigError."""
     config, warnings = load_with_warnings(path, overrides=Overrides(listen, upstream))
     return build_runtime(config, tuple(warnings), reuse=reuse)
+
+
+def _literal_path(key: str) -> tuple[str, ...] | None:
+    pattern = parse_pattern(key)
+    if pattern.tail or any(segment is None for segment in pattern.segments):
+        return None
+    return tuple(segment for segment in pattern.segments if segment is not None)

@@ -13,15 +13,21 @@ from dataclasses import dataclass
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from authproxy.config.headers import normalise
+from authproxy.errors import ProxiedPortOnly
 from authproxy.limits.headers import allowed_fields
-from authproxy.policy.decision import Decision
+from authproxy.policy.decision import Decision, deny
+from authproxy.policy.reads import Reads
+from authproxy.proxy.denials import render_denial
 from authproxy.proxy.headers import forwarded_headers
-from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer, render_decision
+from authproxy.proxy.responses import Rendered
 from authproxy.runtime import Runtime
 
 __all__ = ["CheckAnswer", "check_answer"]
 
 _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+_PROXIED_PORT_ONLY = (
+    "this route's checks read the body, the answer or each message: it is served by the proxied port"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +43,14 @@ class CheckAnswer:
     client_headers: tuple[tuple[str, str], ...] = ()
 
 
-def check_answer(rt: Runtime, decision: Decision, *, mcp: bool = False) -> CheckAnswer:
-    """`mcp`: the request is to an MCP endpoint (or its metadata), whose messages only the proxy reads."""
-    preset = rt.config.policy.preset
+def check_answer(rt: Runtime, decision: Decision) -> CheckAnswer:
+    """The check's answer. An allow whose stage reads past the request line is refused: the proxy would cut
+    the answer, check the body or read each message, but a front end passes the request and its answer
+    whole, so the decision port cannot honour it. Refused, never widened; the stage says so, not a list."""
+    if decision.allowed and decision.reads is not Reads.NOTHING:
+        decision = deny(decision, ProxiedPortOnly(_PROXIED_PORT_ONLY))
     if not decision.allowed:
-        return CheckAnswer(decision, render_decision(decision, preset=preset))
-    if mcp or _needs_the_proxied_port(decision):
-        # The proxy would cut the answer, check the body or read each message; a front end would pass the
-        # request and its answer whole, so the decision port cannot honour this allow. Refused, never widened.
-        return CheckAnswer(decision, render_answer(OwnAnswer.PROXIED_PORT_ONLY))
+        return CheckAnswer(decision, render_denial(rt, decision, None))
     plan = rt.header_plan
     built = forwarded_headers(plan, _NO_HEADERS, decision, peer=None, proto="http")
     identity_names = {normalise(name) for _, name in plan.identity}
@@ -56,12 +61,3 @@ def check_answer(rt: Runtime, decision: Decision, *, mcp: bool = False) -> Check
         remove.append(rt.config.jwt.header.lower())
     fields = allowed_fields(decision.rate_limit)
     return CheckAnswer(decision, Rendered(200, headers, b""), tuple(remove), fields)
-
-
-def _needs_the_proxied_port(decision: Decision) -> bool:
-    return (
-        decision.listing is not None
-        or decision.roster is not None
-        or decision.content is not None
-        or decision.messages is not None
-    )

@@ -47,7 +47,7 @@ class Decider:
         # consume: in front of a mesh this port is where requests pass, so it spends their rate limits
         decision = await authorize(rt, method, target, headers, consume=True, peer=peer)
         record.decision_ms = (time.perf_counter() - started) * 1000
-        answer = check_answer(rt, decision, mcp=rt.mcp is not None and rt.mcp.claims(method, target))
+        answer = check_answer(rt, decision)
         record.decision, record.status = answer.decision, answer.rendered.status
         rate = rt.config.logging.allow_sample_rate
         # log detail sampling, not a security decision

@@ -9,8 +9,8 @@ from multidict import CIMultiDict
 
 from authproxy.gate import authorize
 from authproxy.policy.decision import Decision
-from authproxy.proxy.mcp.discovery import metadata_url, with_resource_metadata
-from authproxy.proxy.responses import render_decision
+from authproxy.policy.stages import McpMetadata
+from authproxy.proxy.denials import render_denial
 from authproxy.runtime import Runtime, load_runtime
 
 __all__ = ["explain"]
@@ -40,7 +40,11 @@ def _request_headers(runtime: Runtime, token: str | None, extra: Sequence[str]) 
 
 
 def _forwarded(decision: Decision) -> str:
-    return "forwarded to upstream" + (" after its content checks" if decision.content is not None else "")
+    if isinstance(decision.stage, McpMetadata):
+        return "answered by the proxy"
+    return "forwarded to upstream" + (
+        f" after its {decision.stage.label}" if decision.stage is not None else ""
+    )
 
 
 async def explain(
@@ -62,37 +66,25 @@ async def explain(
         "subject": decision.subject or "(none)",
         "reason": decision.reason,
     }
-    report.update(_after_the_gate(runtime, target, decision))
+    report.update(_after_the_gate(decision))
     if not decision.allowed:
-        report.update(_denial(runtime, target, decision))
+        report.update(_denial(runtime, decision))
     return report, decision.allowed
 
 
-def _after_the_gate(runtime: Runtime, target: str, decision: Decision) -> dict[str, str]:
-    """What the proxy does with an allow beyond forwarding it: the checks the decision carries."""
+def _after_the_gate(decision: Decision) -> dict[str, str]:
+    """What the proxy does with an allow beyond forwarding it: its stage, and the limits that apply."""
     report: dict[str, str] = {}
-    if decision.allowed and runtime.mcp is not None and runtime.mcp.site_for(target) is not None:
-        report["mcp"] = "each JSON-RPC message is then checked against the endpoint's tool rules"
-    if decision.listing is not None:
-        ids = " ".join(sorted(decision.listing.ids))
-        report["listing filter"] = f"{decision.listing.family} limited to: {ids or '(nothing)'}"
+    if decision.allowed and decision.stage is not None:
+        report[decision.stage.label] = decision.stage.describe()
     if decision.rate_limit is not None:
         report["rate limits"] = decision.rate_limit.describe()
-    if decision.content is not None:
-        report["content checks"] = decision.content.describe()
-    if decision.roster is not None:
-        report["config filter"] = decision.roster.describe()
-    if decision.messages is not None:
-        report["message check"] = decision.messages.describe()
     return report
 
 
-def _denial(runtime: Runtime, target: str, decision: Decision) -> dict[str, str]:
+def _denial(runtime: Runtime, decision: Decision) -> dict[str, str]:
     """The denial's exact answer, rendered as the proxy renders it."""
-    rendered = render_decision(decision, preset=runtime.config.policy.preset)
-    site = runtime.mcp.site_for(target) if runtime.mcp is not None else None
-    if runtime.mcp is not None and site is not None:  # as the proxy challenges on an MCP endpoint
-        rendered = with_resource_metadata(rendered, metadata_url(runtime.mcp, site, None))
+    rendered = render_denial(runtime, decision, None)
     report = {"status": str(rendered.status), "error": decision.error or ""}
     for name, value in rendered.headers:
         if name == "WWW-Authenticate":

@@ -35,8 +35,8 @@ from authproxy.config.fields import (
     read_str,
     read_value,
 )
-from authproxy.config.mcp_model import DEFAULT_MAX_BODY, McpConfig, McpEndpoint, ToolRule
-from authproxy.config.model import OidcIssuer, PolicyConfig, RouteRule
+from authproxy.config.mcp_model import DEFAULT_MAX_BODY, METADATA_PATH, McpConfig, McpEndpoint, ToolRule
+from authproxy.config.model import OidcIssuer, PolicyConfig, PublicRule, RouteRule
 from authproxy.config.source import MapNode, Node, Scalar
 from authproxy.config.values import split_http_url
 from authproxy.errors import BadTarget
@@ -97,21 +97,29 @@ def read_mcp(
 
 
 def endpoint_routes(policy: PolicyConfig, mcp: McpConfig | None) -> PolicyConfig:
-    """The policy with a rule that lets any valid token reach each MCP endpoint's transport methods.
+    """The policy with a rule that lets any valid token reach each MCP endpoint's transport methods, and a
+    public `GET` rule for each endpoint's protected-resource metadata (RFC 9728) and the origin's.
 
-    The HTTP request is then the gate's ordinary decision (`explain` says the same), and proxy/mcp/
+    The HTTP request is then the gate's ordinary decision (`explain` says the same), and the MCP stage
     authorizes each JSON-RPC message in it. A rule the policy already has for the same methods and path
     stays, so a deployment can require more of the whole endpoint.
     """
     if mcp is None or not mcp.endpoints:
         return policy
-    have = {parse_pattern(rule.key).canonical for rule in policy.routes}
+    have = {
+        parse_pattern(key).canonical
+        for key in [r.key for r in policy.routes] + [p.key for p in policy.public]
+    }
     added = []
     for endpoint in mcp.endpoints:
         rule = RouteRule(f"{_TRANSPORT_METHODS} {endpoint.path}", (), endpoint.file, endpoint.line)
         if parse_pattern(rule.key).canonical not in have:
             added.append(rule)
-    return replace(policy, routes=(*added, *policy.routes))
+    metadata = [METADATA_PATH] + [METADATA_PATH + e.path.rstrip("/") for e in mcp.endpoints]
+    first = mcp.endpoints[0]
+    public = [PublicRule(f"GET {path}", first.file, first.line) for path in dict.fromkeys(metadata)]
+    public = [rule for rule in public if parse_pattern(rule.key).canonical not in have]
+    return replace(policy, routes=(*added, *policy.routes), public=(*policy.public, *public))
 
 
 def _preset_tools(

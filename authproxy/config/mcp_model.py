@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_MAX_BODY", "McpConfig", "McpEndpoint", "ToolRule"]
+__all__ = ["DEFAULT_MAX_BODY", "METADATA_PATH", "McpConfig", "McpEndpoint", "ToolRule"]
+
+METADATA_PATH = "/.well-known/oauth-protected-resource"  # RFC 9728, section 3
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024  # one JSON-RPC POST; tool arguments are small, files go elsewhere
 

@@ -15,10 +15,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from authproxy.auth.claims import Identity
 from authproxy.config.limits_model import RateLimitsConfig
-from authproxy.errors import DenialCode, RateLimitBackendError
+from authproxy.errors import RateLimitBackendError, RateLimited, RateLimitUnavailable
 from authproxy.limits.client import client_address
 from authproxy.limits.plan import Limits
-from authproxy.policy.decision import Decision
+from authproxy.policy.decision import Decision, deny
 from authproxy.policy.rate_limit import RateLimitState
 
 __all__ = ["KEY_PREFIX", "apply_limits", "bucket_key"]
@@ -70,15 +70,10 @@ async def apply_limits(
         state = RateLimitState(config.key, caller, applied, backend_error=True)
         if config.redis.on_error == "allow":
             return replace(decision, rate_limit=state)
-        return _refuse(decision, "rate_limit_unavailable", "rate limit store unavailable", state)
+        return deny(replace(decision, rate_limit=state), RateLimitUnavailable("rate limit store unavailable"))
     state = RateLimitState(config.key, caller, applied, taken.remaining, taken.limiting, taken.retry_after)
     if taken.allowed:
         return replace(decision, rate_limit=state)
     refused = applied[taken.limiting]
-    return _refuse(
-        decision, "rate_limited", f"rate limit {refused.name} ({refused.rate.text}) exceeded", state
-    )
-
-
-def _refuse(decision: Decision, error: DenialCode, reason: str, state: RateLimitState) -> Decision:
-    return replace(decision, allowed=False, error=error, reason=reason, listing=None, rate_limit=state)
+    exceeded = RateLimited(f"rate limit {refused.name} ({refused.rate.text}) exceeded")
+    return deny(replace(decision, rate_limit=state), exceeded)

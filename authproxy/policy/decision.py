@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from authproxy.errors import DenialCode
-from authproxy.policy.content.plan import ContentPlan
+from authproxy.errors import DenialCode, InsufficientScope, RequestRejected
 from authproxy.policy.rate_limit import RateLimitState
-from authproxy.policy.roster import RosterFilter
-from authproxy.policy.ws_messages import MessageGrant
+from authproxy.policy.reads import Reads
+from authproxy.policy.stages import Stage
 
-__all__ = ["Decision", "ListingFilter"]
-
-
-@dataclass(frozen=True, slots=True)
-class ListingFilter:
-    """Under the agentos preset: a family listing answered with only the items the caller may read."""
-
-    family: str  # "agents" | "teams" | "workflows"
-    ids: frozenset[str]
+__all__ = ["Decision", "deny"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +25,31 @@ class Decision:
     session_id: str | None = None
     scopes: tuple[str, ...] = ()  # the caller's scopes, sorted, for identity headers and logs
     jti: str | None = None
-    listing: ListingFilter | None = None
-    roster: RosterFilter | None = None  # GET /config under the agentos preset: summaries cut to read scopes
-    messages: MessageGrant | None = None  # the workflow WebSocket under the agentos preset: per-message check
     params: tuple[tuple[str, str], ...] = field(default=())  # path parameters bound by the route
     rate_limit: RateLimitState | None = None  # the limits that apply to an authenticated request
-    # The matched rule's content checks, the caller's ids bound (content/plan.py). Carried out after the
-    # gate, it may refuse only on what the request's query, body or named entity holds.
-    content: ContentPlan | None = None
+    # What follows the allow (policy/stages.py), the caller's ids bound. On a denial it is kept when the
+    # route has one, so an answer can say which kind of route refused (an MCP challenge names its metadata).
+    stage: Stage | None = None
+
+    @property
+    def reads(self) -> Reads:
+        """What carrying out this decision reads beyond the request line (nothing when it has no stage)."""
+        return Reads.NOTHING if self.stage is None else self.stage.reads
+
+
+def deny(decision: Decision, error: RequestRejected) -> Decision:
+    """`decision` refused by `error`: the one way a refusal is made, at the gate or in a stage after it.
+
+    The identity, route, limits and stage stay (the access line and the answer's challenge read them); a
+    refusal for want of scopes names the scopes, any other keeps those the route required.
+    """
+    if isinstance(error, InsufficientScope):
+        return replace(
+            decision,
+            allowed=False,
+            error=error.code,
+            reason=error.reason,
+            required_scopes=error.required,
+            missing_scopes=error.missing,
+        )
+    return replace(decision, allowed=False, error=error.code, reason=error.reason)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
+
+from authproxy.policy.reads import Reads
 
 __all__ = ["ROSTER_FAMILIES", "RosterFilter", "roster_filter"]
 
@@ -24,6 +27,9 @@ class RosterFilter:
     """
 
     limited: tuple[tuple[str, frozenset[str]], ...]
+
+    label: ClassVar[str] = "config filter"
+    reads: ClassVar[Reads] = Reads.ANSWER
 
     def ids(self, family: str) -> frozenset[str] | None:
         """The ids of `family` the caller may see; None when it sees every item."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from authproxy.policy.decision import ListingFilter
+from authproxy.policy.listing import ListingFilter
 from authproxy.policy.patterns import RoutePattern
 
 __all__ = [

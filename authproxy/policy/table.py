@@ -9,7 +9,7 @@ walk finds is always unique.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -27,6 +27,7 @@ from authproxy.policy.patterns import (
 )
 from authproxy.policy.patterns import covers as shape_covered_by
 from authproxy.policy.scopes import ScopeRequirement, compile_requirement
+from authproxy.policy.stages import Stage
 
 __all__ = ["RouteMatch", "RouteTable"]
 
@@ -97,11 +98,22 @@ class _Node:
 
 
 class RouteTable:
-    __slots__ = ("_root", "rule_count")
+    __slots__ = ("_marks", "_root", "rule_count")
 
     def __init__(self, root: _Node, rule_count: int) -> None:
         self._root = root
         self.rule_count = rule_count
+        self._marks: dict[tuple[str, ...], Stage] = {}
+
+    def mark(self, marks: Mapping[tuple[str, ...], Stage]) -> RouteTable:
+        """Mark paths whose requests carry a stage of their own whichever rule matches them (an MCP endpoint:
+        every method on its path is an MCP request). Returns the table."""
+        self._marks = dict(marks)
+        return self
+
+    def stage_for(self, segments: tuple[str, ...]) -> Stage | None:
+        """The stage a marked path carries (its decoded segments, as matched), or None."""
+        return self._marks.get(segments) if self._marks else None
 
     @classmethod
     def build(

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from authproxy.policy.reads import Reads
 from authproxy.standards.json_text import read_json, write_json
 from authproxy.standards.media import Unreadable
 
@@ -51,6 +52,9 @@ class MessageGrant:
     workflows: frozenset[str] | None
     user_id: str | None = None
     admin: bool = False
+
+    label: ClassVar[str] = "message check"
+    reads: ClassVar[Reads] = Reads.MESSAGES
 
     def describe(self) -> str:
         if self.workflows is None:

@@ -16,7 +16,14 @@ from aiohttp import web
 from authproxy.config.content import ContentRule, OwnerLookup
 from authproxy.config.model import UpstreamConfig
 from authproxy.config.route_form import template_names
-from authproxy.errors import ContentRejected, UpstreamUnavailable
+from authproxy.errors import (
+    EntityForbidden,
+    EntityNotFound,
+    MethodNotAllowed,
+    NotCallersOwn,
+    PayloadTooLarge,
+    UpstreamUnavailable,
+)
 from authproxy.policy.content.fields import Body, json_value, malformed, pin_body, pin_query
 from authproxy.policy.content.items import check_items
 from authproxy.policy.content.plan import ContentPlan
@@ -36,13 +43,13 @@ async def read_bounded(request: web.BaseRequest, limit: int) -> bytes:
     """The whole request body, or 413 before more than `limit` bytes are held."""
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise ContentRejected(413, "payload_too_large", f"the request body is over {limit} bytes")
+        raise PayloadTooLarge(f"the request body is over {limit} bytes")
     await continue_upload(request)
     data = bytearray()
     while chunk := await request.content.read(limit + 1 - len(data)):
         data += chunk
         if len(data) > limit:
-            raise ContentRejected(413, "payload_too_large", f"the request body is over {limit} bytes")
+            raise PayloadTooLarge(f"the request body is over {limit} bytes")
     return bytes(data)
 
 
@@ -53,13 +60,11 @@ async def run_content(
     upstream: UpstreamConfig,
     headers: Headers,
 ) -> Relayed:
-    """The relayed answer; raises ContentRejected / InsufficientScope / UpstreamError."""
+    """The relayed answer; raises RequestRejected (the stage's refusal) / UpstreamError."""
     rule = plan.rule
     if rule.response and request.method == "HEAD":
         # A HEAD answer has no body to check, and its status alone would tell whose the entity is.
-        raise ContentRejected(
-            405, "method_not_allowed", "HEAD cannot be answered on a response-checked route"
-        )
+        raise MethodNotAllowed("HEAD cannot be answered on a response-checked route")
     target = request.raw_path
     for pin in rule.pins:
         if pin.field.where == "query":
@@ -91,7 +96,7 @@ async def run_content(
 def _caller(plan: ContentPlan, claim: str) -> str:
     value = plan.claim(claim)
     if value is None:  # the gate refuses such tokens already; kept so no path pins to nothing
-        raise ContentRejected(403, "forbidden", f"the token carries no {claim} to pin to")
+        raise NotCallersOwn(f"the token carries no {claim} to pin to")
     return value
 
 
@@ -128,12 +133,13 @@ async def _owner_lookup(
     )
     if status >= 500:
         raise UpstreamUnavailable(f"the owner lookup answered {status}")
+    refusal = EntityForbidden if owner.status == EntityForbidden.status else EntityNotFound
     if status != 200:
-        raise ContentRejected(owner.status, "not_found", "not found")
+        raise refusal("not found")
     document = _json_response(answer)
     for ref, value in expected:
         if json_value(document, ref) != value:
-            raise ContentRejected(owner.status, "not_found", "not found")
+            raise refusal("not found")
 
 
 def _fill(template: str, plan: ContentPlan, fields: dict[str, list[tuple[str, str]]], *, encode: bool) -> str:
@@ -165,4 +171,4 @@ def _check_response(rule: ContentRule, plan: ContentPlan, body: bytes) -> None:
     document = _json_response(body)
     for check in rule.response:
         if json_value(document, check.field) != plan.claim(check.claim):
-            raise ContentRejected(404, "not_found", "not found")
+            raise EntityNotFound("not found")

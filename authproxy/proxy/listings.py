@@ -16,7 +16,7 @@ from typing import Any
 from multidict import CIMultiDict
 
 from authproxy.errors import UpstreamUnavailable
-from authproxy.policy.decision import ListingFilter
+from authproxy.policy.listing import ListingFilter
 from authproxy.standards.json_text import ANSWER_MAX_DEPTH, read_json, write_json
 from authproxy.standards.media import Unreadable
 

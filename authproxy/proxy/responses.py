@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from authproxy.errors import AnswerCode, ContentRejected, DenialCode, UpstreamError
+from authproxy.errors import AnswerCode, DenialCode, UpstreamError, status_of
 from authproxy.limits.headers import limit_answer
 from authproxy.policy.decision import Decision
 
@@ -26,7 +26,6 @@ __all__ = [
     "Rendered",
     "render_answer",
     "render_decision",
-    "render_refusal",
     "render_upstream_error",
     "respond",
     "stamp_server",
@@ -36,25 +35,6 @@ REALM = "authproxy"
 # aiohttp would name itself and its version (`Python/3.11 aiohttp/3.14.5`): a free map of what to attack.
 SERVER = "authproxy"
 _FIXED: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"), ("Server", SERVER))
-
-# wire error code -> HTTP status, for denials decided by the gate and for upstream failures
-_STATUS: dict[AnswerCode, int] = {
-    "bad_request": 400,
-    "missing_token": 401,
-    "invalid_token": 401,
-    "insufficient_scope": 403,
-    "upstream_unavailable": 502,
-    "upstream_timeout": 504,
-    "upstream_tls_failed": 502,
-    "internal_error": 500,
-    "proxied_port_only": 403,
-    "rate_limited": 429,
-    "rate_limit_unavailable": 503,
-    "forbidden": 403,
-    "not_found": 404,
-    "payload_too_large": 413,
-    "method_not_allowed": 405,
-}
 
 
 class OwnAnswer(Enum):
@@ -72,11 +52,6 @@ class OwnAnswer(Enum):
     HOST_NOT_ONE_HOST = (400, "bad_request", "the Host header does not name one host")
     # the decision port (authproxy/authz)
     CHECK_WITHOUT_REQUEST = (400, "bad_request", "the check request carries no HTTP request")
-    PROXIED_PORT_ONLY = (
-        403,
-        "proxied_port_only",
-        "this route's checks read the body, the answer or each message: it is served by the proxied port",
-    )
 
     def __init__(self, status: int, error: AnswerCode, detail: str) -> None:
         self.status = status
@@ -91,7 +66,7 @@ class Rendered:
     body: bytes
 
 
-def _body(fields: dict[str, object]) -> bytes:
+def _body(fields: object) -> bytes:
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -130,25 +105,33 @@ def _detail(decision: Decision, error: DenialCode, preset: str | None) -> str:
     return "Insufficient permissions"
 
 
-def render_decision(decision: Decision, *, preset: str | None = None) -> Rendered:
+def render_decision(
+    decision: Decision,
+    *,
+    preset: str | None = None,
+    body: object = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Rendered:
     """The response for a denial; an allowed decision has no response of its own (ValueError).
 
     Under `preset: agentos`, `detail` is worded as Agno words it, so clients moved from Agno's middleware
-    show the same messages; `error`, the scope fields and the challenge stay ours.
+    show the same messages; `error`, the scope fields and the challenge stay ours. A stage with an error
+    shape of its own (MCP's JSON-RPC error object) gives the `body`, and any `headers` its refusal needs;
+    status and challenge are still this table's.
     """
     error = decision.error
     if decision.allowed or error is None:
         raise ValueError("an allowed decision is forwarded, not rendered")
     fields: dict[str, object] = {"detail": _detail(decision, error, preset), "error": error}
-    headers = list(_FIXED)
+    out = [*_FIXED, *headers]
     if error == "missing_token":
-        headers.append(("WWW-Authenticate", f"Bearer realm={_quoted(REALM)}"))
+        out.append(("WWW-Authenticate", f"Bearer realm={_quoted(REALM)}"))
     elif error == "invalid_token":
         challenge = (
             f"Bearer realm={_quoted(REALM)}, error={_quoted('invalid_token')}, "
             f"error_description={_quoted(decision.reason)}"
         )
-        headers.append(("WWW-Authenticate", challenge))
+        out.append(("WWW-Authenticate", challenge))
     elif error == "insufficient_scope":
         fields["required_scopes"] = list(decision.required_scopes)
         fields["missing_scopes"] = list(decision.missing_scopes)
@@ -156,21 +139,16 @@ def render_decision(decision: Decision, *, preset: str | None = None) -> Rendere
             f"Bearer realm={_quoted(REALM)}, error={_quoted('insufficient_scope')}, "
             f"scope={_quoted(' '.join(decision.required_scopes))}"
         )
-        headers.append(("WWW-Authenticate", challenge))
+        out.append(("WWW-Authenticate", challenge))
     elif decision.rate_limit is not None:
         extra_fields, extra_headers = limit_answer(decision.rate_limit)
         fields.update(extra_fields)
-        headers.extend(extra_headers)
-    return Rendered(_STATUS[error], tuple(headers), _body(fields))
+        out.extend(extra_headers)
+    return Rendered(status_of(error), tuple(out), _body(fields if body is None else body))
 
 
 def render_upstream_error(error: UpstreamError) -> Rendered:
-    return Rendered(_STATUS[error.code], _FIXED, _body({"detail": error.reason, "error": error.code}))
-
-
-def render_refusal(error: ContentRejected) -> Rendered:
-    """A refusal that carries its own status (a content rule's, a malformed check request's), our body."""
-    return Rendered(error.status, _FIXED, _body({"detail": error.reason, "error": error.answer_code}))
+    return Rendered(error.status, _FIXED, _body({"detail": error.reason, "error": error.code}))
 
 
 def render_answer(answer: OwnAnswer) -> Rendered:

@@ -11,25 +11,25 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from authproxy.errors import (
-    ContentRejected,
-    InsufficientScope,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from authproxy.errors import RequestRejected, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from authproxy.gate import authorize
 from authproxy.logs import access_logger
-from authproxy.policy.decision import Decision
+from authproxy.policy.content.plan import ContentPlan
+from authproxy.policy.decision import Decision, deny
+from authproxy.policy.listing import ListingFilter
+from authproxy.policy.roster import RosterFilter
+from authproxy.policy.stages import McpMessages, McpMetadata
+from authproxy.policy.ws_messages import MessageGrant
 from authproxy.proxy.answer_headers import make_request, set_rate_limit_fields
 from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.content import run_content
+from authproxy.proxy.denials import render_denial
 from authproxy.proxy.forward import Forwarder, Relayed, continue_upload
 from authproxy.proxy.headers import forwarded_headers
 from authproxy.proxy.listings import (
@@ -38,17 +38,10 @@ from authproxy.proxy.listings import (
     filtered_answer_headers,
     filtered_request_headers,
 )
-from authproxy.proxy.mcp.exchange import Answered, McpExchange
+from authproxy.proxy.mcp.discovery import metadata_document
+from authproxy.proxy.mcp.exchange import McpExchange
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
-from authproxy.proxy.responses import (
-    OwnAnswer,
-    Rendered,
-    render_answer,
-    render_decision,
-    render_refusal,
-    render_upstream_error,
-    respond,
-)
+from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer, render_upstream_error, respond
 from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
 from authproxy.runtime import Runtime, RuntimeHolder
 from authproxy.tls import peer_subject
@@ -123,12 +116,6 @@ def _relayed(record: AccessRecord, relayed: Relayed) -> web.StreamResponse:
     return relayed.response
 
 
-def _mcp_answered(record: AccessRecord, answered: Answered) -> web.StreamResponse:
-    record.decision, record.status, record.outcome = answered.decision, answered.status, answered.outcome
-    record.upstream_status, record.upstream_error = answered.upstream_status, answered.upstream_error
-    return answered.response
-
-
 class ProxyHandler:
     """`handle(request)`: one runtime snapshot, the gate, then the upstream or a rendered denial."""
 
@@ -173,8 +160,6 @@ class ProxyHandler:
         self, request: web.BaseRequest, record: AccessRecord, trace: RequestTrace | None
     ) -> web.StreamResponse:
         rt = self._holder.current  # read once: the whole request runs under this policy
-        if rt.mcp is not None and rt.mcp.claims(request.method, request.raw_path):
-            return _mcp_answered(record, await self._mcp.serve(request, rt, rt.mcp))  # per JSON-RPC message
         if rt.config.tls is not None and rt.config.tls.client_ca_file is not None:
             record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
         started = time.perf_counter()
@@ -185,9 +170,11 @@ class ProxyHandler:
         if trace is not None:
             trace.decided(decision, record.decision_ms / 1000)
         if not decision.allowed:
-            return self._answer(record, render_decision(decision, preset=rt.config.policy.preset))
+            return self._answer(record, render_denial(rt, decision, request))
         record.detail = _sampled(rt.config.logging.allow_sample_rate)
         set_rate_limit_fields(request, decision)  # on every answer from here on, over any upstream copy
+        if isinstance(decision.stage, McpMetadata) and rt.mcp is not None:
+            return self._answer(record, metadata_document(rt.mcp, decision.stage.site, request))
         websocket = is_websocket_upgrade(request.method, request.headers)
         if websocket and not valid_handshake(request):
             return self._answer(record, render_answer(OwnAnswer.BAD_WEBSOCKET_HANDSHAKE))
@@ -202,13 +189,16 @@ class ProxyHandler:
         if trace is not None:
             trace.inject(headers)
         try:
-            return await self._pass(request, rt, headers, record, websocket)
+            return await self._carry_out(request, rt, headers, record, websocket)
+        except RequestRejected as refused:  # a stage refused: a decision like any other, same table
+            record.decision = deny(decision, refused)
+            return self._answer(record, render_denial(rt, record.decision, request, refused))
         except UpstreamError as error:
             record.upstream_status = None  # no answer from the upstream (or a refused upgrade)
             record.upstream_error = "timeout" if isinstance(error, UpstreamTimeout) else "unavailable"
             return self._answer(record, render_upstream_error(error))
 
-    async def _pass(
+    async def _carry_out(
         self,
         request: web.BaseRequest,
         rt: Runtime,
@@ -216,56 +206,27 @@ class ProxyHandler:
         record: AccessRecord,
         websocket: bool,
     ) -> web.StreamResponse:
-        """The allowed request's way upstream: streamed, unless the decision asks for its content read."""
+        """The allowed request's way upstream, the one place a decision's stage is dispatched on: streamed
+        when it has none; raises RequestRejected when the stage refuses, UpstreamError."""
         decision = record.decision
         assert decision is not None
-        if decision.content is not None:
-            return await self._content(request, rt, headers, record, decision)
-        if decision.listing is not None:
-            refine = partial(filter_listing, listing=decision.listing)
+        stage = decision.stage
+        if isinstance(stage, ContentPlan):
+            upstream = rt.config.upstream
+            return _relayed(record, await run_content(request, stage, self._forwarder, upstream, headers))
+        if isinstance(stage, McpMessages):
+            return _relayed(record, await self._mcp.carry_out(request, rt, stage, decision, headers))
+        if isinstance(stage, ListingFilter):
+            refine = partial(filter_listing, listing=stage)
             return await self._filtered(request, rt, headers, record, refine, MAX_LISTING_BYTES)
-        if decision.roster is not None:
-            refine = partial(filter_config, roster=decision.roster)
+        if isinstance(stage, RosterFilter):
+            refine = partial(filter_config, roster=stage)
             return await self._filtered(request, rt, headers, record, refine, MAX_CONFIG_BYTES)
         if websocket:
-            return await self._relay_websocket(request, rt, headers, record, decision)
-        return await self._forward(request, rt, headers, record)
-
-    async def _forward(
-        self, request: web.BaseRequest, rt: Runtime, headers: list[tuple[str, str]], record: AccessRecord
-    ) -> web.StreamResponse:
+            grant = stage if isinstance(stage, MessageGrant) else None
+            return await self._relay_websocket(request, rt, headers, record, grant)
         await continue_upload(request)
         return _relayed(record, await self._forwarder.forward(request, rt.config.upstream, headers))
-
-    async def _content(
-        self,
-        request: web.BaseRequest,
-        rt: Runtime,
-        headers: list[tuple[str, str]],
-        record: AccessRecord,
-        decision: Decision,
-    ) -> web.StreamResponse:
-        assert decision.content is not None
-        try:
-            relayed = await run_content(
-                request, decision.content, self._forwarder, rt.config.upstream, headers
-            )
-        except InsufficientScope as short:  # an item named in the body the caller holds no scope for
-            record.decision = replace(
-                decision,
-                allowed=False,
-                error="insufficient_scope",
-                reason=short.reason,
-                required_scopes=short.required,
-                missing_scopes=short.missing,
-            )
-            return self._answer(record, render_decision(record.decision, preset=rt.config.policy.preset))
-        except ContentRejected as refused:  # the access line tells the refusal, not the gate's allow
-            record.decision = replace(
-                decision, allowed=False, error=refused.answer_code, reason=refused.reason
-            )
-            return self._answer(record, render_refusal(refused))
-        return _relayed(record, relayed)
 
     async def _filtered(
         self,
@@ -298,14 +259,12 @@ class ProxyHandler:
         rt: Runtime,
         headers: list[tuple[str, str]],
         record: AccessRecord,
-        decision: Decision,
+        grant: MessageGrant | None,
     ) -> web.StreamResponse:
         record.status = record.upstream_status = 101
         self.websockets_open += 1
         try:
-            response = await relay_websocket(
-                request, self._forwarder, rt.config.upstream, headers, decision.messages
-            )
+            response = await relay_websocket(request, self._forwarder, rt.config.upstream, headers, grant)
         finally:
             self.websockets_open -= 1
         record.outcome = "complete"

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from authproxy.config.content import FieldRef
-from authproxy.errors import ContentRejected
+from authproxy.errors import MalformedBody, NotCallersOwn
 from authproxy.standards.forms import read_urlencoded, write_urlencoded
 from authproxy.standards.json_text import read_json, write_json
 from authproxy.standards.media import MediaType, Unreadable, check_charset, parse_media_type
@@ -28,12 +28,12 @@ _ABSENT = object()
 _UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 
 
-def malformed(reason: str) -> ContentRejected:
-    return ContentRejected(400, "bad_request", reason)
+def malformed(reason: str) -> MalformedBody:
+    return MalformedBody(reason)
 
 
-def _mismatch(ref: FieldRef) -> ContentRejected:
-    return ContentRejected(403, "forbidden", f"{ref} must be the caller's own")
+def _mismatch(ref: FieldRef) -> NotCallersOwn:
+    return NotCallersOwn(f"{ref} must be the caller's own")
 
 
 def _is_json(media: MediaType) -> bool:
@@ -144,7 +144,7 @@ def the_value(body: Body, ref: FieldRef) -> Any:
 
 
 def pin_query(raw_target: str, ref: FieldRef, value: str) -> str:
-    """The target with `ref` (a query parameter) holding `value`; raises ContentRejected."""
+    """The target with `ref` (a query parameter) holding `value`; raises MalformedBody / NotCallersOwn."""
     path, mark, query = raw_target.partition("?")
     pairs = parse_qsl(query, keep_blank_values=True)
     _refuse_bracketed(ref, (name for name, _ in pairs))
@@ -160,7 +160,7 @@ def pin_query(raw_target: str, ref: FieldRef, value: str) -> str:
 
 
 def pin_body(body: Body, ref: FieldRef, value: str) -> None:
-    """Hold `ref` to `value` in the body (set when absent); raises ContentRejected."""
+    """Hold `ref` to `value` in the body (set when absent); raises MalformedBody / NotCallersOwn."""
     found = the_value(body, ref)
     if found is not None:
         if found != value:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from authproxy.config.content import ContentRule
 from authproxy.config.model import RouteRule
 from authproxy.config.route_form import template_names
 from authproxy.errors import ConfigError, InsufficientScope, Problem
 from authproxy.policy.patterns import parse_pattern
+from authproxy.policy.reads import Reads
 
 __all__ = ["ContentPlan", "ContentPlans"]
 
@@ -28,6 +29,20 @@ class ContentPlan:
     caller: tuple[tuple[str, str | None], ...]  # ("user_id", id), ("session_id", id)
     params: tuple[tuple[str, str], ...]  # path parameters bound by the route
     granted: frozenset[str]  # the caller's scopes, for item scopes named in the body
+
+    label: ClassVar[str] = "content checks"
+
+    @property
+    def reads(self) -> Reads:
+        rule = self.rule
+        found = Reads.QUERY if any(p.field.where == "query" for p in rule.pins) else Reads.NOTHING
+        if self.reads_body:
+            found |= Reads.BODY
+        if rule.owner is not None:
+            found |= Reads.LOOKUP
+        if rule.response:
+            found |= Reads.ANSWER
+        return found
 
     @property
     def reads_body(self) -> bool:

@@ -1,7 +1,7 @@
-"""McpPolicy: the `mcp` section compiled once per config; which paths speak MCP and what each tool needs.
+"""McpPolicy: the `mcp` section compiled once per config; which routes speak MCP and what each tool needs.
 
-`site_for(raw_path)` is the one check every proxied request pays when MCP is configured: a dict lookup on
-the raw path, plus a decode only when the path carries a percent-escape (so `/%6Dcp` is `/mcp` too).
+The route table decides which requests reach an MCP endpoint (config/mcp.py adds the endpoint's rule and
+its metadata's public rule) and marks their paths (`marks`), so no second router reads the path.
 """
 
 from __future__ import annotations
@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from authproxy.config.mcp_model import McpConfig
-from authproxy.errors import BadTarget, ConfigError, Problem
+from authproxy.config.mcp_model import METADATA_PATH, McpConfig
+from authproxy.errors import ConfigError, Problem
 from authproxy.policy.mcp.tools import CompiledTool, ToolVerdict, check_call, compile_tool, may_call_some
-from authproxy.policy.target import parse_target
 
-__all__ = ["METADATA_PATH", "McpPolicy", "McpSite"]
+__all__ = ["McpPolicy", "McpSite"]
 
-METADATA_PATH = "/.well-known/oauth-protected-resource"  # RFC 9728, section 3
+
+def _segments(path: str) -> tuple[str, ...]:
+    return tuple(segment for segment in path.split("/") if segment)
+
+
 _DENY = CompiledTool("*", ())
 
 
@@ -76,31 +79,16 @@ class McpPolicy:
             raise ConfigError(problems)
         return cls(config, tuple(sites), admin_scope)
 
-    def claims(self, method: str, raw_path: str) -> bool:
-        """Whether proxy/mcp/ answers this request (an endpoint, or a read of its metadata): the one check
-        every proxied request pays once MCP is configured."""
-        path = raw_path.partition("?")[0]
-        if path in self._sites:
-            return True
-        if path in self._metadata:
-            return method in ("GET", "HEAD")
-        return "%" in path and self.site_for(path) is not None
-
-    def site_for(self, raw_path: str) -> McpSite | None:
-        """The MCP endpoint a request target names, however it spells the path; None for any other."""
-        path = raw_path.partition("?")[0]
-        site = self._sites.get(path)
-        if site is None and "%" in path:
-            try:
-                segments = parse_target(path).segments
-            except BadTarget:
-                return None  # the gate refuses it
-            site = self._sites.get("/" + "/".join(segments))
-        return site
-
-    def metadata_site(self, raw_path: str) -> McpSite | None:
-        """The endpoint a protected-resource metadata path describes; None for the root form."""
-        return self._metadata.get(raw_path.partition("?")[0])
+    def marks(self) -> dict[tuple[str, ...], tuple[McpSite | None, bool]]:
+        """Decoded path segments -> (the endpoint, whether the path is its metadata rather than the endpoint
+        itself), for the route table to mark: every request to these paths is an MCP request, whichever rule
+        matches it (`/%6Dcp` and `/mcp/` are `/mcp` there too)."""
+        found: dict[tuple[str, ...], tuple[McpSite | None, bool]] = {}
+        for path, site in self._sites.items():
+            found[_segments(path)] = (site, False)
+        for path, described in self._metadata.items():
+            found[_segments(path)] = (described, True)
+        return found
 
     def check(
         self, site: McpSite, name: str, arguments: Mapping[str, object], granted: frozenset[str]

@@ -14,7 +14,8 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from authproxy.policy.mcp.endpoints import METADATA_PATH, McpPolicy, McpSite
+from authproxy.config.mcp_model import METADATA_PATH
+from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
 from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer
 
 __all__ = ["metadata_document", "metadata_url", "with_resource_metadata"]

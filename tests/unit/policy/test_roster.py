@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from authproxy.policy.agentos_content import content_checks
+from authproxy.policy.agentos_content import preset_routes, preset_stage
 from authproxy.policy.roster import ROSTER_FAMILIES, RosterFilter, roster_filter
+from authproxy.policy.ws_messages import MessageGrant
 
 ADMIN = "agent_os:admin"
 ITEMS = {"agents": {"a1", "a2", "a3"}, "teams": {"t1"}, "workflows": {"w1", "w2"}}
@@ -67,8 +68,9 @@ def test_another_admin_scope_is_an_ordinary_scope() -> None:
         ("agentos", "GET", None, False, False),
     ],
 )
-def test_content_checks_attach_only_to_their_routes(
+def test_preset_stages_attach_only_to_their_routes(
     preset: str | None, method: str, route: str | None, roster: bool, grant: bool
 ) -> None:
-    got = content_checks(preset, method, route, ["agents:a1:read"], ADMIN)
-    assert (got[0] is not None, got[1] is not None) == (roster, grant)
+    kind = preset_routes(preset, [route]).get(route) if route is not None else None
+    got = preset_stage(kind, method, ["agents:a1:read"], ADMIN, None) if kind is not None else None
+    assert (isinstance(got, RosterFilter), isinstance(got, MessageGrant)) == (roster, grant)

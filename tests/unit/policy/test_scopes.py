@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authproxy.policy.decision import ListingFilter
+from authproxy.policy.listing import ListingFilter
 from authproxy.policy.patterns import parse_pattern
 from authproxy.policy.scopes import ScopeRequirement, ScopeResult, compile_requirement, evaluate
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from authproxy.errors import UpstreamUnavailable
-from authproxy.policy.decision import ListingFilter
+from authproxy.policy.listing import ListingFilter
 from authproxy.proxy.listings import filter_listing, filtered_request_headers
 
 AGENTS = ListingFilter("agents", frozenset({"agno-agent", "research-agent"}))

@@ -11,7 +11,6 @@ from authproxy.errors import (
     AnswerCode,
     BadTarget,
     DenialCode,
-    HeaderTooLarge,
     InsufficientScope,
     InvalidToken,
     KeyNotFound,
@@ -20,6 +19,7 @@ from authproxy.errors import (
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    status_of,
 )
 from authproxy.policy.decision import Decision
 from authproxy.proxy.responses import OwnAnswer, render_answer, render_decision, render_upstream_error
@@ -35,11 +35,8 @@ def deny(
 
 
 def test_every_error_class_names_a_code_of_the_table() -> None:
-    assert {
-        cls: cls.code for cls in (BadTarget, HeaderTooLarge, MissingToken, InvalidToken, KeyNotFound)
-    } == {
+    assert {cls: cls.code for cls in (BadTarget, MissingToken, InvalidToken, KeyNotFound)} == {
         BadTarget: "bad_request",
-        HeaderTooLarge: "bad_request",
         MissingToken: "missing_token",
         InvalidToken: "invalid_token",
         KeyNotFound: "invalid_token",
@@ -53,6 +50,51 @@ def test_every_error_class_names_a_code_of_the_table() -> None:
     answer_codes = {code for part in get_args(AnswerCode) for code in get_args(part)}
     assert set(get_args(DenialCode)) < answer_codes
     assert {a.error for a in OwnAnswer} <= answer_codes
+
+
+def _error_classes() -> list[type[BaseException]]:
+    found: list[type[BaseException]] = []
+    pending: list[type[BaseException]] = [RequestRejected, UpstreamError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def test_each_error_class_carries_its_status_and_a_code_has_one_status() -> None:
+    by_code: dict[str, set[int]] = {}
+    for cls in _error_classes():
+        by_code.setdefault(cls.code, set()).add(cls.status)  # type: ignore[attr-defined]
+    assert all(len(statuses) == 1 for statuses in by_code.values()), by_code
+    assert {code: status_of(code) for code in by_code} == {c: next(iter(s)) for c, s in by_code.items()}  # type: ignore[arg-type]
+    expected = {
+        "bad_request": 400,
+        "missing_token": 401,
+        "invalid_token": 401,
+        "insufficient_scope": 403,
+        "forbidden": 403,
+        "not_found": 404,
+        "method_not_allowed": 405,
+        "payload_too_large": 413,
+        "rate_limited": 429,
+        "rate_limit_unavailable": 503,
+        "proxied_port_only": 403,
+        "upstream_unavailable": 502,
+        "upstream_timeout": 504,
+        "upstream_tls_failed": 502,
+    }
+    assert {code: status_of(code) for code in expected} == expected  # type: ignore[arg-type]
+
+
+def test_a_stage_gives_the_body_and_headers_of_its_refusal_and_the_table_the_rest() -> None:
+    decision = deny("insufficient_scope", "tool 'purge'", ("admin",), ("admin",))
+    document = {"jsonrpc": "2.0", "id": 7, "error": {"code": -32003, "message": "no"}}
+    rendered = render_decision(decision, body=document, headers=(("Allow", "GET"),))
+    assert rendered.status == 403
+    assert json.loads(rendered.body) == document
+    assert rendered.headers[:3] == (JSON, SERVER, ("Allow", "GET"))
+    assert dict(rendered.headers)["WWW-Authenticate"].endswith('scope="admin"')
 
 
 def test_missing_token_has_a_bare_challenge() -> None:

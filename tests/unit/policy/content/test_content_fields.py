@@ -7,7 +7,7 @@ import json
 import pytest
 
 from authproxy.config.content import ContentRule, FieldRef, ItemScopes, parse_field
-from authproxy.errors import ContentRejected, InsufficientScope
+from authproxy.errors import InsufficientScope, RequestRejected
 from authproxy.policy.content.fields import Body, field_values, pin_body, pin_query
 from authproxy.policy.content.items import check_items, item_satisfied_by
 from authproxy.policy.content.plan import ContentPlan
@@ -46,7 +46,7 @@ def test_query_pin_encodes_the_id() -> None:
     ],
 )
 def test_query_pin_refusals(target: str, status: int) -> None:
-    with pytest.raises(ContentRejected) as refused:
+    with pytest.raises(RequestRejected) as refused:
         pin_query(target, USER, "a")
     assert refused.value.status == status
 
@@ -91,7 +91,7 @@ def test_json_with_the_callers_id_is_still_forwarded_canonically() -> None:
     ],
 )
 def test_json_pin_refusals(raw: bytes, status: int) -> None:
-    with pytest.raises(ContentRejected) as refused:
+    with pytest.raises(RequestRejected) as refused:
         pin_body(Body(raw, "application/json"), JSON_USER, "a")
     assert refused.value.status == status
 
@@ -109,16 +109,16 @@ def test_json_pin_refusals(raw: bytes, status: int) -> None:
     ],
 )
 def test_a_body_declared_in_another_charset_or_type_is_malformed(content_type: str) -> None:
-    with pytest.raises(ContentRejected) as refused:
+    with pytest.raises(RequestRejected) as refused:
         Body(b"{}", content_type)
-    assert (refused.value.status, refused.value.answer_code) == (400, "bad_request")
+    assert (refused.value.status, refused.value.code) == (400, "bad_request")
 
 
 def test_urlencoded_pin_appends_and_refuses_duplicates() -> None:
     form = "application/x-www-form-urlencoded"
     assert pinned(Body(b"", form), FORM_USER, "a b") == (form, b"user_id=a%20b")
     assert pinned(Body(b"note=x+y&k=%7e", form), FORM_USER, "a") == (form, b"note=x%20y&k=~&user_id=a")
-    with pytest.raises(ContentRejected) as refused:
+    with pytest.raises(RequestRejected) as refused:
         pin_body(Body(b"user_id=a&user_id=a", form), FORM_USER, "a")
     assert refused.value.status == 400
 
@@ -137,20 +137,20 @@ def test_urlencoded_pin_appends_and_refuses_duplicates() -> None:
     ],
 )
 def test_urlencoded_that_readers_split_or_decode_differently_is_malformed(raw: bytes) -> None:
-    with pytest.raises(ContentRejected) as refused:
+    with pytest.raises(RequestRejected) as refused:
         Body(raw, "application/x-www-form-urlencoded")
     assert refused.value.status == 400
 
 
 @pytest.mark.parametrize("raw", [b"user_id%5B%5D=b", b"user_id%5B0%5D=b&user_id=a"])
 def test_a_read_field_in_bracket_notation_is_malformed(raw: bytes) -> None:
-    with pytest.raises(ContentRejected) as refused:
+    with pytest.raises(RequestRejected) as refused:
         pin_body(Body(raw, "application/x-www-form-urlencoded"), FORM_USER, "a")
     assert refused.value.status == 400
 
 
 def test_a_charset_field_naming_another_charset_is_malformed() -> None:
-    with pytest.raises(ContentRejected):
+    with pytest.raises(RequestRejected):
         Body(b"_charset_=utf-7&user_id=a", "application/x-www-form-urlencoded")
     assert Body(b"_charset_=UTF-8&user_id=a", "application/x-www-form-urlencoded").form()[1] == (
         "user_id",
@@ -195,7 +195,7 @@ def test_multipart_is_rebuilt_with_a_fresh_boundary_even_when_nothing_changes() 
 
 def test_a_file_part_cannot_stand_for_a_field_a_rule_reads() -> None:
     raw = MULTIPART.replace(b'name="files"', b'name="user_id"')
-    with pytest.raises(ContentRejected) as refused:
+    with pytest.raises(RequestRejected) as refused:
         pin_body(Body(raw, "multipart/form-data; boundary=XyZ"), FORM_USER, "alice")
     assert refused.value.status == 400
 
@@ -222,7 +222,7 @@ def test_item_named_in_the_body_without_its_scope() -> None:
 
 @pytest.mark.parametrize("value", ['"a:b"', '""', "3", '"a b"', '"p2\\u0001"', '"n2\\r\\nX-Injected: 1"'])
 def test_item_that_is_no_id_is_malformed(value: str) -> None:
-    with pytest.raises(ContentRejected) as refused:
+    with pytest.raises(RequestRejected) as refused:
         check_items(plan("agents:*:run"), Body(b'{"agent_id": %s}' % value.encode(), "application/json"))
     assert refused.value.status == 400
 
@@ -237,6 +237,6 @@ def test_multipart_part_with_two_dispositions_is_malformed() -> None:
         b'Content-Disposition: form-data; name="message"\r\n'
         b'Content-Disposition: form-data; name="user_id"\r\n',
     )
-    with pytest.raises(ContentRejected) as refused:
+    with pytest.raises(RequestRejected) as refused:
         pin_body(Body(raw, "multipart/form-data; boundary=XyZ"), FORM_USER, "alice")
     assert refused.value.status == 400
