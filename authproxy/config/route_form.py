@@ -6,7 +6,6 @@ each validated here with its location, so a typo fails `authproxy check` instead
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,21 +23,16 @@ from authproxy.config.content import (
 from authproxy.config.fields import Report, read_section, read_str
 from authproxy.config.source import MapNode, Node, Scalar
 
-__all__ = ["read_route_form", "template_names"]
+__all__ = ["read_route_form"]
 
 _KEYS = ("scopes", "pin", "items", "response", "owner", "max_body")
 _OWNER_KEYS = ("get", "expect", "status")
-_TEMPLATE = re.compile(r"\{([^{}]*)\}")
 _MAX_BODY_LIMIT = 1024 * 1024 * 1024
 V = TypeVar("V")
 R = TypeVar("R")
 _FAILED = OwnerLookup("")  # _owner's "reported" marker
 
 ScopeReader = Callable[[Report, str, Node], tuple[str, ...] | None]
-
-
-def template_names(template: str) -> list[str]:
-    return _TEMPLATE.findall(template)
 
 
 def read_route_form(
@@ -160,10 +154,6 @@ def _owner(report: Report, label: str, node: Node | None) -> OwnerLookup | None:
     if expect is None:
         return _FAILED
     return OwnerLookup(target, expect, status)
-
-
-def _pair(ref: FieldRef, value: str) -> tuple[FieldRef, str]:
-    return ref, value
 
 
 def _template(report: Report, label: str, node: Node) -> str | None:
