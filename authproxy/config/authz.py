@@ -17,7 +17,7 @@ import importlib.util
 import os
 import re
 
-from authproxy.config.fields import Report, Section, read_address, read_section, read_value
+from authproxy.config.fields import Report, Section, model_keys, read_address, read_section, read_value
 from authproxy.config.model import Address, AuthzConfig
 from authproxy.config.source import Node
 from authproxy.config.tls import read_listener_tls
@@ -29,8 +29,9 @@ NGINX_PATH = "/nginx"
 FORWARD_AUTH_PATH = "/forward-auth"
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _GRPC_MODULES = ("grpclib", "envoy_data_plane")  # the `grpc` extra
-# tls: the HTTP decision port's own, in the shape of the proxied port's `tls:` (the two may differ)
-_AUTHZ = ("path_prefix", "grpc_listen", "tls")
+# tls: the HTTP decision port's own, in the shape of the proxied port's `tls:` (the two may differ).
+# `listen` is written at the top level as `authz_listen`, beside the other listeners.
+_AUTHZ = model_keys(AuthzConfig, skip=("listen",))
 _WILDCARD = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared against, not bound
 
 

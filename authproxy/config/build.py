@@ -16,6 +16,7 @@ from authproxy.config.authz import AUTHZ_KEYS, read_authz
 from authproxy.config.fields import (
     Report,
     Section,
+    model_keys,
     read_bool,
     read_choice,
     read_duration,
@@ -59,22 +60,15 @@ __all__ = ["build", "check_upstream_url", "parse_address", "parse_duration"]
 
 T = TypeVar("T")
 
-_TOP = (
-    "listen",
-    "admin_listen",
-    "tls",
-    "upstream",
-    "jwt",
-    "policy",
-    "forward",
-    "logging",
-    "rate_limits",
-    "mcp",
-    *AUTHZ_KEYS,
-)
-_UPSTREAM = ("url", "connect_timeout", "read_timeout", "tls")
-_JWT = ("algorithms", "keys", "audience", "issuer", "leeway", "sources", "header", "cookie", "claims")
-_CLAIMS = ("user_id", "session_id", "scopes")
+# Each section's keys are its model's fields. `path` is the file's own name; authz.py reads `authz` and the
+# top-level `authz_listen` (the decision port's address stands beside `listen` and `admin_listen`).
+_TOP = (*model_keys(Config, skip=("path", "authz")), *AUTHZ_KEYS)
+_UPSTREAM = model_keys(UpstreamConfig)
+_JWT = model_keys(JwtConfig)
+# Also the keys of forward.identity_headers: the identity fields, which jwt.claims locates.
+_CLAIMS = model_keys(ClaimPaths)
+_FORWARD = model_keys(ForwardConfig)
+_LOGGING = model_keys(LoggingConfig)
 _DEFAULT_JWT = JwtConfig((), ())
 _DEFAULT = Config("", UpstreamConfig(""), _DEFAULT_JWT)
 _FOLDING = "names compare case-insensitively, '_' as '-'"
@@ -282,9 +276,7 @@ def _claims(report: Report, jwt: Section, node: Node) -> ClaimPaths | None:
 
 
 def _forward(report: Report, top: Section, node: Node, token_header: str) -> ForwardConfig | None:
-    section = read_section(
-        report, "forward", top.key_line("forward"), node, ("identity_headers", "strip_authorization")
-    )
+    section = read_section(report, "forward", top.key_line("forward"), node, _FORWARD)
     if section is None:
         return None
     strip = _optional(section, "strip_authorization", lambda p, n: read_bool(report, p, n), False)
@@ -324,8 +316,7 @@ def _identity_header(name: str, token_header: str) -> str:
 
 
 def _logging(report: Report, top: Section, node: Node) -> LoggingConfig | None:
-    known = ("level", "format", "allow_sample_rate")
-    section = read_section(report, "logging", top.key_line("logging"), node, known)
+    section = read_section(report, "logging", top.key_line("logging"), node, _LOGGING)
     if section is None:
         return None
 

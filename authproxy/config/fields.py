@@ -6,10 +6,11 @@ Messages about a value's type never quote the value (it may be a secret).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from authproxy.config.model import Address
 from authproxy.config.source import MapNode, Node, Scalar, SeqNode, parse
@@ -19,6 +20,7 @@ from authproxy.errors import Problem
 __all__ = [
     "Report",
     "Section",
+    "model_keys",
     "read_address",
     "read_bool",
     "read_choice",
@@ -69,6 +71,24 @@ class Section:
 
     def sub(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
+
+
+# Where a value was written, set by the reader: never a key of the YAML.
+_LOCATION_FIELDS = frozenset({"line", "file"})
+
+
+def model_keys(
+    model: type[Any], *, skip: Collection[str] = (), rename: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The keys of the YAML section read into the frozen dataclass `model`: its field names, in order, less
+    `line`/`file` and `skip`, with `rename` (field -> key) where the YAML spells one differently. A name in
+    `skip` or `rename` that is no field is a mistake in the reader: ValueError at import."""
+    names = [f.name for f in dataclasses.fields(model)]
+    rename = rename or {}
+    strays = (set(skip) | set(rename)) - set(names)
+    if strays:
+        raise ValueError(f"{model.__name__} has no field {', '.join(sorted(strays))}")
+    return tuple(rename.get(n, n) for n in names if n not in _LOCATION_FIELDS and n not in skip)
 
 
 def describe(node: Node) -> str:

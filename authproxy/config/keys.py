@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from authproxy.config.fields import (
     Report,
     Section,
+    model_keys,
     read_bool,
     read_duration,
     read_list,
@@ -33,7 +34,8 @@ __all__ = [
 ]
 
 _SOURCES = ("secret", "secret_file", "public_key_file", "jwks_file", "jwks_url", "oidc_issuer")
-_REMOTE = ("refresh_interval", "allow_insecure_http", "unknown_kid_refresh_interval")
+# The key source forms (one model each, see model.py KeySource) are named by their key, not a field.
+_REMOTE = model_keys(JwksUrl, skip=("url",))  # what a remote source (jwks_url, oidc_issuer) may add
 _MODIFIERS: dict[str, tuple[str, ...]] = {
     "secret": ("kid",),
     "secret_file": ("kid",),

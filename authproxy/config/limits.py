@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from authproxy.config.fields import (
     Report,
     Section,
+    model_keys,
     read_choice,
     read_duration,
     read_list,
@@ -28,10 +29,12 @@ from authproxy.policy.patterns import parse_pattern
 
 __all__ = ["parse_rate", "read_rate_limits"]
 
-_KEYS = ("key", "trusted_proxies", "backend", "redis", "default", "routes")
-_CALLER_KEYS = ("user_id", "session_id", "client_ip")
+# `rules` is written `routes`: each entry names a route (or a scope action) and its rate.
+_KEYS = model_keys(RateLimitsConfig, rename={"rules": "routes"})
+_CALLER_KEYS: tuple[str, ...] = get_args(CallerKey)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_REDIS = ("timeout", "on_error")
+_REDIS = model_keys(RedisOptions)
+# Not Rate's fields: `rate: 10/min` is read into count, period and text (parse_rate).
 _RATE = ("rate", "burst")
 _BACKEND_SCHEMES = ("redis", "rediss", "unix")
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}

@@ -28,6 +28,7 @@ from dataclasses import replace
 from authproxy.config.fields import (
     Report,
     Section,
+    model_keys,
     read_choice,
     read_list,
     read_preset_file,
@@ -46,7 +47,10 @@ from authproxy.policy.target import parse_target
 
 __all__ = ["endpoint_routes", "issuers_of", "read_mcp"]
 
-_KEYS = ("authorization_servers", "resource", "max_body", "endpoints")
+_KEYS = model_keys(McpConfig)
+_ENDPOINT_KEYS = model_keys(McpEndpoint, skip=("path",))  # the path is the endpoint's own key
+# Not ToolRule's fields: `scopes` (one alternative) or `any_of` (several) are read into `alternatives`.
+_TOOL_KEYS = ("any_of", "scopes", "pin")
 _PRESET_KEYS = ("endpoints",)
 _PIN_FIELDS = ("user_id", "session_id")  # the caller's identity fields (jwt.claims)
 _SIZE = re.compile(r"(\d+)\s*([kKmM]?)(i?[bB])?")
@@ -179,7 +183,7 @@ def _endpoints(
             report.error(key.line, f"{where}: {bad}")
             ok = False
             continue
-        section = read_section(report, where, key.line, value, ("tools",), required=("tools",))
+        section = read_section(report, where, key.line, value, _ENDPOINT_KEYS, required=("tools",))
         tools_node = section.get("tools") if section is not None else None
         tools = _tools(report, f"{where}.tools", tools_node, preset) if tools_node is not None else None
         if tools is None:
@@ -238,7 +242,7 @@ def _rule(report: Report, label: str, node: Node) -> _Rule | None:
 
 
 def _rule_map(report: Report, label: str, node: MapNode) -> _Rule | None:
-    section = read_section(report, label, node.line, node, ("any_of", "scopes", "pin"))
+    section = read_section(report, label, node.line, node, _TOOL_KEYS)
     if section is None:
         return None
     if ("any_of" in section.entries) == ("scopes" in section.entries):

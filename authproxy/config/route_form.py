@@ -20,13 +20,14 @@ from authproxy.config.content import (
     OwnerLookup,
     parse_field,
 )
-from authproxy.config.fields import Report, read_section, read_str
+from authproxy.config.fields import Report, model_keys, read_section, read_str
 from authproxy.config.source import MapNode, Node, Scalar
 
 __all__ = ["read_route_form"]
 
-_KEYS = ("scopes", "pin", "items", "response", "owner", "max_body")
-_OWNER_KEYS = ("get", "expect", "status")
+# The route's scopes, then the ContentRule; `pins` is written `pin` (one field per entry, like `items`).
+_KEYS = ("scopes", *model_keys(ContentRule, rename={"pins": "pin"}))
+_OWNER_KEYS = model_keys(OwnerLookup, rename={"target": "get"})  # `get: /path`: the lookup's request
 _MAX_BODY_LIMIT = 1024 * 1024 * 1024
 V = TypeVar("V")
 R = TypeVar("R")

@@ -12,6 +12,7 @@ from typing import Literal, cast
 from authproxy.config.fields import (
     Report,
     Section,
+    model_keys,
     read_bool,
     read_choice,
     read_list,
@@ -30,9 +31,10 @@ from authproxy.policy.patterns import parse_pattern
 __all__ = ["PRESETS", "read_policy"]
 
 PRESETS = ("agentos",)
-_POLICY_KEYS = ("preset", "admin_scope", "unmapped", "public", "routes", "user_isolation")
+_POLICY_KEYS = model_keys(PolicyConfig)
 # Merged over the preset when `user_isolation: true`: the rules that pin callers to their own rows.
 _ISOLATION_FRAGMENT = {"agentos": "agentos-isolation"}
+# What a preset file may set of the policy: its admin scope and its rules.
 _PRESET_KEYS = ("admin_scope", "public", "routes")
 
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 import os
 from typing import Literal, cast
 
-from authproxy.config.fields import Report, Section, read_choice, read_section, read_str
+from authproxy.config.fields import Report, Section, model_keys, read_choice, read_section, read_str
 from authproxy.config.model import ListenerTls, UpstreamTls
 from authproxy.config.source import Node
 from authproxy.tls import TlsFileErrors, client_context, server_context
 
 __all__ = ["LISTENER_TLS_KEYS", "UPSTREAM_TLS_KEYS", "read_listener_tls", "read_upstream_tls", "tls_files"]
 
-LISTENER_TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth")
-UPSTREAM_TLS_KEYS = ("ca_file", "server_name", "cert_file", "key_file")
+# `context` is made from the files at load, not written.
+LISTENER_TLS_KEYS = model_keys(ListenerTls, skip=("context",))
+UPSTREAM_TLS_KEYS = model_keys(UpstreamTls, skip=("context",))
 
 
 def _paths(report: Report, section: Section, names: tuple[str, ...], base_dir: str) -> dict[str, str] | None:
