@@ -20,7 +20,7 @@ from authproxy.config.content import (
     OwnerLookup,
     parse_field,
 )
-from authproxy.config.fields import Report, model_keys, read_section, read_str
+from authproxy.config.fields import Report, model_keys, or_none, read_section, read_str
 from authproxy.config.source import MapNode, Node, Scalar
 
 __all__ = ["read_route_form"]
@@ -40,7 +40,7 @@ def read_route_form(
     report: Report, label: str, node: MapNode, read_scopes: ScopeReader
 ) -> tuple[tuple[str, ...], ContentRule | None] | None:
     """(scopes, content rule or None when the mapping asks for no content check); None after reporting."""
-    section = read_section(report, label, node.line, node, _KEYS, required=("scopes",))
+    section = or_none(read_section, report, label, node.line, node, _KEYS, required=("scopes",))
     if section is None:
         return None
     scopes_node = section.get("scopes")
@@ -74,7 +74,7 @@ def _pairs(
     if node is None:
         return ()
     if not isinstance(node, MapNode):
-        read_section(report, label, node.line, node, ())  # reports the type
+        or_none(read_section, report, label, node.line, node, ())  # reports the type
         return None
     out: list[R] = []
     ok = True
@@ -99,7 +99,7 @@ def _field_claim(ref: FieldRef, claim: Claim) -> FieldClaim:
 
 
 def _claim(report: Report, label: str, node: Node) -> Claim | None:
-    text = read_str(report, label, node)
+    text = or_none(read_str, report, label, node)
     if text is None:
         return None
     if text not in CLAIMS:
@@ -127,10 +127,10 @@ def _owner(report: Report, label: str, node: Node | None) -> OwnerLookup | None:
     """The lookup, None when absent, _FAILED after reporting."""
     if node is None:
         return None
-    section = read_section(report, label, node.line, node, _OWNER_KEYS, required=("get",))
+    section = or_none(read_section, report, label, node.line, node, _OWNER_KEYS, required=("get",))
     if section is None or (target_node := section.get("get")) is None:
         return _FAILED
-    target = read_str(report, f"{label}.get", target_node)
+    target = or_none(read_str, report, f"{label}.get", target_node)
     if target is None:
         return _FAILED
     if not target.startswith("/") or any(c.isspace() for c in target):
@@ -158,7 +158,7 @@ def _owner(report: Report, label: str, node: Node | None) -> OwnerLookup | None:
 
 
 def _template(report: Report, label: str, node: Node) -> str | None:
-    return read_str(report, label, node)
+    return or_none(read_str, report, label, node)
 
 
 def _max_body(report: Report, label: str, node: Node | None) -> int | None:
