@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from authproxy.auth.claims import Identity
+from authproxy.auth.claims import Identity, check_forwardable
 from authproxy.auth.extract import extract_token
 from authproxy.errors import (
     BadTarget,
     InsufficientScope,
-    InvalidToken,
     KeyNotFound,
     MissingToken,
     RequestRejected,
@@ -64,9 +63,7 @@ async def authenticate(rt: Runtime, headers: CIMultiDictProxy[str] | CIMultiDict
         raise MissingToken("authentication required: no bearer token")
     verified = await _verify(rt, token)
     identity = verified.identity
-    refusal = rt.header_plan.refusal(identity.user_id, identity.session_id, identity.scopes)
-    if refusal is not None:
-        raise InvalidToken(refusal)
+    check_forwardable(identity, rt.header_plan.identity)
     return identity
 
 

@@ -85,9 +85,7 @@ def build_runtime(
     With `reuse`, remote key sources identical to one of its own are shared instead of created anew.
     """
     policy = config.policy
-    table = RouteTable.build(
-        policy.public, policy.routes, preset=policy.preset, admin_scope=policy.admin_scope
-    )
+    table = RouteTable.build(policy.public, policy.routes, preset=policy.preset)
     remotes = _remote_sources(config, dict(reuse.remotes) if reuse is not None else {})
     keys = KeyRing.build(config.jwt, [remote for _, remote in remotes])
     mcp = (

@@ -37,7 +37,7 @@ def build_table() -> RouteTable:
         RouteRule(_convert(key), tuple(scopes), "agno-defaults", line)
         for line, (key, scopes) in enumerate(mapping.items(), start=1)
     ]
-    return RouteTable.build((), rules, preset="agentos", admin_scope="agent_os:admin")
+    return RouteTable.build((), rules, preset="agentos")
 
 
 def _per_call_us(fn: Callable[[], object], rounds: int = 200_000) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
@@ -10,9 +10,11 @@ from typing import Any, Final
 from authproxy.config.model import ClaimPaths
 from authproxy.errors import InvalidToken
 
-__all__ = ["Identity", "identity_from_claims"]
+__all__ = ["Identity", "check_forwardable", "identity_from_claims"]
 
 _ABSENT: Final = object()
+# Every control character but tab: aiohttp refuses to send them (a 500), and CR/LF would split a header.
+_UNSAFE_VALUE_CHARS = frozenset(chr(c) for c in (*range(0x20), 0x7F)) - {"\t"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,23 @@ def identity_from_claims(claims: Mapping[str, Any], paths: ClaimPaths) -> Identi
         scopes=_scopes(_lookup(claims, paths.scopes)),
         jti=_optional_string(claims.get("jti", _ABSENT), "jti claim has the wrong type"),
     )
+
+
+def check_forwardable(identity: Identity, identity_headers: Iterable[tuple[str, str]]) -> None:
+    """InvalidToken when a claim cannot travel in the identity header configured for it (the HeaderPlan's
+    `identity`, as (field, header name)). The gate refuses on it, so `explain`, `authproxy test`, the
+    decision port and the proxy all see the same 401, and no later stage turns an allow into a deny."""
+    for field, _ in identity_headers:
+        if field == "scopes":
+            if any(not scope or scope.split() != [scope] for scope in identity.scopes):
+                # Scopes travel space-separated: one scope "x proxy:admin" would arrive as two.
+                raise InvalidToken("a scope holds whitespace and cannot be forwarded")
+            value: str | None = "".join(identity.scopes)
+        else:
+            value = identity.user_id if field == "user_id" else identity.session_id
+        # Claims come from a signed token, but a header is no place for a line break: refuse, never trim.
+        if value and not _UNSAFE_VALUE_CHARS.isdisjoint(value):
+            raise InvalidToken(f"the {field} claim holds a control character")
 
 
 @lru_cache(maxsize=64)

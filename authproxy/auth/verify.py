@@ -33,11 +33,19 @@ from authproxy.config.model import JwtConfig
 from authproxy.errors import InvalidToken, KeyNotFound
 from authproxy.standards.jose import SUPPORTED_ALGORITHMS
 
-__all__ = ["MAX_TOKEN_LENGTH", "Verifier"]
+__all__ = ["MAX_TOKEN_LENGTH", "IssuerMismatch", "Verifier"]
 
 MAX_TOKEN_LENGTH = 16 * 1024  # far above any real JWT; bounds the work an unauthenticated client can cause
 # base64url, optionally padded (some issuers pad); a length of 4n+1 can never decode.
 _B64URL_SEGMENT = re.compile(r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?={0,2}")
+
+
+class IssuerMismatch(InvalidToken):
+    """The token's `iss` is not the configured issuer, or not the one its key is pinned to. Its own type
+    because the verifier goes on to the next candidate key on this refusal, and on no other."""
+
+    def __init__(self) -> None:
+        super().__init__("issuer mismatch")
 
 
 class Verifier:
@@ -78,15 +86,15 @@ class Verifier:
         candidates = self._keys.candidates(kid, alg)
         if not candidates:
             raise KeyNotFound("unknown key id" if kid is not None else "no key for algorithm", kid)
-        refusal: InvalidToken | None = None
+        refusal: IssuerMismatch | None = None
         for entry in candidates:
             claims = self._signed_claims(token, alg, entry)
             if claims is None:
                 continue
             try:
                 exp, nbf = self._check_claims(claims, entry, now)
-            except InvalidToken as exc:
-                if exc.reason != "issuer mismatch" or entry.issuer is None:
+            except IssuerMismatch as exc:
+                if entry.issuer is None:
                     raise
                 # Issuers may share keys (multi-tenant IdPs): another candidate may own this `iss`.
                 refusal = exc
@@ -148,7 +156,7 @@ class Verifier:
         if (self._issuer is not None and iss != self._issuer) or (
             entry.issuer is not None and iss != entry.issuer
         ):
-            raise InvalidToken("issuer mismatch")
+            raise IssuerMismatch()
         if self._audience is not None:
             _check_audience(claims.get("aud"), self._audience)
         return exp, nbf

@@ -1,16 +1,14 @@
 """A Decision as a check answer: 200 with the identity headers, or the proxy's own denial.
 
-The identity headers come from the runtime's HeaderPlan, the same call that builds the proxied request's
-headers, so a header's name and value (and the refusal of a claim that cannot travel in one) never differ
-between the two ports. Denials are rendered by proxy/responses.py: the same status, JSON body and
-WWW-Authenticate, byte for byte.
+The identity headers come from the runtime's HeaderPlan through proxy/headers.py `identity_headers`, the
+function that sets them on the proxied request, so a header's name and value (and the refusal of a claim
+that cannot travel in one) never differ between the two ports. Denials are rendered by proxy/responses.py:
+the same status, JSON body and WWW-Authenticate, byte for byte.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from authproxy.config.headers import normalise
 from authproxy.errors import ProxiedPortOnly
@@ -18,13 +16,12 @@ from authproxy.limits.headers import allowed_fields
 from authproxy.policy.decision import Decision, deny
 from authproxy.policy.reads import Reads
 from authproxy.proxy.denials import render_denial
-from authproxy.proxy.headers import forwarded_headers
+from authproxy.proxy.headers import identity_headers
 from authproxy.proxy.responses import Rendered
 from authproxy.runtime import Runtime
 
 __all__ = ["CheckAnswer", "check_answer"]
 
-_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 _PROXIED_PORT_ONLY = (
     "this route's checks read the body, the answer or each message: it is served by the proxied port"
 )
@@ -52,9 +49,7 @@ def check_answer(rt: Runtime, decision: Decision) -> CheckAnswer:
     if not decision.allowed:
         return CheckAnswer(decision, render_denial(rt, decision, None))
     plan = rt.header_plan
-    built = forwarded_headers(plan, _NO_HEADERS, decision, peer=None, proto="http")
-    identity_names = {normalise(name) for _, name in plan.identity}
-    headers = tuple((name, value) for name, value in built if normalise(name) in identity_names)
+    headers = tuple(identity_headers(plan, decision))
     set_here = {normalise(name) for name, _ in headers}
     remove = [name.lower() for _, name in plan.identity if normalise(name) not in set_here]
     if rt.config.forward.strip_authorization:

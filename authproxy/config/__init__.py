@@ -6,12 +6,13 @@ look) come from `load_with_warnings`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from authproxy.config.build import build
-from authproxy.config.fields import Report
+from authproxy.config.fields import Invalid, Report
 from authproxy.config.model import NO_OVERRIDES, Config, Overrides
 from authproxy.config.source import parse
 from authproxy.errors import ConfigError, Problem
@@ -87,7 +88,8 @@ def load_text_with_warnings(
     config = None
     if root is not None:
         presets = os.fspath(preset_dir) if preset_dir is not None else PRESET_DIR
-        config = build(root, path, report, preset_dir=presets, env=environ, overrides=overrides)
+        with contextlib.suppress(Invalid):  # reported: every problem is in report.errors
+            config = build(root, path, report, preset_dir=presets, env=environ, overrides=overrides)
     if config is None or report.errors:
         raise ConfigError(report.errors)
     return config, sorted(report.warnings)

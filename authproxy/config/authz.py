@@ -17,7 +17,16 @@ import importlib.util
 import os
 import re
 
-from authproxy.config.fields import Report, Section, read_address, read_section, read_value
+from authproxy.config.fields import (
+    Checks,
+    Invalid,
+    Report,
+    Section,
+    model_keys,
+    read_address,
+    read_section,
+    read_value,
+)
 from authproxy.config.model import Address, AuthzConfig
 from authproxy.config.source import Node
 from authproxy.config.tls import read_listener_tls
@@ -29,8 +38,9 @@ NGINX_PATH = "/nginx"
 FORWARD_AUTH_PATH = "/forward-auth"
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _GRPC_MODULES = ("grpclib", "envoy_data_plane")  # the `grpc` extra
-# tls: the HTTP decision port's own, in the shape of the proxied port's `tls:` (the two may differ)
-_AUTHZ = ("path_prefix", "grpc_listen", "tls")
+# tls: the HTTP decision port's own, in the shape of the proxied port's `tls:` (the two may differ).
+# `listen` is written at the top level as `authz_listen`, beside the other listeners.
+_AUTHZ = model_keys(AuthzConfig, skip=("listen",))
 _WILDCARD = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared against, not bound
 
 
@@ -50,59 +60,69 @@ def parse_path_prefix(text: str) -> str:
     return text
 
 
-def read_authz(report: Report, top: Section, used: tuple[tuple[str, Address], ...]) -> AuthzConfig | None:
-    """The AuthzConfig (defaults when both keys are absent); None when anything was reported (all of it).
+def read_authz(report: Report, top: Section, used: tuple[tuple[str, Address], ...]) -> AuthzConfig:
+    """The AuthzConfig (defaults when both keys are absent); Invalid once anything was reported (all of it).
 
     `used`: (key, address) of the other listeners, which the decision ports must not share a port with.
     """
     errors = len(report.errors)
-    listen = _listen(report, top.key_line("authz_listen"), "authz_listen", top.get("authz_listen"), used)
+    checks = Checks()
+    listen = checks.key(top, "authz_listen", lambda p, n: _listen(report, top.key_line(p), p, n, used), None)
     if listen is not None:
         used = (*used, ("authz_listen", listen))
-    prefix, grpc, tls = AuthzConfig().path_prefix, None, None
-    node = top.get("authz")
-    section = None if node is None else read_section(report, "authz", top.key_line("authz"), node, _AUTHZ)
-    if section is not None:
-        http_port = listen is not None or top.get("authz_listen") is not None
-        if (prefix_node := section.get("path_prefix")) is not None:
-            prefix = read_value(report, "authz.path_prefix", prefix_node, parse_path_prefix) or prefix
-            if not http_port:
-                report.warn(
-                    section.key_line("path_prefix"), "authz.path_prefix: has no effect without authz_listen"
-                )
-        line = section.key_line("grpc_listen")
-        grpc = _listen(report, line, "authz.grpc_listen", section.get("grpc_listen"), used)
-        if grpc is not None and not all(importlib.util.find_spec(name) for name in _GRPC_MODULES):
-            report.error(line, "authz.grpc_listen: needs the grpc extra (pip install 'authproxy[grpc]')")
-        if (tls_node := section.get("tls")) is not None:
-            line = section.key_line("tls")
-            tls = read_listener_tls(report, "authz.tls", line, tls_node, os.path.dirname(report.file))
-            if not http_port:
-                report.warn(line, "authz.tls: has no effect without authz_listen (the gRPC port is plain)")
-    return AuthzConfig(listen, prefix, grpc, tls) if len(report.errors) == errors else None
+    http_port = "authz_listen" in top.entries
+    default = AuthzConfig(listen)
+    config = checks.key(top, "authz", lambda p, n: _authz(report, top, n, default, used, http_port), default)
+    if len(report.errors) != errors:  # an unknown key of `authz` too: no decision port is half-configured
+        raise Invalid
+    return config
+
+
+def _authz(
+    report: Report,
+    top: Section,
+    node: Node,
+    default: AuthzConfig,
+    used: tuple[tuple[str, Address], ...],
+    http_port: bool,
+) -> AuthzConfig:
+    section = read_section(report, "authz", top.key_line("authz"), node, _AUTHZ)
+    checks = Checks()
+    prefix = checks.key(
+        section, "path_prefix", lambda p, n: read_value(report, p, n, parse_path_prefix), default.path_prefix
+    )
+    if "path_prefix" in section.entries and not http_port:
+        report.warn(section.key_line("path_prefix"), "authz.path_prefix: has no effect without authz_listen")
+    line = section.key_line("grpc_listen")
+    grpc = checks.key(section, "grpc_listen", lambda p, n: _listen(report, line, p, n, used), None)
+    if grpc is not None and not all(importlib.util.find_spec(name) for name in _GRPC_MODULES):
+        report.error(line, "authz.grpc_listen: needs the grpc extra (pip install 'authproxy[grpc]')")
+    base_dir = os.path.dirname(report.file)
+    tls_line = section.key_line("tls")
+    tls = checks.key(section, "tls", lambda p, n: read_listener_tls(report, p, tls_line, n, base_dir), None)
+    if "tls" in section.entries and not http_port:
+        report.warn(tls_line, "authz.tls: has no effect without authz_listen (the gRPC port is plain)")
+    checks.done()
+    return AuthzConfig(default.listen, prefix, grpc, tls)
 
 
 def _listen(
-    report: Report, line: int, key: str, node: Node | None, used: tuple[tuple[str, Address], ...]
-) -> Address | None:
-    """The address under `key` when given, valid and not sharing a port; None otherwise (reported)."""
-    if node is None:
-        return None
+    report: Report, line: int, key: str, node: Node, used: tuple[tuple[str, Address], ...]
+) -> Address:
+    """The address under `key`, valid and not sharing a port; Invalid otherwise (reported)."""
     address = read_address(report, key, node)
-    if address is None or not _port_free(report, line, key, address, used):
-        return None
+    _check_port_free(report, line, key, address, used)
     return address
 
 
-def _port_free(
+def _check_port_free(
     report: Report, line: int, key: str, mine: Address, used: tuple[tuple[str, Address], ...]
-) -> bool:
+) -> None:
     if mine.port == 0:
-        return True  # port 0 binds a fresh port each time, so it never collides
+        return  # port 0 binds a fresh port each time, so it never collides
     for other_key, other in used:
         if other.port != mine.port:
             continue
         if mine.host == other.host or mine.host in _WILDCARD or other.host in _WILDCARD:
             report.error(line, f"{key}: shares port {mine.port} with {other_key} ({other})")
-            return False
-    return True
+            raise Invalid

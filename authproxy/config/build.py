@@ -7,15 +7,17 @@ and are shared with command-line overrides; the section builders report Problems
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from collections.abc import Mapping as EnvMap
 from typing import Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from authproxy.config.authz import AUTHZ_KEYS, read_authz
 from authproxy.config.fields import (
+    Checks,
+    Invalid,
     Report,
     Section,
+    model_keys,
     read_bool,
     read_choice,
     read_duration,
@@ -32,7 +34,6 @@ from authproxy.config.listeners import check_mode, command_line, read_listeners
 from authproxy.config.mcp import endpoint_routes, issuers_of, read_mcp
 from authproxy.config.model import (
     NO_OVERRIDES,
-    Address,
     ClaimPaths,
     Config,
     ForwardConfig,
@@ -59,25 +60,21 @@ __all__ = ["build", "check_upstream_url", "parse_address", "parse_duration"]
 
 T = TypeVar("T")
 
-_TOP = (
-    "listen",
-    "admin_listen",
-    "tls",
-    "upstream",
-    "jwt",
-    "policy",
-    "forward",
-    "logging",
-    "rate_limits",
-    "mcp",
-    *AUTHZ_KEYS,
-)
-_UPSTREAM = ("url", "connect_timeout", "read_timeout", "tls")
-_JWT = ("algorithms", "keys", "audience", "issuer", "leeway", "sources", "header", "cookie", "claims")
-_CLAIMS = ("user_id", "session_id", "scopes")
+# Each section's keys are its model's fields. `path` is the file's own name; authz.py reads `authz` and the
+# top-level `authz_listen` (the decision port's address stands beside `listen` and `admin_listen`).
+_TOP = (*model_keys(Config, skip=("path", "authz")), *AUTHZ_KEYS)
+_UPSTREAM = model_keys(UpstreamConfig)
+_JWT = model_keys(JwtConfig)
+# Also the keys of forward.identity_headers: the identity fields, which jwt.claims locates.
+_CLAIMS = model_keys(ClaimPaths)
+_FORWARD = model_keys(ForwardConfig)
+_LOGGING = model_keys(LoggingConfig)
 _DEFAULT_JWT = JwtConfig((), ())
 _DEFAULT = Config("", UpstreamConfig(""), _DEFAULT_JWT)
 _FOLDING = "names compare case-insensitively, '_' as '-'"
+_SOURCES = ("header", "cookie")
+_LEVELS = ("debug", "info", "warning", "error")
+_FORMATS = ("json", "console")
 
 
 def build(
@@ -88,93 +85,82 @@ def build(
     preset_dir: str,
     env: EnvMap[str, str],
     overrides: Overrides = NO_OVERRIDES,
-) -> Config | None:
-    """The whole Config, or None when anything was reported as an error."""
+) -> Config:
+    """The whole Config; Invalid once anything was reported as an error (every problem, in one pass)."""
     top = read_section(report, "", 1, root, _TOP, required=("jwt",))
-    if top is None:
-        return None
+    base_dir = os.path.dirname(file)
+    checks = Checks()
     proxied = "upstream" in top.entries or overrides.upstream is not None
-    listen, admin = read_listeners(report, top, overrides, _DEFAULT, proxied=proxied)
-    upstream = _upstream(report, top, os.path.dirname(file), overrides.upstream)
-    jwt = _jwt(report, top, os.path.dirname(file))
-    tls = _optional(
-        top, "tls", lambda p, n: read_listener_tls(report, p, top.key_line(p), n, os.path.dirname(file)), None
+    listen, admin = read_listeners(report, top, checks, overrides, _DEFAULT, proxied=proxied)
+    upstream = checks.attempt("upstream", lambda: _upstream(report, top, base_dir, overrides.upstream), None)
+    jwt = checks.attempt("jwt", lambda: _jwt(report, top, base_dir), None)
+    tls = checks.key(
+        top, "tls", lambda p, n: read_listener_tls(report, p, top.key_line(p), n, base_dir), None
     )
     policy: PolicyConfig | None = PolicyConfig()
     if (node := top.get("policy")) is not None:
         policy = read_policy(report, top.key_line("policy"), node, preset_dir, env)
     token_header = jwt.header if jwt is not None else _DEFAULT_JWT.header
-    forward = _optional(top, "forward", lambda p, n: _forward(report, top, n, token_header), _DEFAULT.forward)
-    logging = _optional(top, "logging", lambda p, n: _logging(report, top, n), _DEFAULT.logging)
+    forward = checks.key(
+        top, "forward", lambda p, n: _forward(report, top, n, token_header), _DEFAULT.forward
+    )
+    logging = checks.key(top, "logging", lambda p, n: _logging(report, top, n), _DEFAULT.logging)
     limits = None
     if (node := top.get("rate_limits")) is not None and policy is not None:
         limits = read_rate_limits(report, top.key_line("rate_limits"), node, policy)
     issuers = issuers_of(jwt.keys, jwt.issuer) if jwt is not None else ()
     mcp = read_mcp(report, top, policy, issuers, preset_dir, env)
-    authz = read_authz(
-        report, top, tuple((k, a) for k, a in (("listen", listen), ("admin_listen", admin)) if a)
-    )
+    used = tuple((k, a) for k, a in (("listen", listen), ("admin_listen", admin)) if a)
+    authz = checks.attempt("authz", lambda: read_authz(report, top, used), None)
     check_mode(report, proxied=proxied, authz=authz)
-    if authz is None or report.errors or None in (admin, upstream, jwt, policy, forward, logging):
-        return None
-    if "tls" in top.entries and tls is None:
-        return None
-    policy = endpoint_routes(cast(PolicyConfig, policy), mcp)
+    checks.done()
+    if report.errors or policy is None or upstream is None or jwt is None or admin is None or authz is None:
+        raise Invalid
     return Config(
         path=file,
-        upstream=cast(UpstreamConfig, upstream),
-        jwt=cast(JwtConfig, jwt),
+        upstream=upstream,
+        jwt=jwt,
         listen=listen,
-        admin_listen=cast(Address, admin),
+        admin_listen=admin,
         tls=tls,
-        policy=policy,
-        forward=cast(ForwardConfig, forward),
-        logging=cast(LoggingConfig, logging),
+        policy=endpoint_routes(policy, mcp),
+        forward=forward,
+        logging=logging,
         rate_limits=limits,
         authz=authz,
         mcp=mcp,
     )
 
 
-def _optional(section: Section, name: str, read: Callable[[str, Node], T | None], default: T) -> T | None:
-    """`default` when the key is absent; otherwise what `read` makes of it (None: invalid, reported)."""
-    node = section.get(name)
-    return default if node is None else read(section.sub(name), node)
-
-
-def _upstream(report: Report, top: Section, base_dir: str, override: str | None) -> UpstreamConfig | None:
+def _upstream(report: Report, top: Section, base_dir: str, override: str | None) -> UpstreamConfig:
     """The upstream; url "" when neither the file nor `--upstream` names one (build.check_mode decides)."""
     url_override = None
-    if (
-        override is not None
-        and (url_override := command_line(report, "--upstream", override, _upstream_url)) is None
-    ):
-        return None
+    if override is not None:
+        url_override = command_line(report, "--upstream", override, _upstream_url)
     node = top.get("upstream")
     if node is None:
         return UpstreamConfig(url_override or "")
     required = () if url_override is not None else ("url",)
     section = read_section(report, "upstream", top.key_line("upstream"), node, _UPSTREAM, required)
-    if section is None:
-        return None
-    url = _optional(section, "url", lambda p, n: read_value(report, p, n, _upstream_url), None)
+    checks = Checks()
+    url = checks.key(section, "url", lambda p, n: read_value(report, p, n, _upstream_url), None)
     url = url_override or url
 
-    def timeout(p: str, n: Node) -> float | None:
+    def timeout(p: str, n: Node) -> float:
         return read_duration(report, p, n, positive=True)
 
-    connect = _optional(section, "connect_timeout", timeout, _DEFAULT.upstream.connect_timeout)
-    read = _optional(section, "read_timeout", timeout, _DEFAULT.upstream.read_timeout)
+    d = _DEFAULT.upstream
+    connect = checks.key(section, "connect_timeout", timeout, d.connect_timeout)
+    read = checks.key(section, "read_timeout", timeout, d.read_timeout)
     tls = None
     if (tls_node := section.get("tls")) is not None and url is not None:
         if urlsplit(url).scheme != "https":
             report.error(section.key_line("tls"), "upstream.tls: needs an https:// upstream.url")
-            return None
+            raise Invalid
         tls = read_upstream_tls(report, section.key_line("tls"), tls_node, base_dir)
-        if tls is None:
-            return None
-    if url is None or connect is None or read is None:
-        return None
+    checks.done()
+    if url is None:
+        raise Invalid  # missing (reported by read_section)
     return UpstreamConfig(url, connect, read, tls)
 
 
@@ -183,139 +169,142 @@ def _upstream_url(url: str) -> str:
     return url
 
 
-def _jwt(report: Report, top: Section, base_dir: str) -> JwtConfig | None:
+def _jwt(report: Report, top: Section, base_dir: str) -> JwtConfig:
     node = top.get("jwt")
-    line = top.key_line("jwt")
-    section = (
-        read_section(report, "jwt", line, node, _JWT, ("algorithms", "keys")) if node is not None else None
+    if node is None:
+        raise Invalid  # missing (reported by read_section)
+    section = read_section(report, "jwt", top.key_line("jwt"), node, _JWT, ("algorithms", "keys"))
+    checks = Checks()
+    algorithms = checks.key(
+        section, "algorithms", lambda p, n: _reported(read_algorithms(report, p, n)), None
     )
-    if section is None:
-        return None
-    algorithms = _optional(section, "algorithms", lambda p, n: read_algorithms(report, p, n), None)
-    keys = _optional(section, "keys", lambda p, n: read_keys(report, p, n, base_dir, algorithms), None)
+    keys = checks.key(
+        section, "keys", lambda p, n: _reported(read_keys(report, p, n, base_dir, algorithms)), None
+    )
     if algorithms is not None and keys is not None:
         check_families(report, "jwt.algorithms", section.key_line("algorithms"), algorithms, keys)
-    aud_iss = _audience_and_issuer(report, section, keys or ())
     d = _DEFAULT_JWT
-    leeway = _optional(section, "leeway", lambda p, n: read_duration(report, p, n), d.leeway)
-    default_sources: tuple[str, ...] = d.sources
-    sources = _optional(section, "sources", lambda p, n: _sources(report, p, n), default_sources)
-    header = _optional(section, "header", lambda p, n: read_value(report, p, n, parse_token_name), d.header)
-    cookie = _optional(section, "cookie", lambda p, n: read_value(report, p, n, parse_token_name), d.cookie)
-    claims = _optional(section, "claims", lambda p, n: _claims(report, section, n), d.claims)
-    if aud_iss is None or None in (algorithms, keys, leeway, sources, header, cookie, claims):
-        return None
-    return JwtConfig(
-        algorithms=cast(tuple[str, ...], algorithms),
-        keys=cast(tuple[KeySource, ...], keys),
-        audience=aud_iss[0],
-        issuer=aud_iss[1],
-        leeway=cast(float, leeway),
-        sources=cast(tuple[Literal["header", "cookie"], ...], sources),
-        header=cast(str, header),
-        cookie=cast(str, cookie),
-        claims=cast(ClaimPaths, claims),
-    )
+    audience = checks.attempt("audience", lambda: _audience(report, section), None)
+    issuer = checks.key(section, "issuer", lambda p, n: _issuer(report, p, n, keys or ()), None)
+    leeway = checks.key(section, "leeway", lambda p, n: read_duration(report, p, n), d.leeway)
+    sources = checks.key(section, "sources", lambda p, n: _sources(report, p, n), d.sources)
+    header = checks.key(section, "header", lambda p, n: read_value(report, p, n, parse_token_name), d.header)
+    cookie = checks.key(section, "cookie", lambda p, n: read_value(report, p, n, parse_token_name), d.cookie)
+    claims = checks.key(section, "claims", lambda p, n: _claims(report, section, n), d.claims)
+    checks.done()
+    if algorithms is None or keys is None:
+        raise Invalid  # missing (reported by read_section)
+    return JwtConfig(algorithms, keys, audience, issuer, leeway, sources, header, cookie, claims)
 
 
-def _audience_and_issuer(
-    report: Report, jwt: Section, keys: tuple[KeySource, ...]
-) -> tuple[tuple[str, ...] | None, str | None] | None:
-    """(audience, issuer), each None when unset; None when either is invalid."""
-    audience_ok, audience = True, None
-    if (aud := jwt.get("audience")) is None:
+def _reported(value: T | None) -> T:
+    """A value from a reader that still returns None after reporting, as the raising readers give it."""
+    if value is None:
+        raise Invalid
+    return value
+
+
+def _audience(report: Report, jwt: Section) -> tuple[str, ...] | None:
+    """The accepted audiences; None when unset, which is allowed but warned about."""
+    if (node := jwt.get("audience")) is None:
         report.warn(jwt.line, "jwt.audience is not set, so a token's aud is not checked")
-    else:
-        audience = _audience(report, aud)
-        audience_ok = audience is not None
-    issuer_ok, issuer = True, None
-    if (iss := jwt.get("issuer")) is not None:
-        issuer = read_str(report, "jwt.issuer", iss)
-        issuer_ok = issuer is not None and _issuer_agrees(report, iss.line, issuer, keys)
-    return (audience, issuer) if audience_ok and issuer_ok else None
-
-
-def _audience(report: Report, node: Node) -> tuple[str, ...] | None:
-    if isinstance(node, Scalar):
-        value = read_str(report, "jwt.audience", node)
-        return None if value is None else (value,)
-    items = read_list(report, "jwt.audience", node)
-    if items is None:
         return None
-    values = [read_str(report, f"jwt.audience[{i}]", item) for i, item in enumerate(items)]
-    return tuple(v for v in values if v is not None) if None not in values else None
+    if isinstance(node, Scalar):
+        return (read_str(report, "jwt.audience", node),)
+    items = read_list(report, "jwt.audience", node)
+    checks = Checks()
+    values = [
+        checks.attempt(str(i), lambda: read_str(report, f"jwt.audience[{i}]", item), "")  # noqa: B023
+        for i, item in enumerate(items)
+    ]
+    checks.done()
+    return tuple(values)
 
 
-def _issuer_agrees(report: Report, line: int, issuer: str, keys: tuple[KeySource, ...]) -> bool:
+def _issuer(report: Report, path: str, node: Node, keys: tuple[KeySource, ...]) -> str:
+    issuer = read_str(report, path, node)
     for key in keys:
         if isinstance(key, OidcIssuer) and key.issuer != issuer:
             # Discovery pins `iss` to the OIDC issuer: no token could match both.
-            report.error(line, f"jwt.issuer: differs from the oidc_issuer at line {key.line}")
-            return False
-    return True
+            report.error(node.line, f"jwt.issuer: differs from the oidc_issuer at line {key.line}")
+            raise Invalid
+    return issuer
 
 
-def _sources(report: Report, path: str, node: Node) -> tuple[str, ...] | None:
+def _sources(report: Report, path: str, node: Node) -> tuple[Literal["header", "cookie"], ...]:
     items = read_list(report, path, node)
-    if items is None:
-        return None
-    sources: list[str | None] = []
+    checks = Checks()
+    sources: list[Literal["header", "cookie"]] = []
     for i, item in enumerate(items):
-        source = read_choice(report, f"{path}[{i}]", item, ("header", "cookie"))
-        if source is not None and source in sources:
+        source = checks.attempt(str(i), lambda: read_choice(report, f"{path}[{i}]", item, _SOURCES), None)  # noqa: B023
+        if source is None:
+            continue
+        if source in sources:
             report.error(item.line, f"{path}[{i}]: {source} is listed twice")
-            source = None
-        sources.append(source)
-    return None if None in sources else tuple(cast(list[str], sources))
+            checks.failed.add(str(i))
+            continue
+        sources.append(cast(Literal["header", "cookie"], source))
+    checks.done()
+    return tuple(sources)
 
 
-def _claims(report: Report, jwt: Section, node: Node) -> ClaimPaths | None:
+def _claims(report: Report, jwt: Section, node: Node) -> ClaimPaths:
     section = read_section(report, "jwt.claims", jwt.key_line("claims"), node, _CLAIMS)
-    if section is None:
-        return None
+    checks = Checks()
     d = ClaimPaths()
-    paths = [
-        _optional(section, name, lambda p, n: read_value(report, p, n, parse_claim_path), getattr(d, name))
+    paths = {
+        name: checks.key(
+            section, name, lambda p, n: read_value(report, p, n, parse_claim_path), getattr(d, name)
+        )
         for name in _CLAIMS
-    ]
-    return None if None in paths else ClaimPaths(*cast(list[str], paths))
+    }
+    checks.done()
+    return ClaimPaths(**paths)
 
 
-def _forward(report: Report, top: Section, node: Node, token_header: str) -> ForwardConfig | None:
-    section = read_section(
-        report, "forward", top.key_line("forward"), node, ("identity_headers", "strip_authorization")
+def _forward(report: Report, top: Section, node: Node, token_header: str) -> ForwardConfig:
+    section = read_section(report, "forward", top.key_line("forward"), node, _FORWARD)
+    checks = Checks()
+    d = _DEFAULT.forward
+    strip = checks.key(
+        section, "strip_authorization", lambda p, n: read_bool(report, p, n), d.strip_authorization
     )
-    if section is None:
-        return None
-    strip = _optional(section, "strip_authorization", lambda p, n: read_bool(report, p, n), False)
-    identity: tuple[tuple[str, str], ...] | None = ForwardConfig().identity_headers
-    if (headers := section.get("identity_headers")) is not None:
-        identity = _identity_headers(report, section, headers, token_header)
-    if strip is None or identity is None:
-        return None
+    identity = checks.key(
+        section,
+        "identity_headers",
+        lambda p, n: _identity_headers(report, section, n, token_header),
+        d.identity_headers,
+    )
+    checks.done()
     return ForwardConfig(identity, strip)
 
 
 def _identity_headers(
     report: Report, forward: Section, node: Node, token_header: str
-) -> tuple[tuple[str, str], ...] | None:
+) -> tuple[tuple[str, str], ...]:
     path = "forward.identity_headers"
     section = read_section(report, path, forward.key_line("identity_headers"), node, _CLAIMS)
-    if section is None:
-        return None
+    checks = Checks()
     pairs: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
     for name, value in section.entries.items():
-        header = read_value(report, f"{path}.{name}", value, lambda h: _identity_header(h, token_header))
+        header = checks.key(
+            section,
+            name,
+            lambda p, n: read_value(report, p, n, lambda h: _identity_header(h, token_header)),
+            None,
+        )
         if header is None:
             continue
         if normalise(header) in seen:
             first = seen[normalise(header)]
             report.error(value.line, f"{path}.{name}: '{header}' is already used for {first} ({_FOLDING})")
+            checks.failed.add(name)
             continue
         seen[normalise(header)] = name
         pairs.append((name, header))
-    return tuple(pairs) if len(pairs) == len(section.entries) else None
+    checks.done()
+    return tuple(pairs)
 
 
 def _identity_header(name: str, token_header: str) -> str:
@@ -323,23 +312,18 @@ def _identity_header(name: str, token_header: str) -> str:
     return name
 
 
-def _logging(report: Report, top: Section, node: Node) -> LoggingConfig | None:
-    known = ("level", "format", "allow_sample_rate")
-    section = read_section(report, "logging", top.key_line("logging"), node, known)
-    if section is None:
-        return None
-
-    def choice(name: str, choices: tuple[str, ...]) -> str | None:
-        value = section.get(name)
-        default: str = getattr(_DEFAULT.logging, name)
-        return default if value is None else read_choice(report, section.sub(name), value, choices)
-
-    level = choice("level", ("debug", "info", "warning", "error"))
-    fmt = choice("format", ("json", "console"))
-    default_rate = _DEFAULT.logging.allow_sample_rate
-    rate = _optional(section, "allow_sample_rate", lambda p, n: read_fraction(report, p, n), default_rate)
-    if level is None or fmt is None or rate is None:
-        return None
+def _logging(report: Report, top: Section, node: Node) -> LoggingConfig:
+    section = read_section(report, "logging", top.key_line("logging"), node, _LOGGING)
+    checks = Checks()
+    d = _DEFAULT.logging
+    level_default: str = d.level
+    format_default: str = d.format
+    level = checks.key(section, "level", lambda p, n: read_choice(report, p, n, _LEVELS), level_default)
+    fmt = checks.key(section, "format", lambda p, n: read_choice(report, p, n, _FORMATS), format_default)
+    rate = checks.key(
+        section, "allow_sample_rate", lambda p, n: read_fraction(report, p, n), d.allow_sample_rate
+    )
+    checks.done()
     return LoggingConfig(
         cast(Literal["debug", "info", "warning", "error"], level), cast(Literal["json", "console"], fmt), rate
     )

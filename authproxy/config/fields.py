@@ -1,15 +1,17 @@
-"""Typed readers over located nodes: each checks one value, reports a located Problem, and returns None
-when the value is unusable, so a build keeps going and reports every problem in one pass.
+"""Typed readers over located nodes: each checks one value and returns it, or reports a located Problem
+and raises Invalid. A section catches Invalid per key (`Checks`), reads the rest, then raises Invalid
+itself, so a build keeps going and reports every problem in one pass.
 
 Messages about a value's type never quote the value (it may be a secret).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from authproxy.config.model import Address
 from authproxy.config.source import MapNode, Node, Scalar, SeqNode, parse
@@ -17,8 +19,12 @@ from authproxy.config.values import ADDRESS_FORMS, parse_address, parse_duration
 from authproxy.errors import Problem
 
 __all__ = [
+    "Checks",
+    "Invalid",
     "Report",
     "Section",
+    "model_keys",
+    "or_none",
     "read_address",
     "read_bool",
     "read_choice",
@@ -32,6 +38,53 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class Invalid(Exception):
+    """A value was found unusable and the reason reported (FILE:LINE is in the Report): raised by a reader
+    instead of returning a value, caught by the section reading it (`Checks`)."""
+
+
+@dataclass(slots=True)
+class Checks:
+    """The reads of one section (or list): a reader's Invalid is caught here, so the others still run.
+
+    A failed read gives its `stand_in`, which is never built into anything: `done()` raises Invalid once
+    anything failed. `ok(...)` tells a cross-check whether the values it compares were read.
+    """
+
+    failed: set[str] = field(default_factory=set)
+
+    def attempt(self, name: str, read: Callable[[], T], stand_in: T) -> T:
+        try:
+            return read()
+        except Invalid:
+            self.failed.add(name)
+            return stand_in
+
+    def key(self, section: Section, name: str, read: Callable[[str, Node], T], default: T) -> T:
+        """`default` when `name` is absent; otherwise what `read` makes of it (given its path and node)."""
+        node = section.get(name)
+        if node is None:
+            return default
+        return self.attempt(name, lambda: read(section.sub(name), node), default)
+
+    def ok(self, *names: str) -> bool:
+        return self.failed.isdisjoint(names)
+
+    def done(self) -> None:
+        if self.failed:
+            raise Invalid
+
+
+def or_none(read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """`read(...)`, or None once it raised Invalid (reported): for the readers of keys, limits, mcp, rules
+    and route_form, which still pass None along instead of raising."""
+    try:
+        return read(*args, **kwargs)
+    except Invalid:
+        return None
 
 
 @dataclass(slots=True)
@@ -71,6 +124,24 @@ class Section:
         return f"{self.path}.{name}" if self.path else name
 
 
+# Where a value was written, set by the reader: never a key of the YAML.
+_LOCATION_FIELDS = frozenset({"line", "file"})
+
+
+def model_keys(
+    model: type[Any], *, skip: Collection[str] = (), rename: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The keys of the YAML section read into the frozen dataclass `model`: its field names, in order, less
+    `line`/`file` and `skip`, with `rename` (field -> key) where the YAML spells one differently. A name in
+    `skip` or `rename` that is no field is a mistake in the reader: ValueError at import."""
+    names = [f.name for f in dataclasses.fields(model)]
+    rename = rename or {}
+    strays = (set(skip) | set(rename)) - set(names)
+    if strays:
+        raise ValueError(f"{model.__name__} has no field {', '.join(sorted(strays))}")
+    return tuple(rename.get(n, n) for n in names if n not in _LOCATION_FIELDS and n not in skip)
+
+
 def describe(node: Node) -> str:
     if isinstance(node, MapNode):
         return "a map"
@@ -88,8 +159,20 @@ def describe(node: Node) -> str:
     return "a string"
 
 
-def _expected(report: Report, path: str, node: Node, what: str, hint: str = "") -> None:
+def _expected(report: Report, path: str, node: Node, what: str, hint: str = "") -> Invalid:
     report.error(node.line, f"{path}: expected {what}, got {describe(node)}{hint}")
+    return Invalid()
+
+
+def _reported(report: Report, line: int, message: str) -> Invalid:
+    report.error(line, message)
+    return Invalid()
+
+
+def _check_substituted(node: Node) -> None:
+    # A `${VAR}` that could not be substituted was reported where it was parsed (source.py).
+    if isinstance(node, Scalar) and node.failed:
+        raise Invalid
 
 
 def read_section(
@@ -99,13 +182,12 @@ def read_section(
     node: Node,
     known: Collection[str],
     required: Collection[str] = (),
-) -> Section | None:
-    """Read a map with a fixed key set: unknown keys and missing required keys are errors."""
-    if isinstance(node, Scalar) and node.failed:
-        return None
+) -> Section:
+    """Read a map with a fixed key set: unknown keys and missing required keys are reported (the section
+    is still returned, so its other keys are checked too); Invalid when the node is no map."""
+    _check_substituted(node)
     if not isinstance(node, MapNode):
-        _expected(report, path or "the configuration", node, "a map")
-        return None
+        raise _expected(report, path or "the configuration", node, "a map")
     entries: dict[str, Node] = {}
     key_lines: dict[str, int] = {}
     where = f" in {path}" if path else ""
@@ -131,101 +213,83 @@ def read_preset_file(
     known: Collection[str],
     env: Mapping[str, str],
     required: Collection[str] = (),
-) -> tuple[Report, Section, bool] | None:
+) -> tuple[Report, Section, bool]:
     """A preset file shipped with authproxy, read as a top-level section with problems filed under it.
 
-    None when it cannot be read or is no map (the reason is reported at `line` of the user's file, or in
-    the preset); otherwise (its report, its section, whether it parsed without problems).
+    Invalid when it cannot be read or is no map (the reason is reported at `line` of the user's file, or
+    in the preset); otherwise (its report, its section, whether it parsed without problems).
     """
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-        report.error(line, f"policy.preset: cannot read the {what} {path}: {reason}")
-        return None
+        raise _reported(report, line, f"policy.preset: cannot read the {what} {path}: {reason}") from None
     there = report.at(path)
     root, problems = parse(text, path, env)
     there.errors.extend(problems)
     if root is None:
-        return None
+        raise Invalid
     section = read_section(there, "", 1, root, known, required)
-    return None if section is None else (there, section, not problems)
+    return there, section, not problems
 
 
 def read_str(
     report: Report, path: str, node: Node, *, allow_empty: bool = False, what: str = "a string"
-) -> str | None:
+) -> str:
     """A string; `what` names the expected form in the type message."""
-    if isinstance(node, Scalar) and node.failed:
-        return None
+    _check_substituted(node)
     if not isinstance(node, Scalar) or not (isinstance(node.value, str) or node.substituted):
         quote = what == "a string" and isinstance(node, Scalar) and node.value is not None
-        _expected(report, path, node, what, " (quote it to make it text)" if quote else "")
-        return None
+        raise _expected(report, path, node, what, " (quote it to make it text)" if quote else "")
     if not node.text and not allow_empty:
-        report.error(node.line, f"{path}: must not be empty")
-        return None
+        raise _reported(report, node.line, f"{path}: must not be empty")
     return node.text
 
 
-def read_bool(report: Report, path: str, node: Node) -> bool | None:
-    if isinstance(node, Scalar) and node.failed:
-        return None
+def read_bool(report: Report, path: str, node: Node) -> bool:
+    _check_substituted(node)
     if isinstance(node, Scalar) and isinstance(node.value, bool):
         return node.value
-    _expected(report, path, node, "true or false")
-    return None
+    raise _expected(report, path, node, "true or false")
 
 
-def read_choice(report: Report, path: str, node: Node, choices: tuple[str, ...]) -> str | None:
+def read_choice(report: Report, path: str, node: Node, choices: tuple[str, ...]) -> str:
     """A string that must be one of `choices`; the wrong value is quoted (choices are never secrets)."""
     value = read_str(report, path, node)
-    if value is None:
-        return None
     if value not in choices:
-        report.error(node.line, f"{path}: must be one of {', '.join(choices)}; got '{value}'")
-        return None
+        raise _reported(report, node.line, f"{path}: must be one of {', '.join(choices)}; got '{value}'")
     return value
 
 
-def read_list(report: Report, path: str, node: Node, *, allow_empty: bool = False) -> tuple[Node, ...] | None:
-    if isinstance(node, Scalar) and node.failed:
-        return None
+def read_list(report: Report, path: str, node: Node, *, allow_empty: bool = False) -> tuple[Node, ...]:
+    _check_substituted(node)
     if not isinstance(node, SeqNode):
-        _expected(report, path, node, "a list")
-        return None
+        raise _expected(report, path, node, "a list")
     if not node.items and not allow_empty:
-        report.error(node.line, f"{path}: must not be an empty list")
-        return None
+        raise _reported(report, node.line, f"{path}: must not be an empty list")
     return node.items
 
 
-def read_value(
-    report: Report, path: str, node: Node, parse: Callable[[str], T], what: str = "a string"
-) -> T | None:
+def read_value(report: Report, path: str, node: Node, parse: Callable[[str], T], what: str = "a string") -> T:
     """A string checked by a pure `parse` that raises ValueError(message) (shared with the command line)."""
     text = read_str(report, path, node, what=what)
-    if text is None:
-        return None
     try:
         return parse(text)
     except ValueError as bad:
-        report.error(node.line, f"{path}: {bad}")
-        return None
+        raise _reported(report, node.line, f"{path}: {bad}") from None
 
 
-def read_address(report: Report, path: str, node: Node) -> Address | None:
+def read_address(report: Report, path: str, node: Node) -> Address:
     """A listen address (values.parse_address); an unquoted number is the bare PORT form."""
     if isinstance(node, Scalar) and type(node.value) is int:
         node = Scalar(node.text, node.text, node.line, substituted=True)
     return read_value(report, path, node, parse_address, ADDRESS_FORMS)
 
 
-def read_fraction(report: Report, path: str, node: Node) -> float | None:
+def read_fraction(report: Report, path: str, node: Node) -> float:
     """A number from 0.0 to 1.0 (a share, such as a sampling rate)."""
-    if isinstance(node, Scalar) and node.failed:
-        return None
+    _check_substituted(node)
     value: object = None
     if isinstance(node, Scalar):
         value = node.value
@@ -235,27 +299,21 @@ def read_fraction(report: Report, path: str, node: Node) -> float | None:
             except ValueError:
                 value = None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        _expected(report, path, node, "a number from 0.0 to 1.0")
-        return None
+        raise _expected(report, path, node, "a number from 0.0 to 1.0")
     if not 0.0 <= value <= 1.0:  # NaN fails this too
-        report.error(node.line, f"{path}: must be from 0.0 to 1.0; got {value}")
-        return None
+        raise _reported(report, node.line, f"{path}: must be from 0.0 to 1.0; got {value}")
     return float(value)
 
 
-def read_duration(report: Report, path: str, node: Node, *, positive: bool = False) -> float | None:
-    if isinstance(node, Scalar) and node.failed:
-        return None
+def read_duration(report: Report, path: str, node: Node, *, positive: bool = False) -> float:
+    _check_substituted(node)
     if not isinstance(node, Scalar) or node.value is None:
-        _expected(report, path, node, "a duration such as 10s, 5m, 1h, 250ms or a number of seconds")
-        return None
+        raise _expected(report, path, node, "a duration such as 10s, 5m, 1h, 250ms or a number of seconds")
     raw = node.value if isinstance(node.value, int | float) and not node.substituted else node.text
     try:
         seconds = parse_duration(raw)
     except ValueError as bad:
-        report.error(node.line, f"{path}: {bad}")
-        return None
+        raise _reported(report, node.line, f"{path}: {bad}") from None
     if positive and seconds == 0:
-        report.error(node.line, f"{path}: must be more than zero")
-        return None
+        raise _reported(report, node.line, f"{path}: must be more than zero")
     return seconds

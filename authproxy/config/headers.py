@@ -3,12 +3,13 @@ names authproxy sets itself, how names are compared, and what a forwarded identi
 
 Names are compared normalised (lower-case, `_` read as `-`), because some upstream stacks (WSGI/CGI among
 them) fold `X_Auth_User_Id` onto `X-Auth-User-Id`: a client must not smuggle an identity header that way.
-`HeaderPlan` is compiled once per config and kept in the Runtime; proxy/headers.py applies it per request.
+`HeaderPlan` is compiled once per config and kept in the Runtime; proxy/headers.py applies it per request,
+and auth/claims.py `check_forwardable` refuses an identity its headers cannot carry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from authproxy.config.model import ForwardConfig, JwtConfig
@@ -44,8 +45,6 @@ _RESERVED = (
 
 # Secure by default: the upstream learns who is calling, and no client can claim to be someone else.
 DEFAULT_IDENTITY_HEADERS: tuple[tuple[str, str], ...] = ForwardConfig().identity_headers
-# Every control character but tab: aiohttp refuses to send them (a 500), and CR/LF would split a header.
-_UNSAFE_VALUE_CHARS = frozenset(chr(c) for c in (*range(0x20), 0x7F)) - {"\t"}
 
 
 def normalise(name: str) -> str:
@@ -91,18 +90,3 @@ class HeaderPlan:
             drop |= {normalise(jwt.header)}
             strip_cookie = jwt.cookie if "cookie" in jwt.sources else None
         return cls(frozenset(drop), frozenset(drop | _WS_HANDSHAKE), forward.identity_headers, strip_cookie)
-
-    def refusal(self, user_id: str | None, session_id: str | None, scopes: Collection[str]) -> str | None:
-        """Why this identity cannot travel in the configured headers, or None; the gate denies on it."""
-        for field, _ in self.identity:
-            if field == "scopes":
-                if any(not scope or scope.split() != [scope] for scope in scopes):
-                    # Scopes travel space-separated: one scope "x proxy:admin" would arrive as two.
-                    return "a scope holds whitespace and cannot be forwarded"
-                value: str | None = "".join(scopes)
-            else:
-                value = user_id if field == "user_id" else session_id
-            # Claims come from a signed token, but a header is no place for a line break: refuse, never trim.
-            if value and not _UNSAFE_VALUE_CHARS.isdisjoint(value):
-                return f"the {field} claim holds a control character"
-        return None

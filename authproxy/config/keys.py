@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from authproxy.config.fields import (
     Report,
     Section,
+    model_keys,
+    or_none,
     read_bool,
     read_duration,
     read_list,
@@ -33,7 +35,8 @@ __all__ = [
 ]
 
 _SOURCES = ("secret", "secret_file", "public_key_file", "jwks_file", "jwks_url", "oidc_issuer")
-_REMOTE = ("refresh_interval", "allow_insecure_http", "unknown_kid_refresh_interval")
+# The key source forms (one model each, see model.py KeySource) are named by their key, not a field.
+_REMOTE = model_keys(JwksUrl, skip=("url",))  # what a remote source (jwks_url, oidc_issuer) may add
 _MODIFIERS: dict[str, tuple[str, ...]] = {
     "secret": ("kid",),
     "secret_file": ("kid",),
@@ -48,13 +51,13 @@ _MAX_KEY_FILE = 1 << 20  # key files are small; a bigger one is a wrong path
 
 
 def read_algorithms(report: Report, path: str, node: Node) -> tuple[str, ...] | None:
-    items = read_list(report, path, node)
+    items = or_none(read_list, report, path, node)
     if items is None:
         return None
     algorithms: list[str] = []
     ok = True
     for i, item in enumerate(items):
-        name = read_str(report, f"{path}[{i}]", item)
+        name = or_none(read_str, report, f"{path}[{i}]", item)
         if name is None:
             ok = False
         elif name.lower() == "none":
@@ -76,7 +79,7 @@ def read_keys(
     report: Report, path: str, node: Node, base_dir: str, algorithms: tuple[str, ...] | None
 ) -> tuple[KeySource, ...] | None:
     """Every item of `jwt.keys`; `algorithms` (None when invalid) enables the per-key fit checks."""
-    items = read_list(report, path, node)
+    items = or_none(read_list, report, path, node)
     if items is None:
         return None
     keys: list[KeySource] = []
@@ -119,7 +122,7 @@ def check_families(
 def _read_item(
     report: Report, path: str, node: Node, base_dir: str, algorithms: tuple[str, ...] | None
 ) -> KeySource | None:
-    item = read_section(report, path, node.line, node, _ITEM_KEYS)
+    item = or_none(read_section, report, path, node.line, node, _ITEM_KEYS)
     if item is None:
         return None
     present = [name for name in _SOURCES if name in item.entries]
@@ -147,7 +150,7 @@ def _kid(report: Report, item: Section) -> tuple[bool, str | None]:
     node = item.get("kid")
     if node is None:
         return True, None
-    kid = read_str(report, item.sub("kid"), node)
+    kid = or_none(read_str, report, item.sub("kid"), node)
     return kid is not None, kid
 
 
@@ -155,7 +158,7 @@ def _read_secret(
     report: Report, item: Section, source: str, base_dir: str, algorithms: tuple[str, ...] | None
 ) -> SecretKey | None:
     label = item.sub(source)
-    text = read_str(report, label, item.entries[source])
+    text = or_none(read_str, report, label, item.entries[source])
     kid_ok, kid = _kid(report, item)
     if text is None:
         return None
@@ -185,7 +188,7 @@ def _read_public_key(
     report: Report, item: Section, base_dir: str, algorithms: tuple[str, ...] | None
 ) -> PublicKeyFile | None:
     label = item.sub("public_key_file")
-    text = read_str(report, label, item.entries["public_key_file"])
+    text = or_none(read_str, report, label, item.entries["public_key_file"])
     kid_ok, kid = _kid(report, item)
     read = _read_file(report, label, item.line, text, base_dir) if text is not None else None
     if read is None:
@@ -228,7 +231,7 @@ def _public_key_kind(pem: bytes) -> tuple[str, frozenset[str]]:
 
 def _read_jwks_file(report: Report, item: Section, base_dir: str) -> JwksFile | None:
     label = item.sub("jwks_file")
-    text = read_str(report, label, item.entries["jwks_file"])
+    text = or_none(read_str, report, label, item.entries["jwks_file"])
     read = _read_file(report, label, item.line, text, base_dir) if text is not None else None
     if read is None:
         return None
@@ -253,16 +256,18 @@ def _read_jwks_file(report: Report, item: Section, base_dir: str) -> JwksFile | 
 
 def _read_remote(report: Report, item: Section, source: str) -> JwksUrl | OidcIssuer | None:
     label = item.sub(source)
-    url = read_str(report, label, item.entries[source])
+    url = or_none(read_str, report, label, item.entries[source])
     interval: float | None = 300.0
     if (node := item.get("refresh_interval")) is not None:
-        interval = read_duration(report, item.sub("refresh_interval"), node, positive=True)
+        interval = or_none(read_duration, report, item.sub("refresh_interval"), node, positive=True)
     insecure: bool | None = False
     if (node := item.get("allow_insecure_http")) is not None:
-        insecure = read_bool(report, item.sub("allow_insecure_http"), node)
+        insecure = or_none(read_bool, report, item.sub("allow_insecure_http"), node)
     unknown_kid: float | None = 10.0
     if (node := item.get("unknown_kid_refresh_interval")) is not None:
-        unknown_kid = read_duration(report, item.sub("unknown_kid_refresh_interval"), node, positive=True)
+        unknown_kid = or_none(
+            read_duration, report, item.sub("unknown_kid_refresh_interval"), node, positive=True
+        )
     if url is None or interval is None or insecure is None or unknown_kid is None:
         return None
     try:

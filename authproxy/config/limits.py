@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from authproxy.config.fields import (
     Report,
     Section,
+    model_keys,
+    or_none,
     read_choice,
     read_duration,
     read_list,
@@ -28,10 +30,12 @@ from authproxy.policy.patterns import parse_pattern
 
 __all__ = ["parse_rate", "read_rate_limits"]
 
-_KEYS = ("key", "trusted_proxies", "backend", "redis", "default", "routes")
-_CALLER_KEYS = ("user_id", "session_id", "client_ip")
+# `rules` is written `routes`: each entry names a route (or a scope action) and its rate.
+_KEYS = model_keys(RateLimitsConfig, rename={"rules": "routes"})
+_CALLER_KEYS: tuple[str, ...] = get_args(CallerKey)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_REDIS = ("timeout", "on_error")
+_REDIS = model_keys(RedisOptions)
+# Not Rate's fields: `rate: 10/min` is read into count, period and text (parse_rate).
 _RATE = ("rate", "burst")
 _BACKEND_SCHEMES = ("redis", "rediss", "unix")
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
@@ -58,7 +62,7 @@ def parse_rate(text: str, burst: int | None = None) -> Rate:
 
 
 def read_rate_limits(report: Report, line: int, node: Node, policy: PolicyConfig) -> RateLimitsConfig | None:
-    section = read_section(report, "rate_limits", line, node, _KEYS)
+    section = or_none(read_section, report, "rate_limits", line, node, _KEYS)
     if section is None:
         return None
     ok = True
@@ -96,7 +100,7 @@ def _caller_key(report: Report, section: Section) -> tuple[str | None, tuple[Net
     """`key` and `trusted_proxies` (which only a client_ip key reads); None for each one reported."""
     key: str | None = "user_id"
     if (value := section.get("key")) is not None:
-        key = read_choice(report, "rate_limits.key", value, _CALLER_KEYS)
+        key = or_none(read_choice, report, "rate_limits.key", value, _CALLER_KEYS)
     proxies: tuple[Network, ...] | None = ()
     if (value := section.get("trusted_proxies")) is not None:
         proxies = _trusted_proxies(report, value)
@@ -107,13 +111,13 @@ def _caller_key(report: Report, section: Section) -> tuple[str | None, tuple[Net
 
 def _trusted_proxies(report: Report, node: Node) -> tuple[Network, ...] | None:
     """CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses; every bad one reported at its own line."""
-    items = read_list(report, "rate_limits.trusted_proxies", node, allow_empty=True)
+    items = or_none(read_list, report, "rate_limits.trusted_proxies", node, allow_empty=True)
     if items is None:
         return None
     networks: list[Network] = []
     for i, item in enumerate(items):
         path = f"rate_limits.trusted_proxies[{i}]"
-        text = read_str(report, path, item, what="a CIDR such as 10.0.0.0/8 or an address")
+        text = or_none(read_str, report, path, item, what="a CIDR such as 10.0.0.0/8 or an address")
         if text is None:
             continue
         try:
@@ -125,7 +129,7 @@ def _trusted_proxies(report: Report, node: Node) -> tuple[Network, ...] | None:
 
 
 def _backend(report: Report, node: Node) -> str | None:
-    text = read_str(report, "rate_limits.backend", node)
+    text = or_none(read_str, report, "rate_limits.backend", node)
     if text is None or text == "memory":
         return text
     # The URL may carry a password: messages never quote it.
@@ -152,15 +156,15 @@ def _redis(report: Report, top: Section) -> RedisOptions | None:
     node = top.get("redis")
     if node is None:
         return RedisOptions()
-    section = read_section(report, "rate_limits.redis", top.key_line("redis"), node, _REDIS)
+    section = or_none(read_section, report, "rate_limits.redis", top.key_line("redis"), node, _REDIS)
     if section is None:
         return None
     timeout: float | None = _DEFAULT_REDIS.timeout
     if (value := section.get("timeout")) is not None:
-        timeout = read_duration(report, "rate_limits.redis.timeout", value, positive=True)
+        timeout = or_none(read_duration, report, "rate_limits.redis.timeout", value, positive=True)
     on_error: str | None = _DEFAULT_REDIS.on_error
     if (value := section.get("on_error")) is not None:
-        on_error = read_choice(report, "rate_limits.redis.on_error", value, ("deny", "allow"))
+        on_error = or_none(read_choice, report, "rate_limits.redis.on_error", value, ("deny", "allow"))
         if on_error == "allow":
             report.warn(
                 value.line, "rate_limits.redis.on_error: allow forwards unlimited while Redis is down"
@@ -172,13 +176,13 @@ def _redis(report: Report, top: Section) -> RedisOptions | None:
 
 def _rate(report: Report, path: str, node: Node) -> Rate | None:
     if isinstance(node, Scalar):
-        text = read_str(report, path, node, what="a rate such as 10/min or {rate: 10/min, burst: 5}")
+        text = or_none(read_str, report, path, node, what="a rate such as 10/min or {rate: 10/min, burst: 5}")
         return None if text is None else _parsed(report, path, node.line, text, None)
-    section = read_section(report, path, node.line, node, _RATE, required=("rate",))
+    section = or_none(read_section, report, path, node.line, node, _RATE, required=("rate",))
     rate_node = section.get("rate") if section is not None else None
     if section is None or rate_node is None:
         return None
-    text = read_str(report, f"{path}.rate", rate_node, what="a rate such as 10/min")
+    text = or_none(read_str, report, f"{path}.rate", rate_node, what="a rate such as 10/min")
     burst: int | None = None
     if (value := section.get("burst")) is not None:
         burst = _burst(report, f"{path}.burst", value)
@@ -209,7 +213,7 @@ def _rules(
     report: Report, node: Node, policy: PolicyConfig, *, public_allowed: bool
 ) -> tuple[LimitRule, ...] | None:
     if not isinstance(node, MapNode):
-        read_section(report, "rate_limits.routes", node.line, node, ())  # reports the type
+        or_none(read_section, report, "rate_limits.routes", node.line, node, ())  # reports the type
         return None
     routes = {_canonical(rule.key): rule.key for rule in policy.routes}
     public = {_canonical(rule.key): rule.key for rule in policy.public}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from authproxy.config.fields import Report, Section, read_address
+from authproxy.config.fields import Checks, Invalid, Report, Section, read_address
 from authproxy.config.model import Address, AuthzConfig, Config, Overrides
 from authproxy.config.values import parse_address
 from authproxy.errors import Problem
@@ -27,29 +27,32 @@ _MISSING_UPSTREAM = (
 )
 
 
-def command_line(report: Report, option: str, text: str, parse: Callable[[str], T]) -> T | None:
+def command_line(report: Report, option: str, text: str, parse: Callable[[str], T]) -> T:
     """A command-line value checked by the parser its config key uses; reported as `OPTION: message`."""
     try:
         return parse(text)
     except ValueError as bad:
         report.errors.append(Problem(option, 0, str(bad)))
-        return None
+        raise Invalid from None
 
 
 def read_listeners(
-    report: Report, top: Section, overrides: Overrides, defaults: Config, *, proxied: bool
+    report: Report, top: Section, checks: Checks, overrides: Overrides, defaults: Config, *, proxied: bool
 ) -> tuple[Address | None, Address | None]:
-    """(listen, admin_listen), None when invalid (reported); listen is None too when nothing is proxied."""
-    admin = _address(report, top, "admin_listen", defaults.admin_listen)
+    """(listen, admin_listen); a failed one is None, and failed in `checks`. listen is None too when
+    nothing is proxied."""
+    admin = _address(report, top, checks, "admin_listen", defaults.admin_listen)
     if not proxied:
         if "listen" in top.entries:
             report.error(top.key_line("listen"), f"listen: {_NO_UPSTREAM}")
         if overrides.listen is not None:
             report.errors.append(Problem("--listen", 0, _NO_UPSTREAM))
         return None, admin
-    listen = _address(report, top, "listen", defaults.listen)
-    if overrides.listen is not None:
-        listen = command_line(report, "--listen", overrides.listen, parse_address)
+    listen = _address(report, top, checks, "listen", defaults.listen)
+    if (option := overrides.listen) is not None:
+        listen = checks.attempt(
+            "listen", lambda: command_line(report, "--listen", option, parse_address), None
+        )
     if listen is not None and admin is not None:
         _check_shared_port(report, top, listen, admin)
     return listen, admin
@@ -61,9 +64,12 @@ def check_mode(report: Report, *, proxied: bool, authz: AuthzConfig | None) -> N
         report.error(1, _MISSING_UPSTREAM)
 
 
-def _address(report: Report, top: Section, key: str, default: Address | None) -> Address | None:
+def _address(
+    report: Report, top: Section, checks: Checks, key: str, default: Address | None
+) -> Address | None:
+    """The address under `key`, `default` when absent; None when invalid (reported, failed in `checks`)."""
     node = top.get(key)
-    return default if node is None else read_address(report, key, node)
+    return default if node is None else checks.attempt(key, lambda: read_address(report, key, node), None)
 
 
 def _check_shared_port(report: Report, top: Section, listen: Address, admin: Address) -> None:

@@ -28,6 +28,8 @@ from dataclasses import replace
 from authproxy.config.fields import (
     Report,
     Section,
+    model_keys,
+    or_none,
     read_choice,
     read_list,
     read_preset_file,
@@ -46,7 +48,10 @@ from authproxy.policy.target import parse_target
 
 __all__ = ["endpoint_routes", "issuers_of", "read_mcp"]
 
-_KEYS = ("authorization_servers", "resource", "max_body", "endpoints")
+_KEYS = model_keys(McpConfig)
+_ENDPOINT_KEYS = model_keys(McpEndpoint, skip=("path",))  # the path is the endpoint's own key
+# Not ToolRule's fields: `scopes` (one alternative) or `any_of` (several) are read into `alternatives`.
+_TOOL_KEYS = ("any_of", "scopes", "pin")
 _PRESET_KEYS = ("endpoints",)
 _PIN_FIELDS = ("user_id", "session_id")  # the caller's identity fields (jwt.claims)
 _SIZE = re.compile(r"(\d+)\s*([kKmM]?)(i?[bB])?")
@@ -74,7 +79,7 @@ def read_mcp(
         base = fragment
     if node is None:
         return McpConfig(tuple(base.values()), issuers) if base else None
-    section = read_section(report, "mcp", top.key_line("mcp"), node, _KEYS)
+    section = or_none(read_section, report, "mcp", top.key_line("mcp"), node, _KEYS)
     if section is None:
         return None
     ok = True
@@ -83,7 +88,7 @@ def read_mcp(
         servers = _urls(report, "mcp.authorization_servers", value)
     resource: str | None = None
     if (value := section.get("resource")) is not None:
-        resource = read_value(report, "mcp.resource", value, _base_url)
+        resource = or_none(read_value, report, "mcp.resource", value, _base_url)
         ok = resource is not None
     max_body: int | None = DEFAULT_MAX_BODY
     if (value := section.get("max_body")) is not None:
@@ -149,7 +154,9 @@ def _load_fragment(
     path = os.path.join(preset_dir, f"{name}.yaml")
     if not os.path.exists(path):
         return base  # a preset without MCP tools (or without isolation rules for them)
-    read = read_preset_file(report, line, path, f"{preset} MCP tools", _PRESET_KEYS, env, _PRESET_KEYS)
+    read = or_none(
+        read_preset_file, report, line, path, f"{preset} MCP tools", _PRESET_KEYS, env, _PRESET_KEYS
+    )
     if read is None:
         return None
     there, section, clean = read
@@ -167,7 +174,7 @@ def _endpoints(
     label: str = "mcp.endpoints",
 ) -> dict[str, McpEndpoint] | None:
     if not isinstance(node, MapNode):
-        read_section(report, label, node.line, node, ())  # reports the type
+        or_none(read_section, report, label, node.line, node, ())  # reports the type
         return None
     merged = dict(base)
     ok = True
@@ -179,7 +186,7 @@ def _endpoints(
             report.error(key.line, f"{where}: {bad}")
             ok = False
             continue
-        section = read_section(report, where, key.line, value, ("tools",), required=("tools",))
+        section = or_none(read_section, report, where, key.line, value, _ENDPOINT_KEYS, required=("tools",))
         tools_node = section.get("tools") if section is not None else None
         tools = _tools(report, f"{where}.tools", tools_node, preset) if tools_node is not None else None
         if tools is None:
@@ -202,7 +209,7 @@ def _check_path(path: str) -> None:
 
 def _tools(report: Report, label: str, node: Node, preset: str | None) -> list[ToolRule] | None:
     if not isinstance(node, MapNode):
-        read_section(report, label, node.line, node, ())
+        or_none(read_section, report, label, node.line, node, ())
         return None
     rules: list[ToolRule] = []
     ok = True
@@ -238,7 +245,7 @@ def _rule(report: Report, label: str, node: Node) -> _Rule | None:
 
 
 def _rule_map(report: Report, label: str, node: MapNode) -> _Rule | None:
-    section = read_section(report, label, node.line, node, ("any_of", "scopes", "pin"))
+    section = or_none(read_section, report, label, node.line, node, _TOOL_KEYS)
     if section is None:
         return None
     if ("any_of" in section.entries) == ("scopes" in section.entries):
@@ -250,7 +257,7 @@ def _rule_map(report: Report, label: str, node: MapNode) -> _Rule | None:
         alternatives = None if scopes is None else (scopes,)
     else:
         value = section.entries["any_of"]
-        items = read_list(report, f"{label}.any_of", value)
+        items = or_none(read_list, report, f"{label}.any_of", value)
         found = [_scopes(report, f"{label}.any_of[{i}]", item) for i, item in enumerate(items or ())]
         alternatives = tuple(s for s in found if s is not None) if items and None not in found else None
     pins: tuple[tuple[str, str], ...] | None = ()
@@ -264,25 +271,25 @@ def _pins(report: Report, label: str, node: Node) -> tuple[tuple[str, str], ...]
         report.error(node.line, f"{label}: expected a map of argument: user_id | session_id")
         return None
     found = [
-        (key.text, read_choice(report, f"{label}.{key.text}", value, _PIN_FIELDS))
+        (key.text, or_none(read_choice, report, f"{label}.{key.text}", value, _PIN_FIELDS))
         for key, value in node.items
     ]
     return tuple((a, f) for a, f in found if f is not None) if all(f for _, f in found) else None
 
 
 def _scopes(report: Report, label: str, node: Node) -> tuple[str, ...] | None:
-    items = read_list(report, label, node, allow_empty=True)  # [] means any valid token
+    items = or_none(read_list, report, label, node, allow_empty=True)  # [] means any valid token
     if items is None:
         return None
-    scopes = [read_str(report, f"{label}[{i}]", item) for i, item in enumerate(items)]
+    scopes = [or_none(read_str, report, f"{label}[{i}]", item) for i, item in enumerate(items)]
     return tuple(s for s in scopes if s is not None) if None not in scopes else None
 
 
 def _urls(report: Report, label: str, node: Node) -> tuple[str, ...] | None:
-    items = read_list(report, label, node, allow_empty=True)
+    items = or_none(read_list, report, label, node, allow_empty=True)
     if items is None:
         return None
-    urls = [read_value(report, f"{label}[{i}]", item, _server_url) for i, item in enumerate(items)]
+    urls = [or_none(read_value, report, f"{label}[{i}]", item, _server_url) for i, item in enumerate(items)]
     return tuple(u for u in urls if u is not None) if None not in urls else None
 
 
@@ -301,7 +308,7 @@ def _base_url(url: str) -> str:
 def _read_size(report: Report, label: str, node: Node) -> int | None:
     if isinstance(node, Scalar) and isinstance(node.value, int) and not isinstance(node.value, bool):
         node = replace(node, value=str(node.value), substituted=True)  # a plain number of bytes
-    return read_value(report, label, node, _size, "a size such as 4m, 512k or 65536")
+    return or_none(read_value, report, label, node, _size, "a size such as 4m, 512k or 65536")
 
 
 def _size(text: str) -> int:

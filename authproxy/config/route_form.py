@@ -6,7 +6,6 @@ each validated here with its location, so a typo fails `authproxy check` instead
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -21,14 +20,14 @@ from authproxy.config.content import (
     OwnerLookup,
     parse_field,
 )
-from authproxy.config.fields import Report, read_section, read_str
+from authproxy.config.fields import Report, model_keys, or_none, read_section, read_str
 from authproxy.config.source import MapNode, Node, Scalar
 
-__all__ = ["read_route_form", "template_names"]
+__all__ = ["read_route_form"]
 
-_KEYS = ("scopes", "pin", "items", "response", "owner", "max_body")
-_OWNER_KEYS = ("get", "expect", "status")
-_TEMPLATE = re.compile(r"\{([^{}]*)\}")
+# The route's scopes, then the ContentRule; `pins` is written `pin` (one field per entry, like `items`).
+_KEYS = ("scopes", *model_keys(ContentRule, rename={"pins": "pin"}))
+_OWNER_KEYS = model_keys(OwnerLookup, rename={"target": "get"})  # `get: /path`: the lookup's request
 _MAX_BODY_LIMIT = 1024 * 1024 * 1024
 V = TypeVar("V")
 R = TypeVar("R")
@@ -37,15 +36,11 @@ _FAILED = OwnerLookup("")  # _owner's "reported" marker
 ScopeReader = Callable[[Report, str, Node], tuple[str, ...] | None]
 
 
-def template_names(template: str) -> list[str]:
-    return _TEMPLATE.findall(template)
-
-
 def read_route_form(
     report: Report, label: str, node: MapNode, read_scopes: ScopeReader
 ) -> tuple[tuple[str, ...], ContentRule | None] | None:
     """(scopes, content rule or None when the mapping asks for no content check); None after reporting."""
-    section = read_section(report, label, node.line, node, _KEYS, required=("scopes",))
+    section = or_none(read_section, report, label, node.line, node, _KEYS, required=("scopes",))
     if section is None:
         return None
     scopes_node = section.get("scopes")
@@ -79,7 +74,7 @@ def _pairs(
     if node is None:
         return ()
     if not isinstance(node, MapNode):
-        read_section(report, label, node.line, node, ())  # reports the type
+        or_none(read_section, report, label, node.line, node, ())  # reports the type
         return None
     out: list[R] = []
     ok = True
@@ -104,7 +99,7 @@ def _field_claim(ref: FieldRef, claim: Claim) -> FieldClaim:
 
 
 def _claim(report: Report, label: str, node: Node) -> Claim | None:
-    text = read_str(report, label, node)
+    text = or_none(read_str, report, label, node)
     if text is None:
         return None
     if text not in CLAIMS:
@@ -132,10 +127,10 @@ def _owner(report: Report, label: str, node: Node | None) -> OwnerLookup | None:
     """The lookup, None when absent, _FAILED after reporting."""
     if node is None:
         return None
-    section = read_section(report, label, node.line, node, _OWNER_KEYS, required=("get",))
+    section = or_none(read_section, report, label, node.line, node, _OWNER_KEYS, required=("get",))
     if section is None or (target_node := section.get("get")) is None:
         return _FAILED
-    target = read_str(report, f"{label}.get", target_node)
+    target = or_none(read_str, report, f"{label}.get", target_node)
     if target is None:
         return _FAILED
     if not target.startswith("/") or any(c.isspace() for c in target):
@@ -162,12 +157,8 @@ def _owner(report: Report, label: str, node: Node | None) -> OwnerLookup | None:
     return OwnerLookup(target, expect, status)
 
 
-def _pair(ref: FieldRef, value: str) -> tuple[FieldRef, str]:
-    return ref, value
-
-
 def _template(report: Report, label: str, node: Node) -> str | None:
-    return read_str(report, label, node)
+    return or_none(read_str, report, label, node)
 
 
 def _max_body(report: Report, label: str, node: Node | None) -> int | None:

@@ -12,6 +12,8 @@ from typing import Literal, cast
 from authproxy.config.fields import (
     Report,
     Section,
+    model_keys,
+    or_none,
     read_bool,
     read_choice,
     read_list,
@@ -30,9 +32,10 @@ from authproxy.policy.patterns import parse_pattern
 __all__ = ["PRESETS", "read_policy"]
 
 PRESETS = ("agentos",)
-_POLICY_KEYS = ("preset", "admin_scope", "unmapped", "public", "routes", "user_isolation")
+_POLICY_KEYS = model_keys(PolicyConfig)
 # Merged over the preset when `user_isolation: true`: the rules that pin callers to their own rows.
 _ISOLATION_FRAGMENT = {"agentos": "agentos-isolation"}
+# What a preset file may set of the policy: its admin scope and its rules.
 _PRESET_KEYS = ("admin_scope", "public", "routes")
 
 
@@ -49,13 +52,13 @@ class _Rules:
 def read_policy(
     report: Report, line: int, node: Node, preset_dir: str, env: EnvMap[str, str]
 ) -> PolicyConfig | None:
-    section = read_section(report, "policy", line, node, _POLICY_KEYS)
+    section = or_none(read_section, report, "policy", line, node, _POLICY_KEYS)
     if section is None:
         return None
     user = _read_rules(report, section)
     unmapped: str | None = "deny"
     if (value := section.get("unmapped")) is not None:
-        unmapped = read_choice(report, "policy.unmapped", value, ("deny", "authenticated"))
+        unmapped = or_none(read_choice, report, "policy.unmapped", value, ("deny", "authenticated"))
         if unmapped == "authenticated":
             report.warn(
                 value.line, "policy.unmapped: authenticated lets any valid token reach routes no rule names"
@@ -63,7 +66,7 @@ def read_policy(
     preset: str | None = None
     base: _Rules | None = _Rules()
     if (value := section.get("preset")) is not None:
-        preset = read_choice(report, "policy.preset", value, PRESETS)
+        preset = or_none(read_choice, report, "policy.preset", value, PRESETS)
         base = _load_preset(report, value.line, preset, preset_dir, env) if preset is not None else None
     isolation = _read_isolation(report, section, preset)
     if isolation and preset is not None and base is not None:
@@ -88,7 +91,7 @@ def _read_isolation(report: Report, section: Section, preset: str | None) -> boo
     node = section.get("user_isolation")
     if node is None:
         return False
-    value = read_bool(report, "policy.user_isolation", node)
+    value = or_none(read_bool, report, "policy.user_isolation", node)
     if value and preset not in _ISOLATION_FRAGMENT:
         report.error(
             node.line,
@@ -116,7 +119,7 @@ def _load_preset(
     report: Report, line: int, name: str, preset_dir: str, env: EnvMap[str, str]
 ) -> _Rules | None:
     path = os.path.join(preset_dir, f"{name}.yaml")
-    read = read_preset_file(report, line, path, f"{name} preset", _PRESET_KEYS, env)
+    read = or_none(read_preset_file, report, line, path, f"{name} preset", _PRESET_KEYS, env)
     if read is None:
         return None
     there, section, clean = read
@@ -139,13 +142,13 @@ def _read_rules(report: Report, section: Section) -> _Rules:
 
 
 def _read_public(report: Report, path: str, node: Node, rules: _Rules, seen: dict[str, str]) -> None:
-    items = read_list(report, path, node, allow_empty=True)
+    items = or_none(read_list, report, path, node, allow_empty=True)
     if items is None:
         rules.ok = False
         return
     for i, item in enumerate(items):
         label = f"{path}[{i}]"
-        key = read_str(report, label, item)
+        key = or_none(read_str, report, label, item)
         canonical = _canonical(report, label, item.line, key, seen) if key is not None else None
         if key is None or canonical is None:
             rules.ok = False
@@ -155,7 +158,7 @@ def _read_public(report: Report, path: str, node: Node, rules: _Rules, seen: dic
 
 def _read_routes(report: Report, path: str, node: Node, rules: _Rules, seen: dict[str, str]) -> None:
     if not isinstance(node, MapNode):
-        read_section(report, path, node.line, node, ())  # reports the type
+        or_none(read_section, report, path, node.line, node, ())  # reports the type
         rules.ok = False
         return
     for key_node, value in node.items:
@@ -188,7 +191,7 @@ def _canonical(report: Report, label: str, line: int, key: str, seen: dict[str, 
 
 
 def _scopes(report: Report, label: str, node: Node) -> tuple[str, ...] | None:
-    items = read_list(report, label, node, allow_empty=True)  # [] means any valid token
+    items = or_none(read_list, report, label, node, allow_empty=True)  # [] means any valid token
     if items is None:
         return None
     scopes = [_scope(report, f"{label}[{i}]", item) for i, item in enumerate(items)]
@@ -196,7 +199,7 @@ def _scopes(report: Report, label: str, node: Node) -> tuple[str, ...] | None:
 
 
 def _scope(report: Report, label: str, node: Node) -> str | None:
-    scope = read_str(report, label, node)
+    scope = or_none(read_str, report, label, node)
     if scope is not None and any(c.isspace() for c in scope):
         # Tokens carry scopes space-separated, so a scope with a space could never be held.
         report.error(node.line, f"{label}: a scope cannot contain whitespace")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from authproxy.policy.reads import Reads
+from authproxy.policy.scopes import granted_items
 
 __all__ = ["ROSTER_FAMILIES", "RosterFilter", "roster_filter"]
 
@@ -48,17 +49,8 @@ def roster_filter(granted: Iterable[str], admin_scope: str | None) -> RosterFilt
     if admin_scope is not None and admin_scope in scopes:
         return None
     limited = tuple(
-        (family, ids) for family in ROSTER_FAMILIES if (ids := _readable(family, scopes)) is not None
+        (family, ids)
+        for family in ROSTER_FAMILIES
+        if (ids := granted_items(scopes, family, _ACTION)) is not None
     )
     return RosterFilter(limited) if limited else None
-
-
-def _readable(family: str, scopes: frozenset[str]) -> frozenset[str] | None:
-    if f"{family}:{_ACTION}" in scopes or f"{family}:*:{_ACTION}" in scopes:
-        return None
-    ids = set()
-    for scope in scopes:
-        parts = scope.split(":")
-        if len(parts) == 3 and parts[0] == family and parts[2] == _ACTION and parts[1] not in ("", "*"):
-            ids.add(parts[1])
-    return frozenset(ids)

@@ -11,18 +11,23 @@ matches nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from authproxy.policy.listing import ListingFilter
 from authproxy.policy.patterns import RoutePattern
 
 __all__ = [
     "AGENTOS_FAMILIES",
+    "ScopeParts",
     "ScopeRequirement",
     "ScopeResult",
     "compile_requirement",
     "evaluate",
+    "granted_items",
     "is_item_id",
+    "parse_scope",
 ]
 
 AGENTOS_FAMILIES = frozenset({"agents", "teams", "workflows"})
@@ -33,6 +38,35 @@ _WHITESPACE = re.compile(r"\s")
 # space-separated in tokens and in the challenge's `scope=`: no ':', whitespace or control character may
 # split the scope, widen it, or break the header that names it.
 _ITEM_ID = re.compile(r"[^\x00-\x20\x7f-\x9f:\s]+")
+
+
+class ScopeParts(NamedTuple):
+    family: str
+    item: str | None  # None for `family:action`; "*" (every item) or an id for `family:item:action`
+    action: str
+
+
+def parse_scope(text: str) -> ScopeParts | None:
+    """The one reading of `family:action` and `family:item:action`; None for any other shape (a plain
+    scope without ':', more than three parts, an empty part), which names no family's action."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or "" in parts:
+        return None
+    return ScopeParts(parts[0], parts[1] if len(parts) == 3 else None, parts[-1])
+
+
+def granted_items(granted: Iterable[str], family: str, action: str) -> frozenset[str] | None:
+    """Which of `family`'s items `granted` allows `action` on: None for every item (`family:action` or
+    `family:*:action`), else the ids named by `family:<id>:action` (possibly none)."""
+    ids = set()
+    for scope in granted:
+        parts = parse_scope(scope)
+        if parts is None or parts.family != family or parts.action != action:
+            continue
+        if parts.item is None or parts.item == "*":
+            return None
+        ids.add(parts.item)
+    return frozenset(ids)
 
 
 def is_item_id(value: object) -> bool:
@@ -110,37 +144,43 @@ def _listing(scopes: tuple[str, ...], pattern: RoutePattern, preset: str | None)
     s = pattern.segments
     if preset != "agentos" or pattern.tail or len(s) != 1 or s[0] not in AGENTOS_FAMILIES or not scopes:
         return None
-    parts = scopes[0].split(":")  # Agno takes the family and action from the first required scope
-    return (parts[0], parts[1]) if len(parts) == 2 and parts[0] == s[0] else None
+    parts = parse_scope(scopes[0])  # Agno takes the family and action from the first required scope
+    if parts is None or parts.item is not None or parts.family != s[0]:
+        return None
+    return parts.family, parts.action
 
 
-def _split(scope: str) -> list[str]:
+def _required(scope: str) -> ScopeParts | None:
+    """A scope a rule requires, checked; None for a plain scope (no ':'), satisfied by itself alone."""
     if not scope:
         raise ValueError("empty scope")
     if _WHITESPACE.search(scope) is not None:
         raise ValueError(f"scope {scope!r} contains whitespace (list scopes as separate items)")
-    parts = scope.split(":")
-    if len(parts) > 3:
-        raise ValueError(f"scope {scope!r} has more than 3 ':'-separated parts")
-    if "" in parts:
-        raise ValueError(f"scope {scope!r} has an empty part")
-    for i, part in enumerate(parts):
-        if ("{" in part or "}" in part) and not (i == 1 and len(parts) == 3):
+    if ":" not in scope:
+        if "{" in scope or "}" in scope:
             raise ValueError(f"scope {scope!r}: a {{param}} may only be the id, as in res:{{param}}:action")
+        return None
+    parts = parse_scope(scope)
+    if parts is None:
+        if scope.count(":") > 2:
+            raise ValueError(f"scope {scope!r} has more than 3 ':'-separated parts")
+        raise ValueError(f"scope {scope!r} has an empty part")
+    if any("{" in part or "}" in part for part in (parts.family, parts.action)):
+        raise ValueError(f"scope {scope!r}: a {{param}} may only be the id, as in res:{{param}}:action")
     return parts
 
 
 def _compile_need(
     scope: str, pattern: RoutePattern, preset: str | None, item_path: _ItemPath | None
 ) -> _Need:
-    parts = _split(scope)
-    if len(parts) == 1:
+    parts = _required(scope)
+    if parts is None:
         return _Need(scope, frozenset({scope}), -1, (), None)
-    resource, action = parts[0], parts[-1]
+    resource, action = parts.family, parts.action
     names = _resource_names(resource, preset)
     everywhere = frozenset(s for r in names for s in (f"{r}:{action}", f"{r}:*:{action}"))
     per_item = tuple((f"{r}:", f":{action}") for r in names)
-    if len(parts) == 2:
+    if parts.item is None:
         if item_path is None or names[0] != item_path.family:
             return _Need(scope, everywhere, -1, (), None)
         if item_path.literal is not None:  # the route is about one named item: its per-item grant is fixed
@@ -148,7 +188,7 @@ def _compile_need(
                 scope, everywhere | {f"{r}:{item_path.literal}:{action}" for r in names}, -1, (), None
             )
         return _Need(scope, everywhere, _family_slot(pattern, item_path), per_item, None)
-    item = parts[1]
+    item = parts.item
     if item == "*":
         return _Need(scope, everywhere, -1, (), None)
     param = _PLACEHOLDER.fullmatch(item)
@@ -157,7 +197,7 @@ def _compile_need(
             raise ValueError(f"scope {scope!r}: {item!r} is not a {{param}} name")
         return _Need(scope, everywhere | {f"{r}:{item}:{action}" for r in names}, -1, (), None)
     slot = _param_slot(pattern, param.group(1), scope)
-    return _Need(scope, everywhere, slot, per_item, (f"{parts[0]}:", f":{action}"))
+    return _Need(scope, everywhere, slot, per_item, (f"{resource}:", f":{action}"))
 
 
 def _resource_names(resource: str, preset: str | None) -> tuple[str, ...]:
@@ -232,11 +272,7 @@ def _filtered_listing(
 ) -> ScopeResult:
     """Per-item read scopes only: allowed, and the listing is filtered to those items (Agno 3.1)."""
     family, action = listing
-    ids = frozenset(
-        parts[1]
-        for parts in (g.split(":") for g in granted)
-        if len(parts) == 3 and parts[0] == family and parts[2] == action and parts[1] not in ("", "*")
-    )
-    if not ids:
+    ids = granted_items(granted, family, action)
+    if not ids:  # None cannot come here (a family-wide grant satisfies the route), and would refuse too
         return ScopeResult(False, missing)
     return ScopeResult(True, (), ListingFilter(family, ids))

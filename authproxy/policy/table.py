@@ -122,10 +122,9 @@ class RouteTable:
         routes: Sequence[RouteRule],
         *,
         preset: str | None,
-        admin_scope: str | None,
     ) -> RouteTable:
-        """Compile the policy; raise ConfigError listing every bad pattern, bad scope and tie."""
-        del admin_scope  # evaluated per request (evaluate()); accepted so callers pass the whole policy
+        """Compile the policy; raise ConfigError listing every bad pattern, bad scope and tie. The admin
+        scope is not compiled in: the gate passes it to evaluate() per request."""
         problems: list[Problem] = []
         rules: list[_Rule] = []
         written: list[PublicRule | RouteRule] = [*public, *routes]

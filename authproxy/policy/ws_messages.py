@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from authproxy.policy.reads import Reads
+from authproxy.policy.scopes import granted_items
 from authproxy.standards.json_text import read_json, write_json
 from authproxy.standards.media import Unreadable
 
@@ -68,13 +69,7 @@ def workflow_grant(
     """Admin, `workflows:run` or `workflows:*:run`: every workflow; else the ids of `workflows:<id>:run`."""
     scopes = frozenset(granted)
     admin = admin_scope is not None and admin_scope in scopes
-    if admin or not scopes.isdisjoint({f"{_FAMILY}:{_ACTION}", f"{_FAMILY}:*:{_ACTION}"}):
-        return MessageGrant(None, user_id, admin)
-    ids = frozenset(
-        parts[1]
-        for parts in (scope.split(":") for scope in scopes)
-        if len(parts) == 3 and parts[0] == _FAMILY and parts[2] == _ACTION and parts[1] not in ("", "*")
-    )
+    ids = None if admin else granted_items(scopes, _FAMILY, _ACTION)
     return MessageGrant(ids, user_id, admin)
 
 

@@ -15,7 +15,6 @@ from aiohttp import web
 
 from authproxy.config.content import ContentRule, OwnerLookup
 from authproxy.config.model import UpstreamConfig
-from authproxy.config.route_form import template_names
 from authproxy.errors import (
     EntityForbidden,
     EntityNotFound,
@@ -27,6 +26,7 @@ from authproxy.errors import (
 from authproxy.policy.content.fields import Body, json_value, malformed, pin_body, pin_query
 from authproxy.policy.content.items import check_items
 from authproxy.policy.content.plan import ContentPlan
+from authproxy.policy.content.templates import template_names
 from authproxy.proxy.forward import Forwarder, Headers, Relayed, continue_upload
 from authproxy.proxy.listings import filtered_request_headers
 from authproxy.standards.json_text import ANSWER_MAX_DEPTH, read_json

@@ -8,7 +8,7 @@ from authproxy.config.headers import HOP_BY_HOP, HeaderPlan, connection_named, n
 from authproxy.policy.decision import Decision
 from authproxy.proxy.responses import SERVER
 
-__all__ = ["forwarded_headers", "response_headers"]
+__all__ = ["forwarded_headers", "identity_headers", "response_headers"]
 
 
 def forwarded_headers(
@@ -22,7 +22,8 @@ def forwarded_headers(
 ) -> list[tuple[str, str]]:
     """The upstream request's headers: client headers minus the plan, then ours. One pass, no copies.
 
-    The gate has already refused an identity that cannot travel in a header (HeaderPlan.refusal).
+    The gate has already refused an identity that cannot travel in a header (auth/claims.py
+    `check_forwardable`).
     """
     drop = plan.ws_drop if websocket else plan.drop
     named = connection_named(headers.getall("Connection", ()))
@@ -35,6 +36,14 @@ def forwarded_headers(
     host = headers.get("Host")
     if host:
         out.append(("X-Forwarded-Host", host))
+    out += identity_headers(plan, decision)
+    return out
+
+
+def identity_headers(plan: HeaderPlan, decision: Decision) -> list[tuple[str, str]]:
+    """The identity headers we set, (name, value), in configured order; a field without a value is left
+    unset. The proxied request and the decision port's allow both take them from here."""
+    out: list[tuple[str, str]] = []
     for field, name in plan.identity:
         value = _identity_value(field, decision)
         if value:

@@ -36,7 +36,6 @@ __all__ = ["KEEPALIVE", "UpstreamPool", "UpstreamTarget", "request_head", "write
 KEEPALIVE = 4.0
 _MAX_IDLE = 256  # idle connections kept per upstream; more than that are closed when returned
 _CLOSED = "the upstream closed the connection before answering"
-_CLOSED_MID_BODY = "the upstream closed the connection mid-body"
 
 RawHeaders = list[tuple[str, str]]
 

@@ -1,7 +1,7 @@
 """Content plans: what the gate attaches to an allow when the matched rule reads the body, the query or the
 response, with the caller's ids already bound.
 
-The gate decides; the content step (content/step.py) only carries the plan out, and refuses only when
+The gate decides; the content step (proxy/content.py) only carries the plan out, and refuses only when
 the request's own content breaks it: a pinned field naming someone else, an item the caller holds no
 scope for, a body that is malformed or over the bound, an entity the owner lookup does not find under
 the caller, a response field that is not the caller's. `describe()` is what `explain` prints.
@@ -15,8 +15,8 @@ from typing import ClassVar, Protocol
 
 from authproxy.config.content import ContentRule
 from authproxy.config.model import RouteRule
-from authproxy.config.route_form import template_names
 from authproxy.errors import ConfigError, InsufficientScope, Problem
+from authproxy.policy.content.templates import template_names
 from authproxy.policy.patterns import parse_pattern
 from authproxy.policy.reads import Reads
 

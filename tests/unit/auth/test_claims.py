@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from authproxy.auth.claims import Identity, identity_from_claims
+from authproxy.auth.claims import Identity, check_forwardable, identity_from_claims
 from authproxy.config.model import ClaimPaths
 from authproxy.errors import InvalidToken
 
@@ -69,3 +69,35 @@ def test_non_string_session_id_is_refused() -> None:
 def test_non_string_jti_is_refused() -> None:
     with pytest.raises(InvalidToken, match="jti claim has the wrong type"):
         identity_from_claims({"jti": 7}, DEFAULT)
+
+
+IDENTITY_HEADERS = (
+    ("user_id", "X-Auth-User-Id"),
+    ("session_id", "X-Auth-Session-Id"),
+    ("scopes", "X-Auth-Scopes"),
+)
+
+
+def _forwardable_refusal(identity: Identity, headers: tuple[tuple[str, str], ...] = IDENTITY_HEADERS) -> str:
+    with pytest.raises(InvalidToken) as caught:
+        check_forwardable(identity, headers)
+    return caught.value.reason
+
+
+@pytest.mark.parametrize("value", ["alice\r\nX-Admin: 1", "alice\nx", "alice\x00", "al\x7fice"])
+def test_identity_claim_with_control_character_cannot_be_forwarded(value: str) -> None:
+    assert _forwardable_refusal(Identity(value, None, frozenset(), None)) == (
+        "the user_id claim holds a control character"
+    )
+    assert _forwardable_refusal(Identity(None, value, frozenset(), None)) == (
+        "the session_id claim holds a control character"
+    )
+    check_forwardable(Identity(value, value, frozenset(), None), ())  # nothing forwarded, nothing to refuse
+
+
+@pytest.mark.parametrize("scope", ["x proxy:admin", "a\tb", "", "a\nb"])
+def test_scope_that_cannot_travel_space_separated_cannot_be_forwarded(scope: str) -> None:
+    assert _forwardable_refusal(Identity("alice", None, frozenset({"ok", scope}), None)) == (
+        "a scope holds whitespace and cannot be forwarded"
+    )
+    check_forwardable(Identity("alice", "s\tid", frozenset({"a:read", "b:write"}), None), IDENTITY_HEADERS)

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from authproxy.auth.keys import KeyEntry, KeyRing, entries_from_jwks
-from authproxy.auth.verify import MAX_TOKEN_LENGTH, Verifier
+from authproxy.auth.verify import MAX_TOKEN_LENGTH, IssuerMismatch, Verifier
 from authproxy.config.model import JwksFile, JwtConfig, KeySource, PublicKeyFile, SecretKey
 from authproxy.errors import InvalidToken, KeyNotFound
 from tests.rigs.keys import (
@@ -327,7 +327,8 @@ def test_wrong_issuer_is_refused(mint: Mint, hs_secret: bytes, iss: Any) -> None
     verifier = _verifier(_secret(hs_secret), issuer="https://idp")
     assert verifier.verify(mint(iss="https://idp", exp=NOW + 60), now=NOW)
     payload = {"exp": NOW + 60} if iss is None else {"exp": NOW + 60, "iss": iss}
-    _refused(verifier, hmac_token({"alg": "HS256"}, payload, hs_secret), "issuer mismatch")
+    refusal = _refused(verifier, hmac_token({"alg": "HS256"}, payload, hs_secret), "issuer mismatch")
+    assert isinstance(refusal, IssuerMismatch)
 
 
 def _oidc_remote(key: ed25519.Ed25519PrivateKey, issuer: str) -> StaticRemote:
@@ -353,6 +354,19 @@ def test_issuers_sharing_a_key_each_accept_their_own(
     _refused(
         verifier, mint(alg="EdDSA", headers={"kid": "k"}, iss="https://c", exp=NOW + 60), "issuer mismatch"
     )
+
+
+def test_only_an_issuer_mismatch_moves_on_to_the_next_key(
+    mint: Mint, ed25519_private_key: ed25519.Ed25519PrivateKey
+) -> None:
+    # The key is pinned to https://a first: a wrong audience there is final, not a reason to try the
+    # copy pinned to https://b (which would answer "issuer mismatch" and hide the real refusal).
+    remotes = (_oidc_remote(ed25519_private_key, "https://a"), _oidc_remote(ed25519_private_key, "https://b"))
+    verifier = _verifier(algorithms=("EdDSA",), remotes=remotes, audience=("api",))
+    for iss in ("https://a", "https://b"):
+        token = mint(alg="EdDSA", headers={"kid": "k"}, iss=iss, aud="web", exp=NOW + 60)
+        refusal = _refused(verifier, token, "audience mismatch")
+        assert not isinstance(refusal, IssuerMismatch)
 
 
 async def test_unknown_kid_verifies_after_remote_refresh(

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -142,11 +143,20 @@ class _SectionCalls(ast.NodeVisitor):
         self.function = outer
 
     def visit_Call(self, node: ast.Call) -> None:
-        if isinstance(node.func, ast.Name) and node.func.id == "read_section":
-            known = node.args[4] if len(node.args) > 4 else None
+        args: list[ast.expr] | None = node.args
+        if _named(node.func, "or_none") and node.args and _named(node.args[0], "read_section"):
+            args = node.args[1:]  # or_none(read_section, report, ...): the same call, None for Invalid
+        elif not _named(node.func, "read_section"):
+            args = None
+        if args is not None:
+            known = args[4] if len(args) > 4 else None
             if not (isinstance(known, ast.Tuple) and not known.elts):
                 self.sites.add((self.module, self.function))
         self.generic_visit(node)
+
+
+def _named(node: ast.expr, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
 
 
 def section_sites() -> set[tuple[str, str]]:
@@ -200,10 +210,14 @@ def reading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reading]:
         node: Node,
         known: Collection[str],
         required: Collection[str] = (),
-    ) -> Section | None:
-        section = real(report, path, line, node, known, required)
-        if known and section is not None and report.file.endswith(CONFIG_NAME):  # not a preset file
-            code = sys._getframe(1).f_code
+    ) -> Section:
+        section = real(report, path, line, node, known, required)  # Invalid when no map: nothing to record
+        if known and report.file.endswith(CONFIG_NAME):  # not a preset file
+            frame: FrameType | None = sys._getframe(1)
+            while frame is not None and Path(frame.f_code.co_filename).stem == "fields":
+                frame = frame.f_back  # through or_none, to the reader that called it
+            assert frame is not None
+            code = frame.f_code
             site = (Path(code.co_filename).stem, code.co_name)
             current.append(Seen(schema_path(path), tuple(known), tuple(required), section.key_lines, site))
         return section

@@ -6,7 +6,15 @@ import pytest
 
 from authproxy.policy.listing import ListingFilter
 from authproxy.policy.patterns import parse_pattern
-from authproxy.policy.scopes import ScopeRequirement, ScopeResult, compile_requirement, evaluate
+from authproxy.policy.scopes import (
+    ScopeParts,
+    ScopeRequirement,
+    ScopeResult,
+    compile_requirement,
+    evaluate,
+    granted_items,
+    parse_scope,
+)
 
 ADMIN = "agent_os:admin"
 
@@ -240,6 +248,7 @@ def test_anonymous_family_wildcard_is_fine_when_nothing_binds() -> None:
         ("agents:", "empty part"),
         ("agents:{nope}:run", "does not bind"),
         ("{agent_id}:run", "may only be the id"),
+        ("{agent_id}", "may only be the id"),
         ("agents:run:{agent_id}", "may only be the id"),
         ("agents:{agent_id:run", "is not a {param} name"),
         ("agents:{1x}:run", "is not a {param} name"),
@@ -248,6 +257,39 @@ def test_anonymous_family_wildcard_is_fine_when_nothing_binds() -> None:
 def test_malformed_required_scope_is_refused(scope: str, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("}", r"\}")):
         requirement("POST /agents/{agent_id}/runs", scope)
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("agents:read", ScopeParts("agents", None, "read")),
+        ("agents:*:run", ScopeParts("agents", "*", "run")),
+        ("agents:a1:run", ScopeParts("agents", "a1", "run")),
+        ("admin", None),
+        ("a:b:c:d", None),
+        ("agents::run", None),
+        (":read", None),
+        ("agents:", None),
+    ],
+)
+def test_parse_scope_reads_family_item_and_action(text: str, parts: ScopeParts | None) -> None:
+    assert parse_scope(text) == parts
+
+
+@pytest.mark.parametrize(
+    ("granted", "ids"),
+    [
+        ({"agents:read"}, None),
+        ({"agents:a1:read", "agents:*:read"}, None),
+        ({"agents:a1:read", "agents:a2:read", "agents:a3:run", "teams:t1:read"}, frozenset({"a1", "a2"})),
+        ({"agents::read", "agents:a:b:read", "agents", "agents:read:x"}, frozenset()),
+        (set(), frozenset()),
+    ],
+)
+def test_granted_items_are_the_family_wide_grant_or_the_named_ids(
+    granted: set[str], ids: frozenset[str] | None
+) -> None:
+    assert granted_items(granted, "agents", "read") == ids
 
 
 LISTING = "GET /agents"

@@ -25,7 +25,7 @@ def public(key: str, line: int = 1) -> PublicRule:
 def build(*rules: RouteRule | PublicRule, preset: str | None = None) -> RouteTable:
     pub = [r for r in rules if isinstance(r, PublicRule)]
     routes = [r for r in rules if isinstance(r, RouteRule)]
-    return RouteTable.build(pub, routes, preset=preset, admin_scope=None)
+    return RouteTable.build(pub, routes, preset=preset)
 
 
 def problems(*rules: RouteRule | PublicRule, preset: str | None = None) -> list[str]:

@@ -99,7 +99,7 @@ def reference_best(policy: list[Written], method: str, path: tuple[str, ...]) ->
 def build(policy: list[Written]) -> RouteTable:
     public = [PublicRule(key, "p.yaml", n) for n, (key, is_public) in enumerate(policy) if is_public]
     routes = [RouteRule(key, (), "p.yaml", n) for n, (key, is_public) in enumerate(policy) if not is_public]
-    return RouteTable.build(public, routes, preset=None, admin_scope=None)
+    return RouteTable.build(public, routes, preset=None)
 
 
 def ambiguous(policy: list[Written]) -> bool:

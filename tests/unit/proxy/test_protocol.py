@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
-from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidHeader, InvalidURLError, LineTooLong
+from aiohttp.http_exceptions import (
+    BadHttpMessage,
+    BadHttpMethod,
+    HttpProcessingError,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+)
+from aiohttp.http_parser import HttpRequestParserC, HttpRequestParserPy
 
-from authproxy.proxy.protocol import MAX_FIELD_SIZE, MAX_LINE_SIZE, parse_error_answer
-from authproxy.proxy.responses import SERVER, render_answer
+from authproxy.proxy.protocol import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE, parse_error_answer
+from authproxy.proxy.responses import SERVER, OwnAnswer, render_answer
 
 SECRET = b"eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.c2ln"
 
@@ -25,6 +34,7 @@ SECRET = b"eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.c2ln"
             "request line too long",
         ),  # pure-Python parser
         (BadHttpMessage("Too many headers received"), 431, "too many request header fields"),
+        (BadHttpMessage("Too many headers received, and then some"), 400, "malformed HTTP request"),
         (BadHttpMethod(SECRET.decode()), 400, "malformed or unsupported request method"),
         (InvalidURLError(SECRET.decode()), 400, "malformed request target"),
         (InvalidHeader(SECRET), 400, "malformed HTTP request"),
@@ -44,3 +54,25 @@ def test_error_below_the_handler_is_an_internal_error(error: Exception | None) -
     rendered = render_answer(parse_error_answer(error))
     assert rendered.status == 500
     assert json.loads(rendered.body) == {"detail": "internal error", "error": "internal_error"}
+
+
+_HEADS = [
+    (b"GET /" + b"a" * MAX_LINE_SIZE + b" HTTP/1.1\r\n\r\n", OwnAnswer.REQUEST_LINE_TOO_LONG),
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_FIELD_SIZE + b"\r\n\r\n", OwnAnswer.HEADER_TOO_LARGE),
+    (b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * (MAX_HEADERS + 1) + b"\r\n", OwnAnswer.TOO_MANY_HEADERS),
+    (b"G\x00T / HTTP/1.1\r\n\r\n", OwnAnswer.BAD_METHOD),
+]
+
+
+@pytest.mark.parametrize("parser", [HttpRequestParserPy, HttpRequestParserC])
+@pytest.mark.parametrize(("head", "answer"), _HEADS)
+async def test_aiohttp_parsers_raise_what_parse_error_answer_tells_apart(
+    parser: type[HttpRequestParserPy], head: bytes, answer: OwnAnswer
+) -> None:
+    # Pins aiohttp's behaviour that protocol.py relies on without a type to go by: which limit a LineTooLong
+    # names, and the exact message of its "too many headers" BadHttpMessage, for both of its parsers.
+    limits = {"max_line_size": MAX_LINE_SIZE, "max_field_size": MAX_FIELD_SIZE, "max_headers": MAX_HEADERS}
+    reader = parser(object(), asyncio.get_running_loop(), 2**16, **limits)  # type: ignore[arg-type]
+    with pytest.raises(HttpProcessingError) as caught:
+        reader.feed_data(head)
+    assert parse_error_answer(caught.value) is answer
