@@ -94,6 +94,7 @@ class Explained:
     forwarded: bool  # the request goes to the upstream
     upstream: Canned | None = None  # the canned answer relayed to the client, when one was given
     unused: int = 0  # canned answers no check asked for
+    failed: str | None = None  # the code of an upstream failure answered instead (a failed owner lookup)
     decision_port: DecisionPort | None = None  # its answer to the same request
 
     @property
@@ -108,6 +109,11 @@ class Explained:
         if self.answer is not None:
             return self.answer.status
         return self.upstream.status if self.upstream is not None else 200
+
+    @property
+    def error(self) -> str | None:
+        """The answer's `error`: the decision's, or the upstream failure's."""
+        return self.decision.error or self.failed
 
     @property
     def body_bytes(self) -> bytes:
@@ -129,7 +135,7 @@ class Explained:
             "missing_scopes": list(d.missing_scopes),
             "subject": d.subject,
             "reason": d.reason,
-            "error": d.error,
+            "error": self.error,
             "checks": [
                 {"label": c.label, "description": c.description, "result": c.result} for c in self.checks
             ],
@@ -157,7 +163,7 @@ class Explained:
         if d.rate_limit is not None:
             report["rate limits"] = d.rate_limit.describe()
         if self.answer is not None:
-            report.update(status=str(self.answer.status), error=d.error or "")
+            report.update(status=str(self.answer.status), error=self.error or "")
             for name, value in self.answer.headers:
                 if name == "WWW-Authenticate":
                     report["www-authenticate"] = value
@@ -248,12 +254,13 @@ def after_the_gate(
             denied, checks.done, render_denial(rt, denied, None, refused), False, decision_port=port
         )
     except UpstreamError as failed:  # a failed owner lookup: nothing is forwarded
-        return Explained(decision, checks.done, render_upstream_error(failed), False, decision_port=port)
+        answer = render_upstream_error(failed)
+        return Explained(decision, checks.done, answer, False, decision_port=port, failed=failed.code)
     if relayed is None and checks.canned and decision.stage is None:
         relayed = checks.answer()  # a plain forward: the upstream's answer reaches the client as it is
     forwarded = not isinstance(decision.stage, McpMetadata)
     unused = len(checks.canned or ())
-    return Explained(decision, checks.done, None, forwarded, relayed, unused, port)
+    return Explained(decision, checks.done, None, forwarded, relayed, unused, decision_port=port)
 
 
 def _stage(rt: Runtime, decision: Decision, request: Request, checks: _Checks) -> Canned | None:

@@ -301,4 +301,4 @@ def _result(case: Case, explained: Explained) -> CaseResult:
             body = data.decode("utf-8", "replace")
     pending = tuple(c.label for c in explained.checks if c.result == "pending")
     d = explained.decision
-    return CaseResult(case, explained.status, d.error, d.reason, body, pending, explained.unused)
+    return CaseResult(case, explained.status, explained.error, d.reason, body, pending, explained.unused)
