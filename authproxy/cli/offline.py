@@ -236,31 +236,34 @@ def _gate_checks(decision: Decision) -> list[Check]:
 def after_the_gate(
     rt: Runtime, decision: Decision, request: Request, canned: Sequence[Canned] | None = None
 ) -> Explained:
-    """Run what the proxied port runs after the gate's `decision`, up to the upstream."""
+    """Run what the proxied port runs after the gate's `decision`, up to the upstream; `canned` answers
+    stand in for the upstream's, in the order the proxy would ask for them."""
     answered = decision_port_answer(rt, decision)
     port = DecisionPort(
         answered.rendered.status, answered.decision.error, answered.decision.allowed != decision.allowed
     )
     checks = _Checks(canned)
     checks.done.extend(_gate_checks(decision))
+    explained = _carry_out(rt, decision, request, checks)
+    explained.decision_port = port
+    explained.unused = len(checks.canned or ())
+    return explained
+
+
+def _carry_out(rt: Runtime, decision: Decision, request: Request, checks: _Checks) -> Explained:
     if not decision.allowed:
-        return Explained(decision, checks.done, render_denial(rt, decision, None), False, decision_port=port)
-    relayed = None
+        return Explained(decision, checks.done, render_denial(rt, decision, None), False)
     try:
         relayed = _stage(rt, decision, request, checks)
     except RequestRejected as refused:
         denied = deny(decision, refused)
-        return Explained(
-            denied, checks.done, render_denial(rt, denied, None, refused), False, decision_port=port
-        )
+        return Explained(denied, checks.done, render_denial(rt, denied, None, refused), False)
     except UpstreamError as failed:  # a failed owner lookup: nothing is forwarded
-        answer = render_upstream_error(failed)
-        return Explained(decision, checks.done, answer, False, decision_port=port, failed=failed.code)
+        return Explained(decision, checks.done, render_upstream_error(failed), False, failed=failed.code)
     if relayed is None and checks.canned and decision.stage is None:
         relayed = checks.answer()  # a plain forward: the upstream's answer reaches the client as it is
     forwarded = not isinstance(decision.stage, McpMetadata)
-    unused = len(checks.canned or ())
-    return Explained(decision, checks.done, None, forwarded, relayed, unused, decision_port=port)
+    return Explained(decision, checks.done, None, forwarded, relayed)
 
 
 def _stage(rt: Runtime, decision: Decision, request: Request, checks: _Checks) -> Canned | None:
