@@ -29,7 +29,7 @@ from authproxy.policy.content.plan import ContentPlan
 from authproxy.policy.decision import Decision, deny
 from authproxy.policy.stages import McpMessages, McpMetadata
 from authproxy.proxy.denials import render_denial
-from authproxy.proxy.mcp.jsonrpc import BadMessage
+from authproxy.proxy.mcp.jsonrpc import BadMessage, Post
 from authproxy.proxy.mcp.messages import (
     TRANSPORT,
     Caller,
@@ -281,7 +281,7 @@ def _stage(rt: Runtime, decision: Decision, request: Request, checks: _Checks) -
 
 
 def _content(plan: ContentPlan, request: Request, checks: _Checks) -> Canned | None:
-    def request_checks() -> Any:
+    def request_checks() -> tuple[str, Body | None]:
         return check_request(
             plan,
             request.method,
@@ -338,7 +338,7 @@ def _mcp(rt: Runtime, decision: Decision, stage: McpMessages, request: Request, 
     data = request.body
     caller = Caller(frozenset(decision.scopes), decision.subject, decision.session_id)
 
-    def messages() -> Any:
+    def messages() -> Post:
         try:
             content_type = refuse_encoding(
                 request.headers.getall("Content-Type", ()), request.headers.getall("Content-Encoding", ())

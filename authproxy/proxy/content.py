@@ -1,9 +1,9 @@
 """The content step: carries out a Decision's content plan for one allowed request.
 
 Order: the query pins, then the body (read whole up to the rule's bound, only when a pin or an item
-names a body field), the owner lookup, and only then the upstream. A refusal (ContentRejected,
-InsufficientScope) is raised before a byte is sent upstream. With a response check the answer is read
-whole, bounded (over the bound: 502), and a 2xx whose field is not the caller's becomes 404.
+names a body field), the owner lookup, and only then the upstream. A refusal (a RequestRejected of the
+checks in policy/content/check.py) is raised before a byte is sent upstream. With a response check the
+answer is read whole, bounded (over the bound: 502), and a 2xx whose field is not the caller's becomes 404.
 """
 
 from __future__ import annotations
