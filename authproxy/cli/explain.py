@@ -1,4 +1,5 @@
-"""`authproxy explain`: run the proxy's own decision for one request and report it, response body included."""
+"""`authproxy explain`: the proxy's own decision for one request, every check after it that can run without
+the upstream (cli/offline.py), and the answer the proxy would give, byte for byte."""
 
 from __future__ import annotations
 
@@ -7,13 +8,11 @@ from collections.abc import Sequence
 
 from multidict import CIMultiDict
 
+from authproxy.cli.offline import Explained, Request, after_the_gate
 from authproxy.gate import authorize
-from authproxy.policy.decision import Decision
-from authproxy.policy.stages import McpMetadata
-from authproxy.proxy.denials import render_denial
 from authproxy.runtime import Runtime, load_runtime
 
-__all__ = ["explain"]
+__all__ = ["explain", "explanation", "request_headers"]
 
 _KEYS_READY_TIMEOUT = 10.0
 
@@ -23,7 +22,7 @@ async def _wait_for_keys(runtime: Runtime) -> None:
     await runtime.keys.wait_ready(_KEYS_READY_TIMEOUT)  # if not ready, the decision says why (no key)
 
 
-def _request_headers(runtime: Runtime, token: str | None, extra: Sequence[str]) -> CIMultiDict[str]:
+def request_headers(runtime: Runtime, token: str | None, extra: Sequence[str]) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     for item in extra:
         name, sep, value = item.partition(":")
@@ -39,55 +38,35 @@ def _request_headers(runtime: Runtime, token: str | None, extra: Sequence[str]) 
     return headers
 
 
-def _forwarded(decision: Decision) -> str:
-    if isinstance(decision.stage, McpMetadata):
-        return "answered by the proxy"
-    return "forwarded to upstream" + (
-        f" after its {decision.stage.label}" if decision.stage is not None else ""
-    )
-
-
-async def explain(
-    config_path: str, method: str, target: str, *, token: str | None, headers: Sequence[str] = ()
-) -> tuple[dict[str, str], bool]:
-    """The decision report (ordered fields) and whether the request would be forwarded."""
+async def explanation(
+    config_path: str,
+    method: str,
+    target: str,
+    *,
+    token: str | None,
+    headers: Sequence[str] = (),
+    body: bytes | None = None,
+) -> Explained:
+    """The request decided as the proxied port decides it, every check it runs before the upstream."""
     runtime = await asyncio.to_thread(load_runtime, config_path)  # file reads stay off the event loop
     await _wait_for_keys(runtime)
     try:
-        decision = await authorize(runtime, method, target, _request_headers(runtime, token, headers))
+        sent = Request(method, target, request_headers(runtime, token, headers), body)
+        decision = await authorize(runtime, method, target, sent.headers)
     finally:
         await runtime.keys.close()
-    report: dict[str, str] = {
-        "decision": "allow" if decision.allowed else "deny",
-        "status": _forwarded(decision) if decision.allowed else "",
-        "route": decision.route or ("(none)" if not decision.public else ""),
-        "required scopes": " ".join(decision.required_scopes) or "(none)",
-        "missing scopes": " ".join(decision.missing_scopes) or "(none)",
-        "subject": decision.subject or "(none)",
-        "reason": decision.reason,
-    }
-    report.update(_after_the_gate(decision))
-    if not decision.allowed:
-        report.update(_denial(runtime, decision))
-    return report, decision.allowed
+    return after_the_gate(runtime, decision, sent)
 
 
-def _after_the_gate(decision: Decision) -> dict[str, str]:
-    """What the proxy does with an allow beyond forwarding it: its stage, and the limits that apply."""
-    report: dict[str, str] = {}
-    if decision.allowed and decision.stage is not None:
-        report[decision.stage.label] = decision.stage.describe()
-    if decision.rate_limit is not None:
-        report["rate limits"] = decision.rate_limit.describe()
-    return report
-
-
-def _denial(runtime: Runtime, decision: Decision) -> dict[str, str]:
-    """The denial's exact answer, rendered as the proxy renders it."""
-    rendered = render_denial(runtime, decision, None)
-    report = {"status": str(rendered.status), "error": decision.error or ""}
-    for name, value in rendered.headers:
-        if name == "WWW-Authenticate":
-            report["www-authenticate"] = value
-    report["body"] = rendered.body.decode()
-    return report
+async def explain(
+    config_path: str,
+    method: str,
+    target: str,
+    *,
+    token: str | None,
+    headers: Sequence[str] = (),
+    body: bytes | None = None,
+) -> tuple[dict[str, str], bool]:
+    """The text report's fields (ordered) and whether the request is allowed."""
+    explained = await explanation(config_path, method, target, token=token, headers=headers, body=body)
+    return explained.report(), explained.decision.allowed

@@ -14,7 +14,7 @@ from typing import Any
 from authproxy import __version__
 from authproxy.auth.mint import default_algorithm, load_private_key, mint_token, write_key_pair
 from authproxy.cli.demo import main as demo_main
-from authproxy.cli.explain import explain
+from authproxy.cli.explain import explanation
 from authproxy.cli.policy_cases import load_cases, run_cases
 from authproxy.config import load
 from authproxy.config.values import ADDRESS_FORMS, check_upstream_url, parse_address, parse_duration
@@ -112,16 +112,28 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_explain(args: argparse.Namespace) -> int:
+def _body_arg(text: str | None) -> bytes | None:
+    """`--body TEXT` as written (UTF-8), `--body @FILE` the file's bytes."""
+    if text is None or not text.startswith("@"):
+        return None if text is None else text.encode()
     try:
-        report, allowed = asyncio.run(
-            explain(_require_config(args), args.method, args.path, token=args.token, headers=args.header)
+        return Path(text[1:]).read_bytes()
+    except OSError as bad:
+        raise SystemExit(f"authproxy explain: --body: cannot read {text[1:]}: {bad.strerror or bad}") from bad
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    request = (args.method, args.path)
+    body = _body_arg(args.body)
+    try:
+        explained = asyncio.run(
+            explanation(_require_config(args), *request, token=args.token, headers=args.header, body=body)
         )
     except ConfigError as err:
         _print_problems(err.problems, stream=sys.stderr)
         return 2
-    print(json.dumps(report, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
-    return 0 if allowed else 1
+    print(json.dumps(explained.document(), indent=2) if args.json else explained.text())
+    return 0 if explained.decision.allowed else 1
 
 
 def _claim_value(raw: str) -> Any:
@@ -208,7 +220,11 @@ def _cmd_test(args: argparse.Namespace) -> int:
         line = f"{verdict} {r.case.name}: {r.case.method} {r.case.target} -> {r.status}"
         if not r.passed:
             line += f" (expected {r.case.expect}{' ' + r.case.expect_error if r.case.expect_error else ''};"
-            line += f" {r.error or 'allowed'}: {r.reason})"
+            line += f" {r.error or 'allowed'}: {r.reason}; body {json.dumps(r.body)})"
+        if r.unused:
+            line += f" [{r.unused} upstream answer(s) no check asked for]"
+        if r.pending:
+            line += f" [pending: {', '.join(r.pending)}]"
         print(line)
     failed = sum(not r.passed for r in results)
     print(f"{len(results) - failed} passed, {failed} failed")
@@ -271,17 +287,23 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "explain",
-        help="show the decision for one request: allow/deny, status, route, scopes, reason",
-        description="Runs the same decision the proxy makes and prints it, including the exact response "
-        "body a denied client receives. Exit 0 when allowed, 1 when denied.",
+        help="show the decision for one request: allow/deny, status, route, scopes, reason, checks",
+        description="Runs the same decision and checks the proxy makes (those needing the upstream are "
+        "reported as pending) and prints them, including the exact answer a denied client receives. "
+        "Exit 0 when allowed, 1 when denied.",
         epilog='example: authproxy explain -c policy.yaml --token "$TOKEN" POST /agents/agno-agent/runs',
     )
     _config_arg(p)
     p.add_argument("--token", help="the JWT to present (omit to see what an anonymous caller gets)")
     p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="extra request header")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--body",
+        metavar="TEXT|@FILE",
+        help="the request body (its Content-Type from --header); without it, checks reading it are pending",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("method", metavar="METHOD")
-    p.add_argument("path", metavar="PATH", help="the request target, e.g. /agents?limit=5")
+    p.add_argument("path", metavar="TARGET", help="the request target, e.g. /agents?limit=5")
     p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser(
@@ -323,7 +345,9 @@ def _parser() -> argparse.ArgumentParser:
         "test",
         help="run table-driven policy cases (request + token claims + expected status)",
         description="Each case: {name, request: 'METHOD PATH', claims: {...} (omit for no token), "
-        "headers: {...}, expired: bool, expect: STATUS, expect_error: CODE}. Exit 1 if any case fails.",
+        "headers: {...}, body: {...}|[...]|TEXT, content_type: TYPE, upstream: [{status, json|body}], "
+        "expired: bool, expect: STATUS or {status, error, body}, expect_error: CODE}. "
+        "Exit 1 if any case fails.",
         epilog=_EPILOG_CONFIG,
     )
     _config_arg(p)

@@ -1,36 +1,30 @@
 """The content step: carries out a Decision's content plan for one allowed request.
 
 Order: the query pins, then the body (read whole up to the rule's bound, only when a pin or an item
-names a body field), the owner lookup, and only then the upstream. A refusal (ContentRejected,
-InsufficientScope) is raised before a byte is sent upstream. With a response check the answer is read
-whole, bounded (over the bound: 502), and a 2xx whose field is not the caller's becomes 404.
+names a body field), the owner lookup, and only then the upstream. A refusal (a RequestRejected of the
+checks in policy/content/check.py) is raised before a byte is sent upstream. With a response check the
+answer is read whole, bounded (over the bound: 502), and a 2xx whose field is not the caller's becomes 404.
 """
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import parse_qsl, quote
-
 from aiohttp import web
 
-from authproxy.config.content import ContentRule, OwnerLookup
 from authproxy.config.model import UpstreamConfig
-from authproxy.errors import (
-    EntityForbidden,
-    EntityNotFound,
-    MethodNotAllowed,
-    NotCallersOwn,
-    PayloadTooLarge,
-    UpstreamUnavailable,
+from authproxy.errors import PayloadTooLarge
+from authproxy.policy.content.check import (
+    Lookup,
+    body_content_type,
+    check_answer,
+    check_body,
+    check_lookup_answer,
+    check_target,
+    owner_lookup,
 )
-from authproxy.policy.content.fields import Body, json_value, malformed, pin_body, pin_query
-from authproxy.policy.content.items import check_items
+from authproxy.policy.content.fields import Body
 from authproxy.policy.content.plan import ContentPlan
-from authproxy.policy.content.templates import template_names
 from authproxy.proxy.forward import Forwarder, Headers, Relayed, continue_upload
 from authproxy.proxy.listings import filtered_request_headers
-from authproxy.standards.json_text import ANSWER_MAX_DEPTH, read_json
-from authproxy.standards.media import Unreadable
 
 __all__ = ["read_bounded", "run_content"]
 
@@ -60,15 +54,12 @@ async def run_content(
     upstream: UpstreamConfig,
     headers: Headers,
 ) -> Relayed:
-    """The relayed answer; raises RequestRejected (the stage's refusal) / UpstreamError."""
+    """The relayed answer; raises RequestRejected (the stage's refusal) / UpstreamError.
+
+    The checks are policy/content/check.py's, the ones `authproxy explain` and `authproxy test` run; here
+    they are carried out around the reads and the exchanges with the upstream."""
     rule = plan.rule
-    if rule.response and request.method == "HEAD":
-        # A HEAD answer has no body to check, and its status alone would tell whose the entity is.
-        raise MethodNotAllowed("HEAD cannot be answered on a response-checked route")
-    target = request.raw_path
-    for pin in rule.pins:
-        if pin.field.where == "query":
-            target = pin_query(target, pin.field, _caller(plan, pin.claim))
+    target = check_target(plan, request.method, request.raw_path)
     data: bytes | None = None
     body: Body | None = None
     if plan.reads_body:
@@ -76,8 +67,9 @@ async def run_content(
         content_type, data = body.encode()
         headers = [(n, v) for n, v in headers if n.lower() not in _ENCODING_HEADERS]
         headers += [("Content-Type", content_type), ("Content-Length", str(len(data)))]
-    if rule.owner is not None:
-        await _owner_lookup(rule.owner, plan, request, body, (forwarder, upstream, headers))
+    lookup = owner_lookup(plan, request.raw_path, body)
+    if lookup is not None:
+        await _owner_lookup(lookup, plan, (forwarder, upstream, headers))
     if data is None:
         await continue_upload(request)
     if not rule.response:
@@ -86,89 +78,25 @@ async def run_content(
     status, answer_headers, answer = await forwarder.exchange(
         request.method, target, upstream, filtered_request_headers(headers), sent, rule.max_body
     )
-    if 200 <= status < 300:
-        _check_response(rule, plan, answer)
+    check_answer(plan, status, answer)
     answer_headers.popall("Content-Length", None)
     answer_headers.popall("Transfer-Encoding", None)
     return Relayed(web.Response(status=status, headers=answer_headers, body=answer), status, "complete")
 
 
-def _caller(plan: ContentPlan, claim: str) -> str:
-    value = plan.claim(claim)
-    if value is None:  # the gate refuses such tokens already; kept so no path pins to nothing
-        raise NotCallersOwn(f"the token carries no {claim} to pin to")
-    return value
-
-
 async def _checked_body(request: web.BaseRequest, plan: ContentPlan) -> Body:
-    if any(coding.strip().lower() != "identity" for coding in request.headers.getall("Content-Encoding", ())):
-        raise malformed("a compressed request body cannot be checked on this route")
-    content_types = request.headers.getall("Content-Type", ())
-    if len(content_types) > 1:
-        raise malformed("the request gives Content-Type more than once")
-    body = Body(await read_bounded(request, plan.rule.max_body), content_types[0] if content_types else "")
-    check_items(plan, body)
-    for pin in plan.rule.pins:
-        if pin.field.where != "query":
-            pin_body(body, pin.field, _caller(plan, pin.claim))
-    return body
+    content_type = body_content_type(
+        request.headers.getall("Content-Type", ()), request.headers.getall("Content-Encoding", ())
+    )
+    return check_body(plan, await read_bounded(request, plan.rule.max_body), content_type)
 
 
 async def _owner_lookup(
-    owner: OwnerLookup,
-    plan: ContentPlan,
-    request: web.BaseRequest,
-    body: Body | None,
-    via: tuple[Forwarder, UpstreamConfig, Headers],
+    lookup: Lookup, plan: ContentPlan, via: tuple[Forwarder, UpstreamConfig, Headers]
 ) -> None:
     forwarder, upstream, headers = via
-    fields = {"query": parse_qsl(request.raw_path.partition("?")[2], keep_blank_values=True)}
-    if body is not None and any(n.startswith("form.") for n in template_names(owner.target)):
-        fields["form"] = body.form()
-    target = _fill(owner.target, plan, fields, encode=True)
-    expected = [(ref, _fill(value, plan, fields, encode=False)) for ref, value in owner.expect]
     lookup_headers = filtered_request_headers([(n, v) for n, v in headers if n.lower() not in _BODY_HEADERS])
     status, _, answer = await forwarder.exchange(
-        "GET", target, upstream, lookup_headers, None, plan.rule.max_body
+        "GET", lookup.target, upstream, lookup_headers, None, plan.rule.max_body
     )
-    if status >= 500:
-        raise UpstreamUnavailable(f"the owner lookup answered {status}")
-    refusal = EntityForbidden if owner.status == EntityForbidden.status else EntityNotFound
-    if status != 200:
-        raise refusal("not found")
-    document = _json_response(answer)
-    for ref, value in expected:
-        if json_value(document, ref) != value:
-            raise refusal("not found")
-
-
-def _fill(template: str, plan: ContentPlan, fields: dict[str, list[tuple[str, str]]], *, encode: bool) -> str:
-    params = dict(plan.params)
-    out = template
-    for name in template_names(template):
-        kind, _, rest = name.partition(".")
-        if kind in ("query", "form"):
-            found = [v for n, v in fields.get(kind, ()) if n == rest]
-            if len(found) != 1 or not found[0]:
-                raise malformed(f"{kind} field '{rest}' is required (once) on this route")
-            value = found[0]
-        elif kind == "caller":
-            value = _caller(plan, rest)
-        else:
-            value = params[name]
-        out = out.replace("{" + name + "}", quote(value, safe="") if encode else value, 1)
-    return out
-
-
-def _json_response(body: bytes) -> Any:
-    try:
-        return read_json(body, what="the upstream answer", max_depth=ANSWER_MAX_DEPTH)
-    except Unreadable as bad:
-        raise UpstreamUnavailable(f"{bad.reason}, and cannot be checked") from None
-
-
-def _check_response(rule: ContentRule, plan: ContentPlan, body: bytes) -> None:
-    document = _json_response(body)
-    for check in rule.response:
-        if json_value(document, check.field) != plan.claim(check.claim):
-            raise EntityNotFound("not found")
+    check_lookup_answer(lookup, status, answer)

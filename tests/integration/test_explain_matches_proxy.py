@@ -1,14 +1,21 @@
-"""`authproxy explain` and the proxy render a denial from the same Decision: same status, header and bytes."""
+"""`authproxy explain` and the proxy render a denial from the same Decision: same status, header and bytes,
+whether the gate refuses or a check after it (content, MCP, WebSocket), on the proxied and the decision
+port."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import aiohttp
 import pytest
 from yarl import URL
 
-from authproxy.cli.explain import explain
+from authproxy.cli.explain import explain, explanation
+from tests.rigs.authz import check_request
+from tests.rigs.config import config_text
 from tests.rigs.keys import TokenFactory
-from tests.rigs.proxy import RunningProxy
+from tests.rigs.proxy import Launch, RunningProxy
 from tests.rigs.upstream import RecordingUpstream
 
 CASES = [
@@ -49,4 +56,209 @@ async def test_denial_body_is_byte_identical_to_explain(
     assert report["body"].encode() == body
     assert report.get("www-authenticate") == challenge
     assert presented is None or presented not in report["body"]
+    assert upstream.requests == []
+
+
+# --- the checks after the gate: content, MCP and WebSocket routes, on the proxied and the decision port ---
+
+CONTENT_RULES = """\
+    "GET /items": {scopes: [items:read], pin: {query.user_id: user_id}}
+    "POST /items": {scopes: [items:write], pin: {json:/owner: user_id}, max_body: 64}
+    "GET /entity/{id}": {scopes: [items:read], response: {json:/user_id: user_id}}
+    "POST /evals": {scopes: [evals:write], items: {json:/agent_id: ["agents:{value}:run"]}}
+    "POST /runs/{run_id}/cancel":
+      scopes: [items:write]
+      owner: {get: "/lookup/{run_id}?session={query.session_id}&user={caller.user_id}"}
+"""
+MCP_SECTION = """\
+mcp:
+  resource: https://notes.example.com
+  authorization_servers: [https://idp.example.com]
+  max_body: 256
+  endpoints:
+    /mcp:
+      tools:
+        read_note: ["notes:{note_id}:read"]
+        whoami: []
+        purge: deny
+"""
+JSON = {"Content-Type": "application/json"}
+
+
+def _rpc(ident: int, tool: str, **arguments: str) -> dict[str, object]:
+    params = {"name": tool, "arguments": arguments}
+    return {"jsonrpc": "2.0", "id": ident, "method": "tools/call", "params": params}
+
+
+# (id, method, target, scopes of alice's token or None for no token, headers, body)
+STAGE_CASES: list[tuple[str, str, str, tuple[str, ...] | None, dict[str, str], bytes | None]] = [
+    ("query pin names another user", "GET", "/items?user_id=bob", ("items:read",), {}, None),
+    ("query pin given twice", "GET", "/items?user_id=alice&user_id=bob", ("items:read",), {}, None),
+    ("body pin names another user", "POST", "/items", ("items:write",), JSON, b'{"owner": "bob"}'),
+    ("malformed body", "POST", "/items", ("items:write",), JSON, b"{not json"),
+    ("body without a media type", "POST", "/items", ("items:write",), {}, b'{"owner": "alice"}'),
+    ("body over the bound", "POST", "/items", ("items:write",), JSON, b'{"pad": "' + b"x" * 80 + b'"}'),
+    ("item scope missing", "POST", "/evals", ("evals:write", "agents:a1:run"), JSON, b'{"agent_id": "a2"}'),
+    ("HEAD on a response-checked route", "HEAD", "/entity/e1", ("items:read",), {}, None),
+    ("owner lookup needs a query field", "POST", "/runs/r1/cancel", ("items:write",), {}, None),
+    ("no token on a content route", "GET", "/items?user_id=bob", None, {}, None),
+    ("mcp call refused", "POST", "/mcp", ("proxy:use",), JSON, json.dumps(_rpc(1, "purge")).encode()),
+    (
+        "mcp per-item scope missing",
+        "POST",
+        "/mcp",
+        ("notes:n1:read",),
+        JSON,
+        json.dumps(_rpc(2, "read_note", note_id="n2")).encode(),
+    ),
+    ("mcp malformed body", "POST", "/mcp", ("proxy:use",), JSON, b'{"jsonrpc": "2.0", "id": 1,'),
+    (
+        "mcp batch with one refused call",
+        "POST",
+        "/mcp",
+        ("notes:n1:read",),
+        JSON,
+        json.dumps([_rpc(1, "read_note", note_id="n1"), _rpc(2, "purge")]).encode(),
+    ),
+    ("mcp without a token", "POST", "/mcp", None, JSON, json.dumps(_rpc(1, "whoami")).encode()),
+]
+
+
+@pytest.fixture
+async def staged(
+    launch: Launch, tmp_path: Path, hs_secret: bytes, upstream: RecordingUpstream
+) -> RunningProxy:
+    """The rig's proxy with content rules, an MCP endpoint and a decision port."""
+    text = config_text(upstream.url, hs_secret).replace('    "* /**"', CONTENT_RULES + '    "* /**"', 1)
+    path = tmp_path / "staged.yaml"
+    path.write_text(text + MCP_SECTION + "authz_listen: 127.0.0.1:0\n")
+    return await launch(path)
+
+
+async def _decision_port(
+    client: aiohttp.ClientSession, proxy: RunningProxy, method: str, target: str, headers: dict[str, str]
+) -> tuple[int, bytes, str | None]:
+    """The decision port's answer, asked as nginx asks (`auth_request`: the request line in headers)."""
+    assert proxy.service.decisions is not None and proxy.service.decisions.address is not None
+    host, port = proxy.service.decisions.address
+    verb, url, sent = check_request("nginx", f"http://{host}:{port}", method, target, headers)
+    async with client.request(verb, URL(url, encoded=True), headers=sent) as resp:
+        return resp.status, await resp.read(), resp.headers.get("WWW-Authenticate")
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "target", "scopes", "headers", "body"), STAGE_CASES, ids=[c[0] for c in STAGE_CASES]
+)
+async def test_a_refusal_after_the_gate_is_explained_byte_for_byte_on_both_ports(
+    name: str,
+    method: str,
+    target: str,
+    scopes: tuple[str, ...] | None,
+    headers: dict[str, str],
+    body: bytes | None,
+    staged: RunningProxy,
+    upstream: RecordingUpstream,
+    client: aiohttp.ClientSession,
+    token: TokenFactory,
+) -> None:
+    presented = token(*scopes, sub="alice") if scopes is not None else None
+    sent = {**headers, **({"Authorization": f"Bearer {presented}"} if presented else {})}
+    url = URL(staged.url + target, encoded=True)
+    # skip_auto_headers: the body goes with the Content-Type the case gives, or none (as explain sends it)
+    async with client.request(
+        method, url, headers=sent, data=body, skip_auto_headers=["Content-Type"]
+    ) as resp:
+        status, answer, challenge = resp.status, await resp.read(), resp.headers.get("WWW-Authenticate")
+    assert upstream.requests == []  # refused before the upstream: not even an owner lookup
+    given = [f"{k}: {v}" for k, v in headers.items()]
+    explained = await explanation(
+        str(staged.config_path), method, target, token=presented, headers=given, body=body
+    )
+    document = explained.document()
+    assert (document["decision"], document["status"], document["forwarded"]) == ("deny", status, False)
+    assert explained.body_bytes == answer or (method == "HEAD" and answer == b"")  # HEAD: no body on the wire
+    assert document["headers"].get("WWW-Authenticate") == challenge
+    assert document["body"] == json.loads(explained.body_bytes)
+    assert document["checks"][-1]["result"] == "refused"
+    port_status, port_answer, port_challenge = await _decision_port(client, staged, method, target, sent)
+    assert document["decision_port"]["status"] == port_status
+    if scopes is None:  # refused by the gate: both ports answer alike
+        assert document["port"] == "any"
+        assert (port_answer, port_challenge) == (answer, challenge)
+    else:  # the decision port cannot read past the request line: only the proxied port serves it
+        assert document["port"] == "proxied"
+        assert document["decision_port"]["error"] == json.loads(port_answer)["error"] == "proxied_port_only"
+    assert upstream.requests == []
+
+
+async def test_an_allowed_content_request_explains_its_pending_checks_and_the_ports(
+    staged: RunningProxy, upstream: RecordingUpstream, client: aiohttp.ClientSession, token: TokenFactory
+) -> None:
+    presented = token("items:write", sub="alice")
+    target = "/runs/r1/cancel?session_id=s1"
+    explained = await explanation(str(staged.config_path), "POST", target, token=presented)
+    document = explained.document()
+    assert (document["decision"], document["status"], document["forwarded"]) == ("allow", 200, True)
+    assert document["checks"][-1] == {
+        "label": "owner lookup",
+        "description": "GET /lookup/r1?session=s1&user=alice expects 200",
+        "result": "pending",
+    }
+    bearer = {"Authorization": f"Bearer {presented}"}
+    async with client.post(staged.url + target, headers=bearer) as resp:
+        assert resp.status == 200  # the recording upstream answers the lookup 200: the request follows it
+    lookup = ("GET", "/lookup/r1?session=s1&user=alice")
+    assert [(r.method, r.raw_path) for r in upstream.requests] == [lookup, ("POST", target)]
+    status, body, _ = await _decision_port(client, staged, "POST", target, bearer)
+    assert (document["port"], document["decision_port"]) == (
+        "proxied",
+        {"status": status, "error": "proxied_port_only"},
+    )
+    assert json.loads(body)["error"] == "proxied_port_only"
+
+
+WS_UPGRADE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+
+
+@pytest.mark.parametrize("scopes", [None, ("workflows:w1:run",)], ids=["refused", "allowed"])
+async def test_the_workflow_socket_is_explained_as_both_ports_answer(
+    scopes: tuple[str, ...] | None,
+    launch: Launch,
+    tmp_path: Path,
+    hs_secret: bytes,
+    upstream: RecordingUpstream,
+    client: aiohttp.ClientSession,
+    token: TokenFactory,
+) -> None:
+    text = config_text(upstream.url, hs_secret).replace(
+        "  admin_scope:", "  preset: agentos\n  admin_scope:", 1
+    )
+    path = tmp_path / "preset.yaml"
+    path.write_text(text + "authz_listen: 127.0.0.1:0\n")
+    proxy = await launch(path)
+    presented = token(*scopes, sub="alice") if scopes is not None else None
+    headers = {**WS_UPGRADE, "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    if presented:
+        headers["Authorization"] = f"Bearer {presented}"
+    given = [f"{k}: {v}" for k, v in WS_UPGRADE.items()]
+    explained = await explanation(str(path), "GET", "/workflows/ws", token=presented, headers=given)
+    document = explained.document()
+    port_status, port_answer, port_challenge = await _decision_port(
+        client, proxy, "GET", "/workflows/ws", headers
+    )
+    assert document["decision_port"]["status"] == port_status
+    if scopes is None:
+        async with client.get(proxy.url + "/workflows/ws", headers=headers) as resp:
+            status, answer, challenge = resp.status, await resp.read(), resp.headers.get("WWW-Authenticate")
+        assert (document["status"], explained.body_bytes) == (status, answer) == (401, port_answer)
+        assert document["headers"]["WWW-Authenticate"] == challenge == port_challenge
+        assert document["port"] == "any"
+    else:
+        assert (document["decision"], document["status"], document["port"]) == ("allow", 200, "proxied")
+        assert document["checks"][-1] == {
+            "label": "message check",
+            "description": "workflows:run limited to: w1 (needs the upstream)",
+            "result": "pending",
+        }
+        assert json.loads(port_answer)["error"] == document["decision_port"]["error"] == "proxied_port_only"
     assert upstream.requests == []

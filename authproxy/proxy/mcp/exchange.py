@@ -16,56 +16,41 @@ on that 403, and without OAuth it surfaces the JSON-RPC error in the body as the
 answer (a 200 tool result with isError and "Insufficient permissions") would tell a client nothing it
 can act on, and would mean running the tool layer for a call that must not reach the upstream.
 
-A batch with any denied call is refused whole (403, one JSON-RPC error per request in it): the HTTP answer
-has one status, so a partly forwarded batch could not carry the step-up challenge, and nothing in a batch
-runs unless all of it may run.
+The checks of the method and of a POST's messages are proxy/mcp/messages.py's, the ones `authproxy explain`
+and `authproxy test` run; here they are carried out around the read of the body.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from authproxy.errors import (
-    BadItemId,
-    InsufficientScope,
-    MalformedBody,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    RequestRejected,
-    UpstreamError,
-    UpstreamUnavailable,
-)
+from authproxy.errors import PayloadTooLarge, UpstreamError, UpstreamUnavailable
 from authproxy.policy.decision import Decision
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
-from authproxy.policy.mcp.tools import ToolVerdict
 from authproxy.policy.stages import McpMessages
 from authproxy.proxy.content import read_bounded
 from authproxy.proxy.forward import Forwarder, Relayed, UpstreamAnswer
 from authproxy.proxy.headers import response_headers
 from authproxy.proxy.listings import filtered_answer_headers, filtered_request_headers
-from authproxy.proxy.mcp.jsonrpc import (
-    FORBIDDEN,
-    INVALID_PARAMS,
-    INVALID_REQUEST,
-    BadMessage,
-    Post,
-    error_object,
-    parse_post,
-    set_arguments,
-)
+from authproxy.proxy.mcp.jsonrpc import BadMessage
 from authproxy.proxy.mcp.listing import MAX_EVENT_BYTES, EventFilter, filter_json
+from authproxy.proxy.mcp.messages import (
+    Caller,
+    check_method,
+    check_post,
+    post_refusal,
+    refuse_encoding,
+    too_large,
+)
 from authproxy.runtime import Runtime
 from authproxy.standards.media import Unreadable, parse_media_type
 
 __all__ = ["McpExchange"]
 
-_NOT_RUN = "not run: another call in this batch was refused"
-_TRANSPORT = frozenset({"GET", "HEAD", "POST", "DELETE", "OPTIONS"})  # Streamable HTTP, and CORS preflight
 _ENCODING_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding", "content-encoding"})
 
 
@@ -85,10 +70,7 @@ class McpExchange:
     ) -> Relayed:
         """The relayed answer; raises RequestRejected (a refused message or body) / UpstreamError."""
         assert rt.mcp is not None  # a runtime without MCP has no MCP stage
-        if request.method not in _TRANSPORT:
-            # Only POST carries messages, and only a POST body is checked: no other method may carry one.
-            allow = (("Allow", ", ".join(sorted(_TRANSPORT))),)
-            raise MethodNotAllowed("an MCP endpoint takes GET, POST and DELETE", headers=allow)
+        check_method(request.method)
         call = _Call(self._forwarder, request, rt, rt.mcp, stage.site, decision, headers)
         if request.method == "GET" and "Last-Event-ID" in request.headers:
             # A resumed stream may replay a tools/list answer: filtered by its shape (listing.py).
@@ -111,20 +93,17 @@ class _Call:
     headers: list[tuple[str, str]]  # for the upstream
 
     async def post(self) -> Relayed:
+        headers = self.request.headers
         try:
-            content_types = self.request.headers.getall("Content-Type", ())
-            if len(content_types) > 1:
-                raise BadMessage("the request gives Content-Type more than once")
-            post = parse_post(
-                await _read_bounded(self.request, self.policy.config.max_body),
-                content_types[0] if content_types else "",
+            content_type = refuse_encoding(
+                headers.getall("Content-Type", ()), headers.getall("Content-Encoding", ())
             )
-            pinned = self.check_calls(post)
-        except BadItemId as bad:
-            raise _malformed(BadMessage(bad.reason, INVALID_PARAMS)) from None
+            data = await _read_bounded(self.request, self.policy.config.max_body)
         except BadMessage as bad:
-            raise _malformed(bad) from None
-        set_arguments(post, pinned)
+            raise post_refusal(bad) from None
+        decision = self.decision
+        caller = Caller(frozenset(decision.scopes), decision.subject, decision.session_id)
+        post = check_post(self.policy, self.site, caller, data, content_type)
         # What goes upstream is the proxy's own encoding of the messages it checked, never the client's bytes.
         self.headers = [(n, v) for n, v in self.headers if n.lower() not in _ENCODING_HEADERS]
         self.headers.append(("Content-Type", "application/json"))
@@ -133,67 +112,6 @@ class _Call:
         if not listings:
             return await self.relay(body)
         return await self.filtered(body, [m.id for m in listings])
-
-    def check_calls(self, post: Post) -> list[tuple[int, str, str]]:
-        """The argument pins to write into the POST; InsufficientScope, with one JSON-RPC error per request
-        as its body, when any call in it is refused."""
-        granted = frozenset(self.decision.scopes)
-        errors: list[dict[str, Any]] = []
-        required: dict[str, None] = {}
-        missing: dict[str, None] = {}
-        reasons: list[str] = []
-        pinned: list[tuple[int, str, str]] = []
-        for index, message in enumerate(post.messages):
-            if message.kind != "request":
-                continue
-            if message.method == "tools/call" and message.tool is not None:
-                verdict = self.policy.check(self.site, message.tool, message.arguments, granted)
-                if verdict.allowed:
-                    verdict = self.pin(index, message.tool, message.arguments, granted, pinned)
-                if not verdict.allowed:
-                    text = _insufficient(verdict.required)
-                    data = {
-                        "error": "insufficient_scope",
-                        "tool": message.tool,
-                        "reason": verdict.reason,
-                        "required_scopes": list(verdict.required),
-                        "missing_scopes": list(verdict.missing),
-                    }
-                    errors.append(error_object(message.id, FORBIDDEN, text, data))
-                    required.update(dict.fromkeys(verdict.required))
-                    missing.update(dict.fromkeys(verdict.missing))
-                    reasons.append(f"tool {message.tool!r}: {verdict.reason}")
-                    continue
-            errors.append(error_object(message.id, FORBIDDEN, _NOT_RUN, {"error": "insufficient_scope"}))
-        if not reasons:
-            return pinned
-        refused = [e for e in errors if e["error"]["message"] != _NOT_RUN] if not post.batch else errors
-        document: Any = errors if post.batch else refused[0]
-        raise InsufficientScope("; ".join(reasons), tuple(required), tuple(missing), body=document)
-
-    def pin(
-        self,
-        index: int,
-        tool: str,
-        arguments: dict[str, Any],
-        granted: frozenset[str],
-        pinned: list[tuple[int, str, str]],
-    ) -> ToolVerdict:
-        """Hold the tool's pinned arguments to the caller's own id (a missing one is set, another refused)."""
-        admin = self.policy.admin_scope
-        if admin is not None and admin in granted:
-            return ToolVerdict(True, "admin scope")
-        for name, field_name in self.site.tool(tool).pins:
-            own = self.decision.subject if field_name == "user_id" else self.decision.session_id
-            given = arguments.get(name)
-            if own is None or (given is not None and given != own):
-                needed = (admin,) if admin is not None else ()
-                return ToolVerdict(
-                    False, f"arguments.{name} must be the caller's own {field_name}", needed, needed
-                )
-            if given is None:
-                pinned.append((index, name, own))
-        return ToolVerdict(True, "scopes satisfied")
 
     async def relay(self, body: bytes | None) -> Relayed:
         return await self.forwarder.forward(self.request, self.rt.config.upstream, self.headers, body=body)
@@ -224,36 +142,12 @@ class _Call:
             return Relayed(response, answer.status, "complete")
 
 
-def _malformed(bad: BadMessage) -> RequestRejected:
-    """A POST the proxy cannot read as JSON-RPC messages: answered with a JSON-RPC error of its own."""
-    if isinstance(bad, _TooLarge):
-        document = error_object(None, INVALID_REQUEST, bad.reason, {"error": PayloadTooLarge.code})
-        return PayloadTooLarge(bad.reason, body=document)
-    document = error_object(None, bad.rpc_code, bad.reason, {"error": MalformedBody.code})
-    return MalformedBody(bad.reason, body=document)
-
-
-class _TooLarge(BadMessage):
-    """The POST body is over `mcp.max_body`."""
-
-
-def _insufficient(required: tuple[str, ...]) -> str:
-    # Agno's wording, so a client reading the message sees what AgentOS itself would say.
-    return (
-        f"Insufficient permissions. Required scope(s): {', '.join(required)}"
-        if required
-        else "Insufficient permissions"
-    )
-
-
 async def _read_bounded(request: web.BaseRequest, limit: int) -> bytes:
-    """The whole request body, at most `limit` bytes; _TooLarge over it, read no further."""
-    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
-        raise BadMessage("a compressed MCP request cannot be checked; send it uncompressed")
+    """The whole request body, at most `limit` bytes; messages.too_large over it, read no further."""
     try:
         return await read_bounded(request, limit)
     except PayloadTooLarge:
-        raise _TooLarge(f"the MCP request body is larger than {limit} bytes") from None
+        raise too_large(limit) from None
 
 
 def _framing(answer: UpstreamAnswer) -> str | None:

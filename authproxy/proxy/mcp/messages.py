@@ -1,0 +1,181 @@
+"""The McpMessages stage's checks of one request, as pure functions: the one implementation that the proxied
+port (proxy/mcp/exchange.py) carries out around its read of the body, and that `authproxy explain` and
+`authproxy test` run on a body given to them, so the three refuse alike, JSON-RPC error bodies included.
+
+Order: the method; then, for a POST, the body's encoding and media type, its bound (`mcp.max_body`), its
+strict reading as JSON-RPC, and every `tools/call` in it against the endpoint's tool rules and pins.
+A refusal is a RequestRejected whose body is the JSON-RPC error object the proxy answers with.
+
+A batch with any denied call is refused whole (403, one JSON-RPC error per request in it): the HTTP answer
+has one status, so a partly forwarded batch could not carry the step-up challenge, and nothing in a batch
+runs unless all of it may run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from authproxy.errors import (
+    BadItemId,
+    InsufficientScope,
+    MalformedBody,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RequestRejected,
+)
+from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
+from authproxy.policy.mcp.tools import ToolVerdict
+from authproxy.proxy.mcp.jsonrpc import (
+    FORBIDDEN,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    BadMessage,
+    Post,
+    error_object,
+    parse_post,
+    set_arguments,
+)
+
+__all__ = [
+    "TRANSPORT",
+    "Caller",
+    "check_method",
+    "check_post",
+    "post_refusal",
+    "refuse_encoding",
+    "too_large",
+]
+
+_NOT_RUN = "not run: another call in this batch was refused"
+TRANSPORT = frozenset({"GET", "HEAD", "POST", "DELETE", "OPTIONS"})  # Streamable HTTP, and CORS preflight
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What the message checks read of the gate's allow."""
+
+    scopes: frozenset[str]
+    subject: str | None
+    session_id: str | None
+
+
+def check_method(method: str) -> None:
+    """Only POST carries messages, and only a POST body is checked: no other method may carry one."""
+    if method not in TRANSPORT:
+        allow = (("Allow", ", ".join(sorted(TRANSPORT))),)
+        raise MethodNotAllowed("an MCP endpoint takes GET, POST and DELETE", headers=allow)
+
+
+def refuse_encoding(content_types: Sequence[str], content_encodings: Sequence[str]) -> str:
+    """The POST's one Content-Type ("" when none); BadMessage for a compressed body or a repeated type."""
+    if len(content_types) > 1:
+        raise BadMessage("the request gives Content-Type more than once")
+    if (content_encodings[0] if content_encodings else "identity").lower() != "identity":
+        raise BadMessage("a compressed MCP request cannot be checked; send it uncompressed")
+    return content_types[0] if content_types else ""
+
+
+def too_large(limit: int) -> BadMessage:
+    return _TooLarge(f"the MCP request body is larger than {limit} bytes")
+
+
+def post_refusal(bad: BadMessage | BadItemId) -> RequestRejected:
+    """A POST the proxy cannot read as JSON-RPC messages: answered with a JSON-RPC error of its own."""
+    if isinstance(bad, BadItemId):
+        bad = BadMessage(bad.reason, INVALID_PARAMS)
+    if isinstance(bad, _TooLarge):
+        document = error_object(None, INVALID_REQUEST, bad.reason, {"error": PayloadTooLarge.code})
+        return PayloadTooLarge(bad.reason, body=document)
+    document = error_object(None, bad.rpc_code, bad.reason, {"error": MalformedBody.code})
+    return MalformedBody(bad.reason, body=document)
+
+
+def check_post(policy: McpPolicy, site: McpSite, caller: Caller, data: bytes, content_type: str) -> Post:
+    """The POST's messages, checked, their pinned arguments written in: what goes upstream is `encode()` of
+    it. Raises the stage's refusal (MalformedBody, PayloadTooLarge, InsufficientScope), its body the
+    JSON-RPC error the proxy answers with."""
+    try:
+        if len(data) > policy.config.max_body:  # the proxied port stops reading here already
+            raise too_large(policy.config.max_body)
+        post = parse_post(data, content_type)
+        pinned = _check_calls(policy, site, caller, post)
+    except (BadMessage, BadItemId) as bad:
+        raise post_refusal(bad) from None
+    set_arguments(post, pinned)
+    return post
+
+
+class _TooLarge(BadMessage):
+    """The POST body is over `mcp.max_body`."""
+
+
+def _check_calls(policy: McpPolicy, site: McpSite, caller: Caller, post: Post) -> list[tuple[int, str, str]]:
+    """The argument pins to write into the POST; InsufficientScope, with one JSON-RPC error per request
+    as its body, when any call in it is refused."""
+    errors: list[dict[str, Any]] = []
+    required: dict[str, None] = {}
+    missing: dict[str, None] = {}
+    reasons: list[str] = []
+    pinned: list[tuple[int, str, str]] = []
+    for index, message in enumerate(post.messages):
+        if message.kind != "request":
+            continue
+        if message.method == "tools/call" and message.tool is not None:
+            verdict = policy.check(site, message.tool, message.arguments, caller.scopes)
+            if verdict.allowed:
+                verdict = _pin(policy, site, caller, (index, message.tool, message.arguments), pinned)
+            if not verdict.allowed:
+                text = _insufficient(verdict.required)
+                data = {
+                    "error": "insufficient_scope",
+                    "tool": message.tool,
+                    "reason": verdict.reason,
+                    "required_scopes": list(verdict.required),
+                    "missing_scopes": list(verdict.missing),
+                }
+                errors.append(error_object(message.id, FORBIDDEN, text, data))
+                required.update(dict.fromkeys(verdict.required))
+                missing.update(dict.fromkeys(verdict.missing))
+                reasons.append(f"tool {message.tool!r}: {verdict.reason}")
+                continue
+        errors.append(error_object(message.id, FORBIDDEN, _NOT_RUN, {"error": "insufficient_scope"}))
+    if not reasons:
+        return pinned
+    refused = [e for e in errors if e["error"]["message"] != _NOT_RUN] if not post.batch else errors
+    document: Any = errors if post.batch else refused[0]
+    raise InsufficientScope("; ".join(reasons), tuple(required), tuple(missing), body=document)
+
+
+def _pin(
+    policy: McpPolicy,
+    site: McpSite,
+    caller: Caller,
+    call: tuple[int, str, dict[str, Any]],
+    pinned: list[tuple[int, str, str]],
+) -> ToolVerdict:
+    """Hold the tool's pinned arguments to the caller's own id (a missing one is set, another refused)."""
+    index, tool, arguments = call
+    admin = policy.admin_scope
+    if admin is not None and admin in caller.scopes:
+        return ToolVerdict(True, "admin scope")
+    for name, field_name in site.tool(tool).pins:
+        own = caller.subject if field_name == "user_id" else caller.session_id
+        given = arguments.get(name)
+        if own is None or (given is not None and given != own):
+            needed = (admin,) if admin is not None else ()
+            reason = f"arguments.{name} must be the caller's own {field_name}"
+            return ToolVerdict(False, reason, needed, needed)
+        if given is None:
+            pinned.append((index, name, own))
+    return ToolVerdict(True, "scopes satisfied")
+
+
+def _insufficient(required: tuple[str, ...]) -> str:
+    # Agno's wording, so a client reading the message sees what AgentOS itself would say.
+    return (
+        f"Insufficient permissions. Required scope(s): {', '.join(required)}"
+        if required
+        else "Insufficient permissions"
+    )
