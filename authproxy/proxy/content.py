@@ -21,36 +21,21 @@ from authproxy.errors import (
     EntityNotFound,
     MethodNotAllowed,
     NotCallersOwn,
-    PayloadTooLarge,
     UpstreamUnavailable,
 )
 from authproxy.policy.content.fields import Body, json_value, malformed, pin_body, pin_query
 from authproxy.policy.content.items import check_items
 from authproxy.policy.content.plan import ContentPlan
-from authproxy.proxy.forward import Forwarder, Headers, Relayed, continue_upload
+from authproxy.proxy.forward import Forwarder, Headers, Relayed, read_body, streamed_body
 from authproxy.proxy.listings import filtered_request_headers
 from authproxy.standards.json_text import ANSWER_MAX_DEPTH, read_json
 from authproxy.standards.media import Unreadable
 
-__all__ = ["read_bounded", "run_content"]
+__all__ = ["run_content"]
 
 _BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
 # The body forwarded on a content route is the proxy's own encoding: the client's framing headers go.
 _ENCODING_HEADERS = _BODY_HEADERS | {"content-type", "content-encoding"}
-
-
-async def read_bounded(request: web.BaseRequest, limit: int) -> bytes:
-    """The whole request body, or 413 before more than `limit` bytes are held."""
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"the request body is over {limit} bytes")
-    await continue_upload(request)
-    data = bytearray()
-    while chunk := await request.content.read(limit + 1 - len(data)):
-        data += chunk
-        if len(data) > limit:
-            raise PayloadTooLarge(f"the request body is over {limit} bytes")
-    return bytes(data)
 
 
 async def run_content(
@@ -78,19 +63,26 @@ async def run_content(
         headers += [("Content-Type", content_type), ("Content-Length", str(len(data)))]
     if rule.owner is not None:
         await _owner_lookup(rule.owner, plan, request, body, (forwarder, upstream, headers))
-    if data is None:
-        await continue_upload(request)
     if not rule.response:
         return await forwarder.forward(request, upstream, headers, target, data)
-    sent = data if data is not None else (request.content if request.body_exists else None)
-    status, answer_headers, answer = await forwarder.exchange(
-        request.method, target, upstream, filtered_request_headers(headers), sent, rule.max_body
+    sent = data if data is not None else await streamed_body(request)
+    answer = await forwarder.fetch(
+        upstream,
+        request.method,
+        target,
+        filtered_request_headers(headers),
+        sent,
+        rule.max_body,
+        reads=_success,
     )
-    if 200 <= status < 300:
-        _check_response(rule, plan, answer)
-    answer_headers.popall("Content-Length", None)
-    answer_headers.popall("Transfer-Encoding", None)
-    return Relayed(web.Response(status=status, headers=answer_headers, body=answer), status, "complete")
+    if _success(answer.status):
+        _check_response(rule, plan, answer.body)
+    response = web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+    return Relayed(response, answer.status, "complete")
+
+
+def _success(status: int) -> bool:
+    return 200 <= status < 300  # the statuses whose answer a response check reads
 
 
 def _caller(plan: ContentPlan, claim: str) -> str:
@@ -101,12 +93,10 @@ def _caller(plan: ContentPlan, claim: str) -> str:
 
 
 async def _checked_body(request: web.BaseRequest, plan: ContentPlan) -> Body:
-    if any(coding.strip().lower() != "identity" for coding in request.headers.getall("Content-Encoding", ())):
-        raise malformed("a compressed request body cannot be checked on this route")
     content_types = request.headers.getall("Content-Type", ())
     if len(content_types) > 1:
         raise malformed("the request gives Content-Type more than once")
-    body = Body(await read_bounded(request, plan.rule.max_body), content_types[0] if content_types else "")
+    body = Body(await read_body(request, plan.rule.max_body), content_types[0] if content_types else "")
     check_items(plan, body)
     for pin in plan.rule.pins:
         if pin.field.where != "query":
@@ -128,15 +118,15 @@ async def _owner_lookup(
     target = _fill(owner.target, plan, fields, encode=True)
     expected = [(ref, _fill(value, plan, fields, encode=False)) for ref, value in owner.expect]
     lookup_headers = filtered_request_headers([(n, v) for n, v in headers if n.lower() not in _BODY_HEADERS])
-    status, _, answer = await forwarder.exchange(
-        "GET", target, upstream, lookup_headers, None, plan.rule.max_body
+    found = await forwarder.fetch(
+        upstream, "GET", target, lookup_headers, None, plan.rule.max_body, reads=lambda status: status == 200
     )
-    if status >= 500:
-        raise UpstreamUnavailable(f"the owner lookup answered {status}")
+    if found.status >= 500:
+        raise UpstreamUnavailable(f"the owner lookup answered {found.status}")
     refusal = EntityForbidden if owner.status == EntityForbidden.status else EntityNotFound
-    if status != 200:
+    if found.status != 200:
         raise refusal("not found")
-    document = _json_response(answer)
+    document = _json_response(found.body)
     for ref, value in expected:
         if json_value(document, ref) != value:
             raise refusal("not found")

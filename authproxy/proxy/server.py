@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from authproxy.errors import RequestRejected, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authproxy.errors import RequestRejected, UpstreamError, UpstreamTimeout
 from authproxy.policy.content.plan import ContentPlan
 from authproxy.policy.decision import deny
 from authproxy.policy.listing import ListingFilter
@@ -24,7 +24,7 @@ from authproxy.proxy.answer_headers import make_request, set_rate_limit_fields
 from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.content import run_content
 from authproxy.proxy.denials import render_denial
-from authproxy.proxy.forward import Forwarder, Relayed, continue_upload
+from authproxy.proxy.forward import Forwarder, Relayed
 from authproxy.proxy.frontend import AccessRecord, FrontEnd, Observer
 from authproxy.proxy.headers import forwarded_headers
 from authproxy.proxy.listings import (
@@ -151,7 +151,6 @@ class ProxyHandler:
         if websocket:
             grant = stage if isinstance(stage, MessageGrant) else None
             return await self._relay_websocket(request, rt, headers, record, grant)
-        await continue_upload(request)
         return _relayed(record, await self._forwarder.forward(request, rt.config.upstream, headers))
 
     async def _filtered(
@@ -167,17 +166,20 @@ class ProxyHandler:
 
         `refine(body, status=…)` cuts a 200 and passes any other status only when it holds nothing to cut.
         """
-        status, upstream_headers, body = await self._forwarder.fetch_bounded(
-            request, rt.config.upstream, filtered_request_headers(headers), limit
+        # Bodiless: a listing is asked for by its target alone, whatever a client sent with it.
+        fetched = await self._forwarder.fetch(
+            rt.config.upstream,
+            request.method,
+            request.raw_path,
+            filtered_request_headers(headers),
+            None,
+            limit,
         )
-        record.upstream_status = status
-        compressed = upstream_headers.get("Content-Encoding", "identity").lower() != "identity"
-        if compressed and (status == 200 or body):  # what we cannot read, we cannot pass
-            raise UpstreamUnavailable("the response is compressed and cannot be filtered")
-        body = refine(body, status=status)
+        record.upstream_status = status = fetched.status
+        body = refine(fetched.body, status=status)
         record.status = status
         record.outcome = "complete"
-        return web.Response(status=status, headers=filtered_answer_headers(upstream_headers), body=body)
+        return web.Response(status=status, headers=filtered_answer_headers(fetched.headers), body=body)
 
     async def _relay_websocket(
         self,
