@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 import warnings
+from functools import partial
 
 from grpclib.server import Server
 from multidict import CIMultiDict
@@ -19,8 +19,9 @@ from multidict import CIMultiDict
 from authproxy.authz.answer import CheckAnswer
 from authproxy.authz.decide import Decider
 from authproxy.config.model import Address
+from authproxy.proxy.frontend import AccessRecord
 from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer
-from authproxy.proxy.server import AccessRecord
+from authproxy.runtime import Runtime
 
 with warnings.catch_warnings():
     # envoy-data-plane 2.2's generated validators use a form pydantic 2.12 deprecates: harmless, and not ours
@@ -52,28 +53,34 @@ class CheckService(AuthorizationBase):
 
     async def check(self, message: CheckRequest) -> CheckResponse:
         http = _http_of(message)
-        record = AccessRecord(http.method if http else "", (http.path if http else "").partition("?")[0])
-        started = time.perf_counter()
-        try:
-            if http is None:
-                refusal = render_answer(OwnAnswer.CHECK_WITHOUT_REQUEST)
-                record.status = refusal.status
-                return _denied(refusal)
-            rt = self._decider.holder.current  # read once: the whole check runs under this policy
-            answer = await self._decider.decide(
-                rt, record, http.method, http.path, _headers_of(http), peer=_source_of(message)
-            )
-            return _response(answer)
-        except asyncio.CancelledError:
-            record.outcome = "client_gone"
-            raise
-        except Exception:  # noqa: BLE001 - the outer boundary of the gRPC service: a bug is a 500 denial
-            self._decider.failed(record)
-            record.status = 500
-            return _denied(render_answer(OwnAnswer.INTERNAL_ERROR), _RPC_INTERNAL)
-        finally:
-            record.latency_ms = (time.perf_counter() - started) * 1000
-            self._decider.emit(record, FRONTEND)
+        record = AccessRecord(
+            http.method if http else "", (http.path if http else "").partition("?")[0], authz=FRONTEND
+        )
+        return await self._decider.frontend.serve(
+            record, partial(self._check, http, message, record), partial(_failed, record)
+        )
+
+    async def _check(
+        self,
+        http: AttributeContextHttpRequest | None,
+        message: CheckRequest,
+        record: AccessRecord,
+        rt: Runtime,
+    ) -> CheckResponse:
+        if http is None:
+            refusal = render_answer(OwnAnswer.CHECK_WITHOUT_REQUEST)
+            record.status = refusal.status
+            return _denied(refusal)
+        answer = await self._decider.decide(
+            rt, record, http.method, http.path, _headers_of(http), peer=_source_of(message)
+        )
+        return _response(answer)
+
+
+def _failed(record: AccessRecord) -> CheckResponse:
+    """A bug's answer: a 500 denial, and INTERNAL as the RPC's code."""
+    record.status = 500
+    return _denied(render_answer(OwnAnswer.INTERNAL_ERROR), _RPC_INTERNAL)
 
 
 def _http_of(message: CheckRequest) -> AttributeContextHttpRequest | None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import ssl
-import time
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -20,10 +20,10 @@ from authproxy.authz.original import BadCheck, Frontend, UnknownEndpoint, origin
 from authproxy.config.model import AuthzConfig
 from authproxy.errors import DenialCode
 from authproxy.policy.decision import Decision
+from authproxy.proxy.frontend import AccessRecord, Observer
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
-from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer, render_decision
-from authproxy.proxy.server import AccessRecord, Observer
-from authproxy.runtime import RuntimeHolder
+from authproxy.proxy.responses import SERVER, OwnAnswer, Rendered, render_answer, render_decision
+from authproxy.runtime import Runtime, RuntimeHolder
 from authproxy.tls import peer_subject
 
 if TYPE_CHECKING:
@@ -43,31 +43,22 @@ class DecisionHandler:
         self._decider = decider
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        record = AccessRecord(request.method, request.raw_path.partition("?")[0])
-        frontend = "unknown"
-        started = time.perf_counter()
+        record = AccessRecord(request.method, request.raw_path.partition("?")[0], authz="unknown")
+        fail = partial(_internal_error, record)
+        return await self._decider.frontend.serve(record, partial(self._check, request, record), fail)
+
+    async def _check(self, request: web.BaseRequest, record: AccessRecord, rt: Runtime) -> web.StreamResponse:
+        if rt.config.authz.tls is not None and rt.config.authz.tls.client_ca_file is not None:
+            record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
         try:
-            rt = self._decider.holder.current  # read once: the whole check runs under this policy
-            if rt.config.authz.tls is not None and rt.config.authz.tls.client_ca_file is not None:
-                record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
-            try:
-                original = original_request(request, rt.config.authz.path_prefix)
-            except BadCheck as bad:
-                return _respond(record, _refusal(bad))
-            frontend = original.frontend
-            answer = await self._decider.decide(
-                rt, record, original.method, original.target, request.headers, peer=request.remote
-            )
-            return _respond(record, _with_extras(answer, frontend))
-        except asyncio.CancelledError:
-            record.outcome = "client_gone"
-            raise
-        except Exception:  # noqa: BLE001 - the outer boundary of the decision port: a bug answers 500
-            self._decider.failed(record)
-            return _respond(record, render_answer(OwnAnswer.INTERNAL_ERROR))
-        finally:
-            record.latency_ms = (time.perf_counter() - started) * 1000
-            self._decider.emit(record, frontend)
+            original = original_request(request, rt.config.authz.path_prefix)
+        except BadCheck as bad:
+            return _respond(record, _refusal(bad))
+        record.authz = original.frontend
+        answer = await self._decider.decide(
+            rt, record, original.method, original.target, request.headers, peer=request.remote
+        )
+        return _respond(record, _with_extras(answer, original.frontend))
 
 
 def _with_extras(answer: CheckAnswer, frontend: Frontend | str) -> Rendered:
@@ -83,7 +74,15 @@ def _with_extras(answer: CheckAnswer, frontend: Frontend | str) -> Rendered:
 
 def _respond(record: AccessRecord, rendered: Rendered) -> web.Response:
     record.status = rendered.status
-    return web.Response(status=rendered.status, headers=CIMultiDict(rendered.headers), body=rendered.body)
+    headers = CIMultiDict(rendered.headers)
+    # An allow renders only the headers a front end copies (to the upstream request, or the client's answer):
+    # the wire answer names us here, over aiohttp's version banner, on allows and denials alike.
+    headers["Server"] = SERVER
+    return web.Response(status=rendered.status, headers=headers, body=rendered.body)
+
+
+def _internal_error(record: AccessRecord) -> web.Response:
+    return _respond(record, render_answer(OwnAnswer.INTERNAL_ERROR))
 
 
 def _refusal(bad: BadCheck) -> Rendered:

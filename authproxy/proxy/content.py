@@ -11,7 +11,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from authproxy.config.model import UpstreamConfig
-from authproxy.errors import PayloadTooLarge
 from authproxy.policy.content.check import (
     Lookup,
     body_content_type,
@@ -23,28 +22,14 @@ from authproxy.policy.content.check import (
 )
 from authproxy.policy.content.fields import Body
 from authproxy.policy.content.plan import ContentPlan
-from authproxy.proxy.forward import Forwarder, Headers, Relayed, continue_upload
+from authproxy.proxy.forward import Forwarder, Headers, Relayed, read_body, streamed_body
 from authproxy.proxy.listings import filtered_request_headers
 
-__all__ = ["read_bounded", "run_content"]
+__all__ = ["run_content"]
 
 _BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
 # The body forwarded on a content route is the proxy's own encoding: the client's framing headers go.
 _ENCODING_HEADERS = _BODY_HEADERS | {"content-type", "content-encoding"}
-
-
-async def read_bounded(request: web.BaseRequest, limit: int) -> bytes:
-    """The whole request body, or 413 before more than `limit` bytes are held."""
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"the request body is over {limit} bytes")
-    await continue_upload(request)
-    data = bytearray()
-    while chunk := await request.content.read(limit + 1 - len(data)):
-        data += chunk
-        if len(data) > limit:
-            raise PayloadTooLarge(f"the request body is over {limit} bytes")
-    return bytes(data)
 
 
 async def run_content(
@@ -70,25 +55,32 @@ async def run_content(
     lookup = owner_lookup(plan, request.raw_path, body)
     if lookup is not None:
         await _owner_lookup(lookup, plan, (forwarder, upstream, headers))
-    if data is None:
-        await continue_upload(request)
     if not rule.response:
         return await forwarder.forward(request, upstream, headers, target, data)
-    sent = data if data is not None else (request.content if request.body_exists else None)
-    status, answer_headers, answer = await forwarder.exchange(
-        request.method, target, upstream, filtered_request_headers(headers), sent, rule.max_body
+    sent = data if data is not None else await streamed_body(request)
+    answer = await forwarder.fetch(
+        upstream,
+        request.method,
+        target,
+        filtered_request_headers(headers),
+        sent,
+        rule.max_body,
+        reads=_success,
     )
-    check_answer(plan, status, answer)
-    answer_headers.popall("Content-Length", None)
-    answer_headers.popall("Transfer-Encoding", None)
-    return Relayed(web.Response(status=status, headers=answer_headers, body=answer), status, "complete")
+    check_answer(plan, answer.status, answer.body)
+    response = web.Response(status=answer.status, headers=answer.headers, body=answer.body)
+    return Relayed(response, answer.status, "complete")
+
+
+def _success(status: int) -> bool:
+    return 200 <= status < 300  # the statuses whose answer a response check reads
 
 
 async def _checked_body(request: web.BaseRequest, plan: ContentPlan) -> Body:
     content_type = body_content_type(
         request.headers.getall("Content-Type", ()), request.headers.getall("Content-Encoding", ())
     )
-    return check_body(plan, await read_bounded(request, plan.rule.max_body), content_type)
+    return check_body(plan, await read_body(request, plan.rule.max_body), content_type)
 
 
 async def _owner_lookup(
@@ -96,7 +88,13 @@ async def _owner_lookup(
 ) -> None:
     forwarder, upstream, headers = via
     lookup_headers = filtered_request_headers([(n, v) for n, v in headers if n.lower() not in _BODY_HEADERS])
-    status, _, answer = await forwarder.exchange(
-        "GET", lookup.target, upstream, lookup_headers, None, plan.rule.max_body
+    found = await forwarder.fetch(
+        upstream,
+        "GET",
+        lookup.target,
+        lookup_headers,
+        None,
+        plan.rule.max_body,
+        reads=lambda status: status == 200,
     )
-    check_lookup_answer(lookup, status, answer)
+    check_lookup_answer(lookup, found.status, found.body)

@@ -1,5 +1,9 @@
 """The streamed HTTP relay: requests through the lean upstream client, WebSocket upgrades through aiohttp's.
 
+`Forwarder.send` is the one way a request goes upstream: it yields the answer once its head has arrived.
+On top of it, `forward` relays the answer as it streams and `fetch` reads it whole, bounded (for answers we
+filter or check). `read_body` is the one bounded read of a client's body (for requests we check).
+
 Before the response starts, a failure is an UpstreamError the server renders (502/504). After it starts, the
 only honest signal left is to abort the client connection: a truncated body must never look complete.
 """
@@ -9,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,12 +23,27 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.config.model import UpstreamConfig
-from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamTlsError, UpstreamUnavailable
+from authproxy.errors import MalformedBody, PayloadTooLarge, UpstreamError, UpstreamUnavailable
 from authproxy.proxy.headers import response_headers
-from authproxy.proxy.upstream import KEEPALIVE, UpstreamPool, UpstreamTarget, request_head, write_body
+from authproxy.proxy.upstream import (
+    KEEPALIVE,
+    UpstreamPool,
+    UpstreamTarget,
+    connect_failure,
+    request_head,
+    write_body,
+)
 from authproxy.proxy.upstream_exchange import Exchange
 
-__all__ = ["READ_CHUNK", "Forwarder", "Relayed", "UpstreamAnswer", "continue_upload"]
+__all__ = [
+    "READ_CHUNK",
+    "Fetched",
+    "Forwarder",
+    "Relayed",
+    "UpstreamAnswer",
+    "read_body",
+    "streamed_body",
+]
 
 READ_CHUNK = 256 * 1024  # WebSocket and key-fetch reads through aiohttp's client
 _WS_MAX_MESSAGE = 16 * 1024 * 1024
@@ -41,9 +60,14 @@ class Relayed:
     outcome: Outcome
 
 
+def _every_status(status: int) -> bool:
+    del status
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamAnswer:
-    """An answer whose head has arrived; `chunks()` streams its body (UpstreamError when it breaks off)."""
+    """An answer whose head has arrived; its body is the caller's to stream, relay or read whole."""
 
     status: int
     reason: str
@@ -51,12 +75,35 @@ class UpstreamAnswer:
     exchange: Exchange
 
     @property
-    def content_type(self) -> str:
-        return self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    def compressed(self) -> bool:
+        return any(c.strip().lower() != "identity" for c in self.headers.getall("Content-Encoding", ()))
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (UpstreamError when it breaks off)."""
         while chunk := await self.exchange.read():
             yield chunk
+
+    async def read_whole(self, limit: int, *, reads: Callable[[int], bool] = _every_status) -> bytes:
+        """The whole body, at most `limit` bytes. UpstreamUnavailable over it, and when the body of a status
+        the caller reads (`reads(status)`) is compressed: we would check other bytes than the client reads.
+        An empty body is nothing to read (a 304 names the encoding of a body it does not carry)."""
+        body = bytearray()
+        while chunk := await self.exchange.read():
+            body += chunk
+            if len(body) > limit:
+                raise UpstreamUnavailable("the response is too large to filter or check")
+        if body and self.compressed and reads(self.status):
+            raise UpstreamUnavailable("the response is compressed and cannot be filtered or checked")
+        return bytes(body)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """An answer read whole; `headers` without hop-by-hop ones or framing (the server writes its own)."""
+
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,30 +149,33 @@ class _Upstream:
         return URL(self.base + raw_target, encoded=True)
 
 
-def _translate(error: BaseException, upstream: _Upstream) -> UpstreamError:
-    if isinstance(error, aiohttp.ClientConnectorCertificateError):
-        problem = getattr(error.certificate_error, "verify_message", None) or "not trusted"
-        return UpstreamTlsError(f"the upstream's TLS certificate was refused: {problem}")
-    handshake_reset = (
-        # An https upstream that resets while we connect hung up inside the TLS handshake (a reset cannot
-        # answer a SYN: that is a refusal), as one does when it wants a client certificate we lack.
-        URL(upstream.base).scheme == "https"
-        and isinstance(error, aiohttp.ClientConnectorError)
-        and isinstance(error.os_error, ConnectionResetError)
-    )
-    if isinstance(error, aiohttp.ClientSSLError) or handshake_reset:
-        return UpstreamTlsError("the TLS handshake with the upstream failed")
-    if isinstance(error, TimeoutError):
-        return UpstreamTimeout("the upstream did not answer in time")
-    if isinstance(error, aiohttp.ClientConnectorError):
-        return UpstreamUnavailable("could not connect to the upstream")
-    return UpstreamUnavailable("the upstream closed the connection before answering")
-
-
-async def continue_upload(request: web.BaseRequest) -> None:
-    """Answer `Expect: 100-continue` only now, after authorization: a denied client never uploads its body."""
+async def _continue_upload(request: web.BaseRequest) -> None:
+    """Answer `Expect: 100-continue` only now, when the body is wanted: a denied client never uploads it."""
     if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= HttpVersion11:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+async def streamed_body(request: web.BaseRequest) -> Body:
+    """The client's body, to be streamed upstream as it arrives (None when it has none)."""
+    await _continue_upload(request)
+    return request.content if request.body_exists else None
+
+
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """The client's whole body, to be checked: MalformedBody when it is compressed (the upstream would read
+    other bytes than we checked), PayloadTooLarge over `limit` (before a byte is read when declared)."""
+    if any(c.strip().lower() != "identity" for c in request.headers.getall("Content-Encoding", ())):
+        raise MalformedBody("a compressed request body cannot be checked on this route")
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"the request body is over {limit} bytes")
+    await _continue_upload(request)
+    data = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(data)):
+        data += chunk
+        if len(data) > limit:
+            raise PayloadTooLarge(f"the request body is over {limit} bytes")
+    return bytes(data)
 
 
 def _abort(request: web.BaseRequest) -> None:
@@ -182,46 +232,37 @@ class Forwarder:
         The raw target and the streamed body go as received, unless a content-checked request passes the
         target and the whole body its checks left.
         """
-        sent: Body = body if body is not None else (request.content if request.body_exists else None)
-        target = raw_target or request.raw_path
-        async with self._send(request.method, target, config, headers, sent) as exchange:
-            status, reason, raw_headers = await exchange.response_head()
-            return await _relay(request, exchange, status, reason, raw_headers)
+        sent: Body = body if body is not None else await streamed_body(request)
+        async with self.send(config, request.method, raw_target or request.raw_path, headers, sent) as answer:
+            return await _relay(request, answer)
 
-    async def fetch_bounded(
-        self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, limit: int
-    ) -> tuple[int, CIMultiDict[str], bytes]:
-        """A bodiless request whose whole answer (at most `limit` bytes) is read: for filtered answers."""
-        return await self.exchange(request.method, request.raw_path, config, headers, None, limit)
-
-    async def exchange(
-        self, method: str, raw_target: str, config: UpstreamConfig, headers: Headers, data: Body, limit: int
-    ) -> tuple[int, CIMultiDict[str], bytes]:
-        """One request whose whole answer is read, at most `limit` bytes (over it: UpstreamUnavailable)."""
-        async with self._send(method, raw_target, config, headers, data) as exchange:
-            status, _, raw_headers = await exchange.response_head()
-            answer = bytearray()
-            while chunk := await exchange.read():
-                answer += chunk
-                if len(answer) > limit:
-                    raise UpstreamUnavailable("the response is too large to filter or check")
-            return status, response_headers(CIMultiDict(raw_headers)), bytes(answer)
+    async def fetch(
+        self,
+        config: UpstreamConfig,
+        method: str,
+        raw_target: str,
+        headers: Headers,
+        body: Body,
+        limit: int,
+        *,
+        reads: Callable[[int], bool] = _every_status,
+    ) -> Fetched:
+        """One request whose whole answer is read, bounded (UpstreamAnswer.read_whole). `headers` are sent
+        as given: an answer to be read is asked for without ranges, in identity encoding (listings.py)."""
+        async with self.send(config, method, raw_target, headers, body) as answer:
+            data = await answer.read_whole(limit, reads=reads)
+            out = response_headers(answer.headers)
+            for name in ("Content-Length", "Transfer-Encoding"):
+                out.popall(name, None)
+            return Fetched(answer.status, out, data)
 
     @contextlib.asynccontextmanager
-    async def answer(
-        self, request: web.BaseRequest, config: UpstreamConfig, headers: Headers, body: bytes | None = None
+    async def send(
+        self, config: UpstreamConfig, method: str, raw_target: str, headers: Headers, body: Body
     ) -> AsyncIterator[UpstreamAnswer]:
-        """The upstream's answer to `request` (or to `body`, read already), its body left to the caller."""
-        sent: Body = body if body is not None else (request.content if request.body_exists else None)
-        async with self._send(request.method, request.raw_path, config, headers, sent) as exchange:
-            status, reason, raw_headers = await exchange.response_head()
-            yield UpstreamAnswer(status, reason, CIMultiDict(raw_headers), exchange)
-
-    @contextlib.asynccontextmanager
-    async def _send(
-        self, method: str, raw_target: str, config: UpstreamConfig, headers: Headers, body: Body
-    ) -> AsyncIterator[Exchange]:
-        """Write the request (head at once, a streamed body alongside) and yield its exchange."""
+        """The one way a request goes upstream: the head at once, a streamed body alongside; yields the
+        answer once its head has arrived. Raises UpstreamError. The connection is pooled again (or closed)
+        when the block ends."""
         _, upstream = self._prepare(config)
         if isinstance(body, bytes):
             # A body read (and maybe rewritten) here goes with its own length, whatever the client declared.
@@ -242,7 +283,8 @@ class Forwarder:
             else:
                 conn.transport.write(head + body if body else head)  # a known body leaves with its head
                 exchange.request_sent = True
-            yield exchange
+            status, reason, raw_headers = await exchange.response_head()
+            yield UpstreamAnswer(status, reason, CIMultiDict(raw_headers), exchange)
         finally:
             if writer is not None and not writer.done():
                 writer.cancel()  # answered (or failed) before the body was sent: the connection is not reused
@@ -267,8 +309,11 @@ class Forwarder:
             raise UpstreamUnavailable(
                 f"the upstream refused the websocket upgrade ({error.status})"
             ) from error
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _translate(error, upstream) from error
+        except (aiohttp.ClientConnectorError, TimeoutError) as error:  # aiohttp's timeouts are TimeoutErrors
+            cause = error.os_error if isinstance(error, aiohttp.ClientConnectorError) else error
+            raise connect_failure(cause, tls=upstream.pool.target.ssl is not None) from error
+        except aiohttp.ClientError as error:
+            raise UpstreamUnavailable("the upstream closed the connection before answering") from error
 
 
 class _CoalescingResponse(web.StreamResponse):
@@ -277,11 +322,10 @@ class _CoalescingResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-async def _relay(
-    request: web.BaseRequest, exchange: Exchange, status: int, reason: str, raw_headers: Headers
-) -> Relayed:
+async def _relay(request: web.BaseRequest, answer: UpstreamAnswer) -> Relayed:
+    exchange, status = answer.exchange, answer.status
     response = _CoalescingResponse(
-        status=status, reason=reason or None, headers=response_headers(CIMultiDict(raw_headers))
+        status=status, reason=answer.reason or None, headers=response_headers(answer.headers)
     )
     try:
         await response.prepare(request)

@@ -1,27 +1,21 @@
 """The proxied port: a router-less aiohttp web.Server (the admin application is authproxy.serve.admin).
 
 The proxied port serves nothing of its own: every request goes through the gate, then to the upstream or to
-a rendered denial. The one broad `except` of the package lives here, as the outermost boundary.
+a rendered denial. It runs in the skeleton every port shares (proxy/frontend.py: timing, the one broad
+`except`, the access line); what is its own here is the dispatch on the decision's stage.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from authproxy.errors import RequestRejected, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from authproxy.gate import authorize
-from authproxy.logs import access_logger
+from authproxy.errors import RequestRejected, UpstreamError, UpstreamTimeout
 from authproxy.policy.content.plan import ContentPlan
-from authproxy.policy.decision import Decision, deny
+from authproxy.policy.decision import deny
 from authproxy.policy.listing import ListingFilter
 from authproxy.policy.roster import RosterFilter
 from authproxy.policy.stages import McpMessages, McpMetadata
@@ -30,7 +24,8 @@ from authproxy.proxy.answer_headers import make_request, set_rate_limit_fields
 from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.content import run_content
 from authproxy.proxy.denials import render_denial
-from authproxy.proxy.forward import Forwarder, Relayed, continue_upload
+from authproxy.proxy.forward import Forwarder, Relayed
+from authproxy.proxy.frontend import AccessRecord, FrontEnd, Observer
 from authproxy.proxy.headers import forwarded_headers
 from authproxy.proxy.listings import (
     MAX_LISTING_BYTES,
@@ -49,65 +44,9 @@ from authproxy.tls import peer_subject
 if TYPE_CHECKING:
     from authproxy.proxy.trace import RequestTrace, Tracing
 
-__all__ = [
-    "AccessRecord",
-    "Observer",
-    "ProxyHandler",
-    "build_proxy_server",
-]
+__all__ = ["ProxyHandler", "build_proxy_server"]
 
 READ_BUFSIZE = 256 * 1024
-
-
-@dataclass(slots=True)
-class AccessRecord:
-    """What the access line (and any observer, such as metrics) learns about one request."""
-
-    method: str
-    path: str  # the raw path without the query: a query may carry anything, and is never logged
-    status: int = 0
-    decision: Decision | None = None
-    upstream_status: int | None = None
-    outcome: str = "answered"  # answered | complete | upstream_failed | client_gone | error
-    latency_ms: float = 0.0
-    decision_ms: float = 0.0  # the authorization decision alone
-    upstream_error: str | None = None  # unavailable | timeout, when no answer came from the upstream
-    detail: bool = True  # log the decision detail; denials always, allows as logging.allow_sample_rate says
-    client_cert: str | None = None  # the verified client certificate's subject (listener asks for one)
-
-    def fields(self) -> dict[str, object]:
-        d = self.decision
-        out: dict[str, object] = {
-            "method": self.method,
-            "path": self.path,
-            "status": self.status,
-            "decision": "none" if d is None else ("allow" if d.allowed else "deny"),
-            "reason": None if d is None else d.reason,
-            "route": None if d is None else d.route,
-            "subject": None if d is None else d.subject,
-            "latency_ms": round(self.latency_ms, 3),
-            "upstream_status": self.upstream_status,
-            "outcome": self.outcome,
-        }
-        if self.client_cert is not None:
-            out["client_cert"] = self.client_cert
-        if d is not None and d.jti is not None and self.detail:
-            out["jti"] = d.jti
-        if d is not None and not d.allowed:
-            out.update(error=d.error, required_scopes=d.required_scopes, missing_scopes=d.missing_scopes)
-        elif d is not None and self.detail and d.required_scopes:
-            out["required_scopes"] = d.required_scopes
-        if d is not None and d.rate_limit is not None:
-            out.update(d.rate_limit.log_fields())
-        return out
-
-
-Observer = Callable[[AccessRecord], None]
-
-
-def _sampled(rate: float) -> bool:
-    # Sampling log detail, not a security decision: a fast non-cryptographic draw is right.
-    return rate >= 1.0 or (rate > 0.0 and random.random() < rate)  # noqa: S311
 
 
 def _relayed(record: AccessRecord, relayed: Relayed) -> web.StreamResponse:
@@ -126,52 +65,39 @@ class ProxyHandler:
         observers: Iterable[Observer] = (),
         tracing: Tracing | None = None,
     ) -> None:
-        self._holder = holder
+        self._frontend = FrontEnd(holder, observers)
         self._tracing = tracing
         self._forwarder = forwarder
         self._mcp = McpExchange(forwarder)
-        self._observers = tuple(observers)
-        self._log = access_logger()
         self.in_flight = 0  # read by metrics at scrape time
         self.websockets_open = 0
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         record = AccessRecord(request.method, request.raw_path.partition("?")[0])
-        started = time.perf_counter()
         self.in_flight += 1
         trace = None
         if self._tracing is not None:
             trace = self._tracing.begin(request.method, record.path, request.headers, request.remote)
         try:
-            return await self._handle(request, record, trace)
-        except asyncio.CancelledError:
-            record.outcome = "client_gone"  # the client disconnected, or shutdown's grace ran out
-            raise
-        except Exception:  # noqa: BLE001 - the one outer boundary: a bug answers 500 or aborts, never hangs
-            return self._fail(request, record)
+            handle = partial(self._handle, request, record, trace)
+            return await self._frontend.serve(record, handle, partial(self._fail, request, record))
         finally:
             self.in_flight -= 1
-            record.latency_ms = (time.perf_counter() - started) * 1000
-            self._emit(record)
             if trace is not None:
                 trace.finish(record.status, record.outcome)
 
     async def _handle(
-        self, request: web.BaseRequest, record: AccessRecord, trace: RequestTrace | None
+        self, request: web.BaseRequest, record: AccessRecord, trace: RequestTrace | None, rt: Runtime
     ) -> web.StreamResponse:
-        rt = self._holder.current  # read once: the whole request runs under this policy
         if rt.config.tls is not None and rt.config.tls.client_ca_file is not None:
             record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
-        started = time.perf_counter()
-        decision = record.decision = await authorize(
-            rt, request.method, request.raw_path, request.headers, consume=True, peer=request.remote
+        decision = await self._frontend.decide(
+            rt, record, request.method, request.raw_path, request.headers, peer=request.remote
         )
-        record.decision_ms = (time.perf_counter() - started) * 1000
         if trace is not None:
             trace.decided(decision, record.decision_ms / 1000)
         if not decision.allowed:
             return self._answer(record, render_denial(rt, decision, request))
-        record.detail = _sampled(rt.config.logging.allow_sample_rate)
         set_rate_limit_fields(request, decision)  # on every answer from here on, over any upstream copy
         if isinstance(decision.stage, McpMetadata) and rt.mcp is not None:
             return self._answer(record, metadata_document(rt.mcp, decision.stage.site, request))
@@ -225,7 +151,6 @@ class ProxyHandler:
         if websocket:
             grant = stage if isinstance(stage, MessageGrant) else None
             return await self._relay_websocket(request, rt, headers, record, grant)
-        await continue_upload(request)
         return _relayed(record, await self._forwarder.forward(request, rt.config.upstream, headers))
 
     async def _filtered(
@@ -241,17 +166,20 @@ class ProxyHandler:
 
         `refine(body, status=…)` cuts a 200 and passes any other status only when it holds nothing to cut.
         """
-        status, upstream_headers, body = await self._forwarder.fetch_bounded(
-            request, rt.config.upstream, filtered_request_headers(headers), limit
+        # Bodiless: a listing is asked for by its target alone, whatever a client sent with it.
+        fetched = await self._forwarder.fetch(
+            rt.config.upstream,
+            request.method,
+            request.raw_path,
+            filtered_request_headers(headers),
+            None,
+            limit,
         )
-        record.upstream_status = status
-        compressed = upstream_headers.get("Content-Encoding", "identity").lower() != "identity"
-        if compressed and (status == 200 or body):  # what we cannot read, we cannot pass
-            raise UpstreamUnavailable("the response is compressed and cannot be filtered")
-        body = refine(body, status=status)
+        record.upstream_status = status = fetched.status
+        body = refine(fetched.body, status=status)
         record.status = status
         record.outcome = "complete"
-        return web.Response(status=status, headers=filtered_answer_headers(upstream_headers), body=body)
+        return web.Response(status=status, headers=filtered_answer_headers(fetched.headers), body=body)
 
     async def _relay_websocket(
         self,
@@ -276,22 +204,12 @@ class ProxyHandler:
         return respond(rendered)
 
     def _fail(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
-        record.outcome = "error"
-        self._log.exception("unhandled error", method=record.method, path=record.path)
         if request.writer.output_size == 0:
             return self._answer(record, render_answer(OwnAnswer.INTERNAL_ERROR))
         # Bytes already went out: only an abort tells the client the answer is not whole.
         if request.transport is not None:
             request.transport.abort()
         return respond(render_answer(OwnAnswer.INTERNAL_ERROR))
-
-    def _emit(self, record: AccessRecord) -> None:
-        failed = record.status >= 500 or record.outcome == "upstream_failed"
-        level = logging.WARNING if failed else logging.INFO
-        if self._log.is_enabled_for(level):  # with the access line off, its fields are never built
-            self._log.log(level, "request", **record.fields())
-        for observe in self._observers:
-            observe(record)
 
 
 def build_proxy_server(handler: ProxyHandler, *, head_timeout: float = HEAD_TIMEOUT) -> web.Server:

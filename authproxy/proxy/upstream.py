@@ -28,14 +28,15 @@ from typing import cast
 import httptools
 from aiohttp import StreamReader
 
-from authproxy.errors import UpstreamTimeout, UpstreamTlsError, UpstreamUnavailable
+from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamTlsError, UpstreamUnavailable
 from authproxy.proxy.upstream_exchange import Broken, Exchange
 
-__all__ = ["KEEPALIVE", "UpstreamPool", "UpstreamTarget", "request_head", "write_body"]
+__all__ = ["KEEPALIVE", "UpstreamPool", "UpstreamTarget", "connect_failure", "request_head", "write_body"]
 
 KEEPALIVE = 4.0
 _MAX_IDLE = 256  # idle connections kept per upstream; more than that are closed when returned
 _CLOSED = "the upstream closed the connection before answering"
+_CLOSED_MID_BODY = "the upstream closed the connection mid-body"
 
 RawHeaders = list[tuple[str, str]]
 
@@ -92,11 +93,7 @@ class _Connection(asyncio.Protocol):
             if exchange.close_delimited and exchange.head is not None:
                 exchange.finish()  # a body without length or chunking ends with the connection
             else:
-                exchange.fail(
-                    Broken(
-                        _CLOSED if exchange.head is None else "the upstream closed the connection mid-body"
-                    )
-                )
+                exchange.fail(Broken(_CLOSED if exchange.head is None else _CLOSED_MID_BODY))
         self._wake_writer()
 
     def pause_writing(self) -> None:
@@ -189,6 +186,21 @@ class _Connection(asyncio.Protocol):
         return False
 
 
+def connect_failure(error: OSError, *, tls: bool) -> UpstreamError:
+    """What a failure to reach the upstream means, whichever client met it (this pool, or aiohttp's for
+    WebSocket upgrades, whose ClientConnectorError carries the same OSError)."""
+    if isinstance(error, TimeoutError):
+        return UpstreamTimeout("the upstream did not answer in time")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        reason = error.verify_message or "not trusted"
+        return UpstreamTlsError(f"the upstream's TLS certificate was refused: {reason}")
+    # A reset cannot answer a SYN (that is a refusal): over TLS, the upstream hung up inside the handshake,
+    # as one does when it wants a client certificate we lack.
+    if isinstance(error, ssl.SSLError) or (tls and isinstance(error, ConnectionResetError)):
+        return UpstreamTlsError("the TLS handshake with the upstream failed")
+    return UpstreamUnavailable("could not connect to the upstream")
+
+
 class UpstreamPool:
     """Keep-alive connections to one upstream, most recently used first."""
 
@@ -209,21 +221,8 @@ class UpstreamPool:
                     ssl=target.ssl,
                     server_hostname=target.server_hostname if target.ssl is not None else None,
                 )
-        except TimeoutError as error:
-            raise UpstreamTimeout("the upstream did not answer in time") from error
-        except ssl.SSLCertVerificationError as error:
-            reason = error.verify_message or "not trusted"
-            raise UpstreamTlsError(f"the upstream's TLS certificate was refused: {reason}") from error
-        except ssl.SSLError as error:
-            raise UpstreamTlsError("the TLS handshake with the upstream failed") from error
-        except ConnectionResetError as error:
-            if target.ssl is not None:
-                # A reset cannot answer a SYN (that is a refusal): over TLS, the upstream hung up inside the
-                # handshake, as one does when it wants a client certificate we lack.
-                raise UpstreamTlsError("the TLS handshake with the upstream failed") from error
-            raise UpstreamUnavailable("could not connect to the upstream") from error
-        except OSError as error:
-            raise UpstreamUnavailable("could not connect to the upstream") from error
+        except OSError as error:  # TimeoutError and ssl.SSLError included
+            raise connect_failure(error, tls=target.ssl is not None) from error
         return conn
 
     def _take_idle(self, now: float) -> _Connection | None:

@@ -21,8 +21,9 @@ from authproxy.config.model import Address
 from authproxy.errors import ConfigError
 from authproxy.logs import configure_logging, get_logger
 from authproxy.proxy.forward import Forwarder
+from authproxy.proxy.frontend import Observer
 from authproxy.proxy.protocol import HEAD_TIMEOUT
-from authproxy.proxy.server import Observer, ProxyHandler, build_proxy_server
+from authproxy.proxy.server import ProxyHandler, build_proxy_server
 from authproxy.runtime import Runtime, RuntimeHolder, load_runtime
 from authproxy.serve.admin import ServiceState, build_admin_app
 from authproxy.serve.metrics import Metrics

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from authproxy.auth.keys import RemoteKeys
     from authproxy.policy.rate_limit import RateLimitState
-    from authproxy.proxy.server import AccessRecord
+    from authproxy.proxy.frontend import AccessRecord
     from authproxy.runtime import RuntimeHolder
 
 __all__ = ["UNMATCHED", "UPSTREAM_ERROR_KINDS", "LiveCounts", "Metrics", "exposition"]

@@ -6,6 +6,7 @@ when it holds nothing the filter would cut; otherwise it is a 502 carrying none 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class RangedUpstream:
 
     status: int = 200
     body: bytes | None = None  # instead of the document, when set
+    encoding: str | None = None  # the answer's Content-Encoding, when set (the body is gzipped then)
     heads: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
 
@@ -66,6 +68,9 @@ class RangedUpstream:
             }
             return web.Response(status=206, body=body[start : end + 1], headers=headers)
         validators = {"ETag": '"v1"', "Digest": "sha-256=abc", "Content-MD5": "x", "X-Kept": "yes"}
+        if self.encoding is not None:
+            validators["Content-Encoding"] = self.encoding
+            body = gzip.compress(body, mtime=0) if body else body
         return web.Response(
             status=self.status, body=body, content_type="application/json", headers=validators
         )
@@ -103,6 +108,7 @@ async def get(url: str, token: str, headers: dict[str, str] | None = None) -> tu
 LISTING = ("/agents", ("agents:a1:read",))
 ROSTER = ("/config", ("config:read", "agents:a1:read"))
 FILTERED = {"listing": LISTING, "config": ROSTER}
+CHECKED = ("/entity/1", ("items:read",))
 
 
 @pytest.mark.parametrize(("path", "scopes"), FILTERED.values(), ids=FILTERED.keys())
@@ -177,3 +183,45 @@ async def test_a_non_200_answer_holding_nothing_to_filter_passes_as_it_came(
 ) -> None:
     ranged.status, ranged.body = 404, upstream_body
     assert await get(proxy + path, token(*scopes)) == (404, upstream_body)
+
+
+@pytest.mark.parametrize(("path", "scopes"), [*FILTERED.values(), CHECKED], ids=[*FILTERED, "checked"])
+@pytest.mark.parametrize("encoding", ["gzip", "identity, gzip"])
+async def test_a_compressed_answer_to_filter_or_check_is_a_502(
+    proxy: str, ranged: RangedUpstream, token: TokenFactory, path: str, scopes: tuple[str, ...], encoding: str
+) -> None:
+    ranged.encoding = encoding  # sent although the proxy asked for identity
+    status, body = await get(proxy + path, token(*scopes))
+    assert (status, json.loads(body)) == (
+        502,
+        {
+            "detail": "the response is compressed and cannot be filtered or checked",
+            "error": "upstream_unavailable",
+        },
+    )
+    assert ranged.heads[-1]["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize(
+    ("path", "scopes", "upstream_status"), [(*LISTING, 304), (*ROSTER, 404), (*CHECKED, 404)]
+)
+async def test_a_compressed_answer_with_nothing_to_read_passes_as_it_came(
+    proxy: str,
+    ranged: RangedUpstream,
+    token: TokenFactory,
+    path: str,
+    scopes: tuple[str, ...],
+    upstream_status: int,
+) -> None:
+    """A 304 names the encoding of a body it does not carry; a response check reads only a 2xx."""
+    ranged.status, ranged.encoding = upstream_status, "gzip"
+    ranged.body = b"" if path != CHECKED[0] else None
+    sent = {"Authorization": f"Bearer {token(*scopes)}"}
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as http,
+        http.get(proxy + path, headers=sent) as answer,
+    ):
+        assert answer.status == upstream_status
+        assert answer.headers["Content-Encoding"] == "gzip"
+        body = await answer.read()
+    assert body == (b"" if path != CHECKED[0] else gzip.compress(json.dumps(ENTITY).encode(), mtime=0))

@@ -93,3 +93,22 @@ async def test_upstream_refusing_a_websocket_upgrade_answers_502(
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await client.ws_connect(proxy.url + "/ws-refuse", headers=auth)
     assert refused.value.status == 502
+
+
+async def test_upstream_down_is_the_same_502_for_a_request_and_a_websocket_upgrade(
+    start_proxy: ProxyFactory, client: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    """Both clients (the lean pool, aiohttp's for upgrades) name a failed connect in one translator."""
+    proxy = await start_proxy(f"http://127.0.0.1:{closed_port()}")
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    answers = []
+    for headers in (auth, {**auth, **upgrade}):
+        async with client.get(proxy.url + "/ws", headers=headers) as resp:
+            answers.append((resp.status, await resp.json()))
+    down = (502, {"detail": "could not connect to the upstream", "error": "upstream_unavailable"})
+    assert answers == [down, down]

@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from authproxy.config import load_text
 from authproxy.policy.decision import Decision
-from authproxy.proxy.server import AccessRecord
+from authproxy.proxy.frontend import AccessRecord
 from authproxy.runtime import RuntimeHolder, build_runtime
 from authproxy.serve.metrics import UNMATCHED, Metrics
 from authproxy.serve.workers_admin import MetricsMerger

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from authproxy.config.mcp_model import METADATA_PATH
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
-from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer
+from authproxy.proxy.responses import SERVER, OwnAnswer, Rendered, render_answer
 
 __all__ = ["metadata_document", "metadata_url", "with_resource_metadata"]
 
@@ -65,5 +65,5 @@ def metadata_document(policy: McpPolicy, site: McpSite | None, request: web.Base
     sites = (site,) if site is not None else policy.sites
     document["scopes_supported"] = sorted({scope for s in sites for scope in s.scopes()})
     body = json.dumps(document, separators=(",", ":")).encode()
-    headers = (("Content-Type", "application/json"), ("Cache-Control", "max-age=300"))
+    headers = (("Content-Type", "application/json"), ("Cache-Control", "max-age=300"), ("Server", SERVER))
     return Rendered(200, headers, body)

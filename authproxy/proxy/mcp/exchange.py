@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
-from authproxy.errors import PayloadTooLarge, UpstreamError, UpstreamUnavailable
+from authproxy.errors import MalformedBody, PayloadTooLarge, UpstreamError, UpstreamUnavailable
 from authproxy.policy.decision import Decision
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
 from authproxy.policy.stages import McpMessages
-from authproxy.proxy.content import read_bounded
-from authproxy.proxy.forward import Forwarder, Relayed, UpstreamAnswer
+from authproxy.proxy.forward import Forwarder, Relayed, UpstreamAnswer, read_body, streamed_body
 from authproxy.proxy.headers import response_headers
 from authproxy.proxy.listings import filtered_answer_headers, filtered_request_headers
 from authproxy.proxy.mcp.jsonrpc import BadMessage
@@ -123,15 +122,19 @@ class _Call:
             return self.policy.listed(self.site, name, granted)
 
         headers = filtered_request_headers(self.headers)
-        async with self.forwarder.answer(self.request, self.rt.config.upstream, headers, body) as answer:
+        sent = body if body is not None else await streamed_body(self.request)
+        upstream = self.rt.config.upstream
+        async with self.forwarder.send(
+            upstream, self.request.method, self.request.raw_path, headers, sent
+        ) as answer:
             out_headers = filtered_answer_headers(response_headers(answer.headers))
-            if answer.headers.get("Content-Encoding", "identity").lower() != "identity":
+            if answer.compressed:  # an event stream is filtered as it passes: refused before a byte is read
                 raise UpstreamUnavailable("the MCP answer is compressed and cannot be filtered")
             framing = _framing(answer)
             if framing == "text/event-stream":
                 events = EventFilter(ids, listed, status=answer.status)
                 return await _stream_events(self.request, answer, out_headers, events)
-            payload = await _read_answer(answer)
+            payload = await answer.read_whole(MAX_EVENT_BYTES)
             if framing == "application/json":
                 payload = filter_json(payload, ids, listed, status=answer.status)
             elif payload:
@@ -143,11 +146,13 @@ class _Call:
 
 
 async def _read_bounded(request: web.BaseRequest, limit: int) -> bytes:
-    """The whole request body, at most `limit` bytes; messages.too_large over it, read no further."""
+    """The whole request body (forward.read_body), its refusals in MCP's words: JSON-RPC errors follow."""
     try:
-        return await read_bounded(request, limit)
+        return await read_body(request, limit)
     except PayloadTooLarge:
         raise too_large(limit) from None
+    except MalformedBody:  # compressed
+        raise BadMessage("a compressed MCP request cannot be checked; send it uncompressed") from None
 
 
 def _framing(answer: UpstreamAnswer) -> str | None:
@@ -157,15 +162,6 @@ def _framing(answer: UpstreamAnswer) -> str | None:
     except Unreadable:
         return None
     return essence if essence in ("application/json", "text/event-stream") else None
-
-
-async def _read_answer(answer: UpstreamAnswer) -> bytes:
-    body = bytearray()
-    async for chunk in answer.chunks():
-        body += chunk
-        if len(body) > MAX_EVENT_BYTES:
-            raise UpstreamUnavailable("the MCP answer is too large to filter")
-    return bytes(body)
 
 
 async def _stream_events(

@@ -58,6 +58,7 @@ async def test_allowed_check_answers_200_with_the_identity_headers_and_forwards_
         client, authz, frontend, "GET", "/private/doc?q=1", Authorization=f"Bearer {bearer}"
     )
     assert (status, body) == (200, b"")
+    assert headers.getall("Server") == ["authproxy"]  # ours, never aiohttp's version banner
     assert headers["X-Auth-User-Id"] == "alice"
     assert headers["X-Auth-Session-Id"] == "s-1"
     assert headers["X-Auth-Scopes"] == "private:read proxy:use"
@@ -310,8 +311,9 @@ async def test_internal_error_answers_json_500(
     holder = authz.service.holder
     holder.swap(dataclasses.replace(holder.current, table=_BrokenTable()))  # type: ignore[arg-type]
     with structlog.testing.capture_logs() as logs:
-        status, body, _ = await ask(client, authz, "nginx", "GET", "/items")
+        status, body, headers = await ask(client, authz, "nginx", "GET", "/items")
     assert (status, json.loads(body)) == (500, {"detail": "internal error", "error": "internal_error"})
+    assert headers.getall("Server") == ["authproxy"]
     assert any(e["event"] == "unhandled error" and e["log_level"] == "error" for e in logs)
     assert any(e["event"] == "request" and e.get("outcome") == "error" for e in logs)
     assert upstream.requests == []

@@ -185,6 +185,27 @@ async def test_no_token_bad_token_compressed_body_and_other_methods_are_refused(
     assert upstream.requests == []
 
 
+async def test_every_answer_of_ours_on_an_mcp_endpoint_says_server_authproxy(
+    base: str, upstream: RecordingUpstream, token: TokenFactory
+) -> None:
+    auth = {"Authorization": f"Bearer {token(*READER)}", "Content-Type": "application/json"}
+    answers = [
+        ("GET", "/.well-known/oauth-protected-resource/mcp", b"", {}, 200),  # RFC 9728 metadata
+        ("GET", "/.well-known/oauth-protected-resource", b"", {}, 200),
+        ("POST", "/mcp", json.dumps(call(1, "read_note", note_id="n2")).encode(), auth, 403),
+        ("POST", "/mcp", b"[]", auth, 400),
+        ("POST", "/mcp", json.dumps(call(1, "whoami", pad="x" * MAX_BODY)).encode(), auth, 413),
+        ("PUT", "/mcp", b"{}", {"Authorization": f"Bearer {token('proxy:use')}"}, 405),
+        ("POST", "/mcp", b"{}", {"Content-Type": "application/json"}, 401),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for method, path, data, headers, status in answers:
+            async with http.request(method, base + path, data=data, headers=headers) as answer:
+                assert answer.status == status, (method, path)
+                assert answer.headers.getall("Server") == ["authproxy"], (method, path, status)
+    assert upstream.requests == []
+
+
 async def test_an_encoded_spelling_of_the_path_is_checked_too(
     base: str, upstream: RecordingUpstream, token: TokenFactory
 ) -> None:
