@@ -32,7 +32,7 @@ jwt:
   cookie: access_token
 policy:
   admin_scope: proxy:admin
-  public:
+{policy}  public:
     - /public/**
   routes:
 {routes}forward:
@@ -58,6 +58,7 @@ def config_text(upstream_url: str, secret: bytes, **options: Any) -> str:
         "algorithms": "HS256",
         "sources": "header",
         "routes": BASE_ROUTES,
+        "policy": "",  # more policy settings, indented (`  preset: agentos\n`)
     }
     values.update(options)
     return PROXY_CONFIG.format(**values)
