@@ -13,8 +13,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.rigs.keys import TokenFactory, public_jwk
+from tests.rigs.polling import poll, status_of
 from tests.rigs.proxy import ProxyFactory, RunningProxy
-from tests.rigs.upstream import RecordingUpstream
+from tests.rigs.upstream import RecordingUpstream, serving
 
 
 async def test_healthz_answers_ok(proxy: RunningProxy, client: aiohttp.ClientSession) -> None:
@@ -54,19 +55,15 @@ async def held_jwks(rsa_private_key: rsa.RSAPrivateKey) -> AsyncIterator[tuple[s
     """A JWKS endpoint that answers only once the returned event is set."""
     release = asyncio.Event()
 
-    async def jwks(request: web.Request) -> web.Response:
+    async def jwks(request: web.BaseRequest) -> web.Response:
         await release.wait()
         return web.json_response({"keys": [public_jwk(rsa_private_key, "k1", alg="RS256")]})
 
-    app = web.Application()
-    app.router.add_get("/jwks.json", jwks)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}/jwks.json", release
-    release.set()
-    await runner.cleanup()
+    async with serving(web.Server(jwks, access_log=None)) as url:
+        try:
+            yield f"{url}/jwks.json", release
+        finally:
+            release.set()  # a fetch still held would keep the server from stopping
 
 
 async def test_readyz_not_ready_until_remote_keys_load(
@@ -82,11 +79,11 @@ async def test_readyz_not_ready_until_remote_keys_load(
         assert resp.status == 503
         assert (await resp.json())["status"] == "keys_not_ready"
     release.set()
-    while True:  # poll: the key source fetches in the background
-        async with client.get(proxy.admin_url + "/readyz") as resp:
-            if resp.status == 200:
-                break
-        await asyncio.sleep(0.02)
+
+    async def ready() -> bool:  # the key source fetches in the background
+        return await status_of(client, proxy.admin_url + "/readyz") == 200
+
+    await poll(ready)
     async with client.get(proxy.admin_url + "/healthz") as resp:
         assert resp.status == 200
 

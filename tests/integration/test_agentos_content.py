@@ -1,4 +1,4 @@
-"""The agentos preset's content checks through the real proxy, against a recording upstream shaped like
+"""The agentos preset's content checks through the real proxy, against the tapped upstream shaped like
 AgentOS: `GET /config` cut to the caller's read scopes (and refused whole, 502, when it cannot be cut or is
 too large), and the workflow WebSocket judged message by message, refused messages never reaching it."""
 
@@ -18,26 +18,11 @@ from aiohttp import web
 
 from authproxy.cli.explain import explain
 from authproxy.proxy.config_roster import MAX_CONFIG_BYTES
-from authproxy.runtime import RuntimeHolder, load_runtime
-from authproxy.serve.lifecycle import ProxyService
-from tests.rigs.config import AUDIENCE
+from tests.rigs.config import preset_config_text
 from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import Launch
+from tests.rigs.tapped import TappedUpstream, serving_tapped
 
-PRESET_CONFIG = """\
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-upstream:
-  url: {upstream}
-  connect_timeout: 2s
-  read_timeout: 30s
-jwt:
-  algorithms: [HS256]
-  keys:
-    - secret: "{secret}"
-  audience: {audience}
-policy:
-  preset: agentos
-"""
 CONFIG_DOC: dict[str, Any] = {
     "os_id": "os",
     "agents": [{"id": "a1", "name": "one"}, {"id": "a2", "name": "two"}],
@@ -49,22 +34,24 @@ RUN_REFUSED = '{"event": "error", "error": "Insufficient permissions to run this
 
 
 @dataclass
-class AgentOSLike:
-    """Serves /config (the body the test sets) and /workflows/ws (echoes and records every frame)."""
+class AgentOSLike(TappedUpstream):
+    """The tapped upstream shaped like AgentOS: /config is the body the test sets, /workflows/ws echoes and
+    records every frame."""
 
     config_body: bytes = json.dumps(CONFIG_DOC).encode()
-    requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Accept-Encoding
     frames: list[str | bytes] = field(default_factory=list)
     socket_ended: asyncio.Event = field(default_factory=asyncio.Event)
-    url: str = ""
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        self.requests.append((request.method, request.raw_path, request.headers.get("Accept-Encoding")))
+    async def answer(self, request: web.BaseRequest) -> web.StreamResponse | None:
         if request.path == "/workflows/ws":
             return await self._socket(request)
         if request.path == "/config":
             return web.Response(body=self.config_body, content_type="application/json")
-        return web.json_response({"path": request.path})
+        return None
+
+    def asked(self) -> list[tuple[str, str, list[str]]]:
+        """Each request's method, path and Accept-Encoding values."""
+        return [(r.method, r.raw_path, r.header("Accept-Encoding")) for r in self.requests]
 
     async def _socket(self, request: web.BaseRequest) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -83,32 +70,20 @@ class AgentOSLike:
 
 @pytest.fixture
 async def agentos_like() -> AsyncIterator[AgentOSLike]:
-    up = AgentOSLike()
-    runner = web.ServerRunner(web.Server(up.handle, access_log=None), shutdown_timeout=1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    up.url = f"http://{host}:{port}"
-    yield up
-    await runner.cleanup()
+    async with serving_tapped(AgentOSLike()) as up:
+        yield up
 
 
 @pytest.fixture
 def preset_config(agentos_like: AgentOSLike, tmp_path: Path, hs_secret: bytes) -> Path:
     path = tmp_path / "agentos.yaml"
-    text = PRESET_CONFIG.format(upstream=agentos_like.url, secret=hs_secret.decode(), audience=AUDIENCE)
-    path.write_text(text)
+    path.write_text(preset_config_text(agentos_like.url, hs_secret))
     return path
 
 
 @pytest.fixture
-async def preset_proxy(preset_config: Path) -> AsyncIterator[str]:
-    path = preset_config
-    service = ProxyService(RuntimeHolder(await asyncio.to_thread(load_runtime, path)), grace=5.0)
-    await service.start()
-    host, port = service.proxy_address
-    yield f"http://{host}:{port}"
-    await service.stop()
+async def preset_proxy(preset_config: Path, launch: Launch) -> str:
+    return (await launch(preset_config)).url
 
 
 def bearer(token: TokenFactory, *scopes: str) -> dict[str, str]:
@@ -130,7 +105,7 @@ async def test_config_is_cut_to_the_read_scopes(
     assert [t["id"] for t in body["teams"]] == ["t1"]
     assert body["workflows"] == []
     assert body["filesystem"] == {"namespaces": []}  # a2's namespace is not described to this caller
-    assert agentos_like.requests == [("GET", "/config", "identity")]  # asked uncompressed, to be read
+    assert agentos_like.asked() == [("GET", "/config", ["identity"])]  # asked uncompressed, to be read
 
 
 async def test_config_for_admin_streams_untouched(
@@ -150,7 +125,7 @@ async def test_config_without_config_read_is_refused_before_the_upstream(
         body = await resp.json()
     assert body["error"] == "insufficient_scope"
     assert body["missing_scopes"] == ["config:read"]
-    assert agentos_like.requests == []
+    agentos_like.assert_nothing_forwarded()
 
 
 @pytest.mark.parametrize(
@@ -179,7 +154,7 @@ async def test_config_that_cannot_be_cut_is_refused_whole(
         "detail": detail,
         "error": "upstream_unavailable",
     }  # none of the upstream's bytes
-    assert agentos_like.requests == [("GET", "/config", "identity")]
+    assert agentos_like.asked() == [("GET", "/config", ["identity"])]
 
 
 @pytest.fixture
@@ -191,18 +166,13 @@ def overriding_config(preset_config: Path) -> Path:
 
 
 async def test_a_user_rule_overriding_config_keeps_the_filter(
-    overriding_config: Path, client: aiohttp.ClientSession, token: TokenFactory
+    overriding_config: Path, launch: Launch, client: aiohttp.ClientSession, token: TokenFactory
 ) -> None:
-    service = ProxyService(RuntimeHolder(await asyncio.to_thread(load_runtime, overriding_config)), grace=5.0)
-    await service.start()
-    try:
-        host, port = service.proxy_address
-        headers = bearer(token, "config:read", "teams:read", "agents:a2:read")
-        async with client.get(f"http://{host}:{port}/config", headers=headers) as resp:
-            assert resp.status == 200
-            body = await resp.json()
-    finally:
-        await service.stop()
+    proxy = await launch(overriding_config)
+    headers = bearer(token, "config:read", "teams:read", "agents:a2:read")
+    async with client.get(proxy.url + "/config", headers=headers) as resp:
+        assert resp.status == 200
+        body = await resp.json()
     assert [a["id"] for a in body["agents"]] == ["a2"]
     assert body["workflows"] == []
 
@@ -272,7 +242,7 @@ async def test_socket_upgrade_without_token_is_refused_before_the_upstream(
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await client.ws_connect(preset_proxy + "/workflows/ws")
     assert refused.value.status == 401
-    assert agentos_like.requests == []
+    agentos_like.assert_nothing_forwarded()
 
 
 # --- explain shows what the proxy will apply ---------------------------------------------------------------

@@ -5,39 +5,22 @@ when it holds nothing the filter would cut; otherwise it is a 502 carrying none 
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from authproxy.runtime import RuntimeHolder, load_runtime
-from authproxy.serve.lifecycle import ProxyService
-from tests.rigs.config import AUDIENCE
+from tests.rigs.config import preset_config_text
 from tests.rigs.keys import TokenFactory
+from tests.rigs.proxy import Launch
+from tests.rigs.tapped import TappedUpstream, serving_tapped
 
-CONFIG = """\
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-upstream:
-  url: {upstream}
-  connect_timeout: 2s
-  read_timeout: 30s
-jwt:
-  algorithms: [HS256]
-  keys:
-    - secret: "{secret}"
-  audience: {audience}
-policy:
-  preset: agentos
-  routes:
-    "GET /entity/{{id}}": {{scopes: [items:read], response: {{json:/user_id: user_id}}}}
-"""
+ENTITY_ROUTE = '    "GET /entity/{id}": {scopes: [items:read], response: {json:/user_id: user_id}}\n'
 AGENTS = [{"id": "a1", "name": "one"}, {"id": "a2", "name": "two (secret)"}]
 CONFIG_DOC = {"os_id": "os", "agents": AGENTS, "teams": [], "workflows": []}
 ENTITY = {"user_id": "user-1", "text": "the entity"}
@@ -45,18 +28,15 @@ RANGE = {"Range": "bytes=0-30", "If-Range": '"v1"'}
 
 
 @dataclass
-class RangedUpstream:
-    """Serves /agents, /config and /entity/1 with `status` (and `body`); a request with `Range` gets the
-    206 slice an HTTP server would send. Records each request's headers."""
+class RangedUpstream(TappedUpstream):
+    """The tapped upstream serving /agents, /config and /entity/1 with `status` (and `body`); a request
+    with `Range` gets the 206 slice an HTTP server would send."""
 
     status: int = 200
     body: bytes | None = None  # instead of the document, when set
     encoding: str | None = None  # the answer's Content-Encoding, when set (the body is gzipped then)
-    heads: list[dict[str, str]] = field(default_factory=list)
-    url: str = ""
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        self.heads.append({k.lower(): v for k, v in request.headers.items()})
+    async def answer(self, request: web.BaseRequest) -> web.StreamResponse | None:
         document = {"/agents": AGENTS, "/config": CONFIG_DOC, "/entity/1": ENTITY}[request.path]
         body = json.dumps(document).encode() if self.body is None else self.body
         ranged = request.headers.get("Range", "").removeprefix("bytes=").split("-")
@@ -75,28 +55,22 @@ class RangedUpstream:
             status=self.status, body=body, content_type="application/json", headers=validators
         )
 
+    def unranged(self) -> bool:
+        """The last request went up without Range and If-Range."""
+        return self.requests[-1].header("Range") == self.requests[-1].header("If-Range") == []
+
 
 @pytest.fixture
 async def ranged() -> AsyncIterator[RangedUpstream]:
-    up = RangedUpstream()
-    runner = web.ServerRunner(web.Server(up.handle, access_log=None), shutdown_timeout=1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    up.url = f"http://{host}:{port}"
-    yield up
-    await runner.cleanup()
+    async with serving_tapped(RangedUpstream()) as up:
+        yield up
 
 
 @pytest.fixture
-async def proxy(ranged: RangedUpstream, tmp_path: Path, hs_secret: bytes) -> AsyncIterator[str]:
+async def proxy(ranged: RangedUpstream, tmp_path: Path, hs_secret: bytes, launch: Launch) -> str:
     path = tmp_path / "filtered.yaml"
-    path.write_text(CONFIG.format(upstream=ranged.url, secret=hs_secret.decode(), audience=AUDIENCE))
-    service = ProxyService(RuntimeHolder(await asyncio.to_thread(load_runtime, path)), grace=1.0)
-    await service.start()
-    host, port = service.proxy_address
-    yield f"http://{host}:{port}"
-    await service.stop()
+    path.write_text(preset_config_text(ranged.url, hs_secret, routes=ENTITY_ROUTE))
+    return (await launch(path, grace=1.0)).url
 
 
 async def get(url: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -121,8 +95,8 @@ async def test_a_filtered_answer_is_asked_for_without_range(
     document = json.loads(body)
     items = document if isinstance(document, list) else document["agents"]
     assert [item["id"] for item in items] == ["a1"]
-    assert "range" not in ranged.heads[-1] and "if-range" not in ranged.heads[-1]
-    assert ranged.heads[-1]["accept-encoding"] == "identity"
+    assert ranged.unranged()
+    assert ranged.requests[-1].header("Accept-Encoding") == ["identity"]
 
 
 @pytest.mark.parametrize(("path", "scopes"), FILTERED.values(), ids=FILTERED.keys())
@@ -143,7 +117,7 @@ async def test_a_checked_response_is_asked_for_without_range(
 ) -> None:
     status, body = await get(proxy + "/entity/1", token("items:read"), RANGE)
     assert (status, json.loads(body)) == (200, ENTITY)
-    assert "range" not in ranged.heads[-1] and "if-range" not in ranged.heads[-1]
+    assert ranged.unranged()
 
 
 @pytest.mark.parametrize(("path", "scopes"), FILTERED.values(), ids=FILTERED.keys())
@@ -164,7 +138,7 @@ async def test_a_non_200_answer_holding_what_is_filtered_is_a_502(
         "what must be filtered",
         "error": "upstream_unavailable",
     }
-    assert len(ranged.heads) == 1
+    assert len(ranged.requests) == 1
 
 
 @pytest.mark.parametrize(("path", "scopes"), FILTERED.values(), ids=FILTERED.keys())
@@ -199,7 +173,7 @@ async def test_a_compressed_answer_to_filter_or_check_is_a_502(
             "error": "upstream_unavailable",
         },
     )
-    assert ranged.heads[-1]["accept-encoding"] == "identity"
+    assert ranged.requests[-1].header("Accept-Encoding") == ["identity"]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ change: the next handshake uses the new certificate or CA, a broken file leaves 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import ssl
@@ -28,6 +27,7 @@ from tests.rigs.tls import (
     handshake_refused,
     https,
     listener_tls_block,
+    served_subject,
     tls_world,
 )
 from tests.rigs.upstream import RecordingUpstream
@@ -69,16 +69,6 @@ def mounted_secret(world: TlsWorld, *, client_ca: bool) -> tuple[Path, str]:
     shutil.copy(pki.ca.cert_file, live / "ca.crt")
     copied = Issued(live / "tls.crt", live / "tls.key", pki.server.certificate)
     return live, listener_tls_block(copied, client_ca=live / "ca.crt" if client_ca else None)
-
-
-async def served_certificate(url: str, trust: ssl.SSLContext) -> str:
-    """The subject CN of the certificate the server presents on a fresh handshake."""
-    host, port = url.removeprefix("https://").rsplit(":", 1)
-    _, writer = await asyncio.open_connection(host, int(port), ssl=trust)
-    peer = writer.get_extra_info("peercert")
-    writer.close()
-    await writer.wait_closed()
-    return str(dict(item[0] for item in peer["subject"])["commonName"])
 
 
 async def test_https_listener_forwards_and_plain_http_gets_nothing_through(world: TlsWorld) -> None:
@@ -153,7 +143,7 @@ async def test_renewed_certificate_and_client_ca_are_used_from_the_next_handshak
     new_client = new_ca.issue(pki.directory, "svc-new", server=False)
     both = client_context(pki.ca.cert_file, pki.client)
     both.load_verify_locations(cafile=str(new_ca.cert_file))
-    assert await served_certificate(proxy.url, both) == "proxy"
+    assert await served_subject(proxy.url, both) == "proxy"
 
     shutil.copy(renewed.cert_file, live / "tls.crt")
     shutil.copy(renewed.key_file, live / "tls.key")
@@ -161,7 +151,7 @@ async def test_renewed_certificate_and_client_ca_are_used_from_the_next_handshak
     await world.counted(proxy, RELOADED)
 
     fresh = client_context(new_ca.cert_file, new_client)
-    assert await served_certificate(proxy.url, fresh) == "proxy-renewed"
+    assert await served_subject(proxy.url, fresh) == "proxy-renewed"
     assert (await get(proxy.url + "/items", fresh, world.bearer))[0] == 200
     # The old client CA is gone from the trust store: its certificates are refused now.
     old = client_context(new_ca.cert_file, pki.client)
@@ -179,7 +169,7 @@ async def test_a_broken_certificate_file_keeps_the_running_certificate(world: Tl
     [failure] = [line for line in logs if line["event"] == "config reload failed; the running policy stays"]
     problems = failure["problems"]
     assert any("tls.cert_file:" in problem and "KEY_VALUES_MISMATCH" in problem for problem in problems)
-    assert await served_certificate(proxy.url, client_context(world.pki.ca.cert_file)) == "proxy"
+    assert await served_subject(proxy.url, client_context(world.pki.ca.cert_file)) == "proxy"
 
 
 async def test_turning_tls_off_in_the_file_needs_a_restart_and_keeps_tls_running(world: TlsWorld) -> None:

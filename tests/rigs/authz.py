@@ -1,5 +1,6 @@
-"""Parts of the external-authorization rig: the proxy with its decision port, and the three ways a front end
-asks it (Envoy's prefixed path, nginx's X-Original-*, Traefik's X-Forwarded-*)."""
+"""Parts of the external-authorization rig: the proxy with its decision port, the three ways a front end
+asks it (Envoy's prefixed path, nginx's X-Original-*, Traefik's X-Forwarded-*), and the same request asked
+of either port."""
 
 from __future__ import annotations
 
@@ -65,6 +66,28 @@ def check_request(
     return "GET", authz_url + "/forward-auth", {**headers, **extra}
 
 
+async def ask(
+    client: aiohttp.ClientSession,
+    authz_url: str,
+    frontend: str,
+    method: str,
+    target: str,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes, CIMultiDictProxy[str]]:
+    """The decision port's answer to the check `frontend` sends for the client request `method target`."""
+    verb, url, sent = check_request(frontend, authz_url, method, target, headers or {})
+    async with client.request(verb, URL(url, encoded=True), headers=sent) as resp:
+        return resp.status, await resp.read(), resp.headers
+
+
+async def proxied(
+    client: aiohttp.ClientSession, url: str, method: str, target: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, CIMultiDictProxy[str]]:
+    """The proxied port's answer to the same request, the target sent as written."""
+    async with client.request(method, URL(url + target, encoded=True), headers=headers) as resp:
+        return resp.status, await resp.read(), resp.headers
+
+
 async def fetch(
     session: aiohttp.ClientSession, method: str, target: str, headers: dict[str, str]
 ) -> tuple[int, bytes, CIMultiDictProxy[str]]:
@@ -87,7 +110,8 @@ ENGINE_DENIALS = [
     ("spoofed original-request headers", "GET", "/private/x", "spoof"),
 ]
 _SCOPES = {"use-only": ("proxy:use",), "read-only": ("private:read",)}
-_ORIGINAL_SPOOF = {
+# Original-request headers a client sends to pose as asking for a public page.
+ORIGINAL_SPOOF = {
     "X-Original-URI": "/public/x",
     "X-Original-Method": "GET",
     "X-Forwarded-Uri": "/public/x",
@@ -100,5 +124,5 @@ def presented(kind: str | None, token: TokenFactory) -> dict[str, str]:
     if kind is None:
         return {}
     if kind == "spoof":
-        return dict(_ORIGINAL_SPOOF)
+        return dict(ORIGINAL_SPOOF)
     return {"Authorization": f"Bearer {token(*_SCOPES[kind]) if kind in _SCOPES else kind}"}

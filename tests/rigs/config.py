@@ -1,7 +1,8 @@
 """Config files for the proxy under test: one template per suite, filled from keyword options.
 
-`config_text` is the integration suite's (HS256, a catch-all route, identity headers); `attack_config_text`
-is the security suite's (RS256 from a PEM file, header and cookie sources, an AgentOS-like route table).
+`config_text` is the integration suite's (HS256, a catch-all route, identity headers); `preset_config_text`
+the same keys in front of the agentos preset's route table; `attack_config_text` is the security suite's
+(RS256 from a PEM file, header and cookie sources, an AgentOS-like route table).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ AUDIENCE = "authproxy-tests"
 ATTACK_AUDIENCE = "authproxy-security"
 ATTACK_ISSUER = "https://issuer.security.test"
 IDENTITY_HEADERS = ("X-Auth-User-Id", "X-Auth-Session-Id", "X-Auth-Scopes")
-# The integration template's routes, for tests that write their own `routes:` section around them.
+# The integration template's routes (its `routes` option, for a test that adds its own around them).
 BASE_ROUTES = '    "* /**": [proxy:use]\n    "GET /private/**": [private:read]\n'
 
 PROXY_CONFIG = """\
@@ -31,12 +32,10 @@ jwt:
   cookie: access_token
 policy:
   admin_scope: proxy:admin
-  public:
+{policy}  public:
     - /public/**
   routes:
-    "* /**": [proxy:use]
-    "GET /private/**": [private:read]
-forward:
+{routes}forward:
   identity_headers:
     user_id: X-Auth-User-Id
     session_id: X-Auth-Session-Id
@@ -58,9 +57,35 @@ def config_text(upstream_url: str, secret: bytes, **options: Any) -> str:
         "strip_authorization": "false",
         "algorithms": "HS256",
         "sources": "header",
+        "routes": BASE_ROUTES,
+        "policy": "",  # more policy settings, indented (`  preset: agentos\n`)
     }
     values.update(options)
     return PROXY_CONFIG.format(**values)
+
+
+PRESET_CONFIG = """\
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+upstream:
+  url: {upstream}
+  connect_timeout: 2s
+  read_timeout: 30s
+jwt:
+  algorithms: [HS256]
+  keys:
+    - secret: "{secret}"
+  audience: {audience}
+policy:
+  preset: agentos
+"""
+
+
+def preset_config_text(upstream_url: str, secret: bytes, *, routes: str = "") -> str:
+    """The agentos preset behind the integration suite's HS256 key; `routes` (indented entries) are the
+    user's own rules on top of the preset's."""
+    text = PRESET_CONFIG.format(upstream=upstream_url, secret=secret.decode(), audience=AUDIENCE)
+    return text + f"  routes:\n{routes}" if routes else text
 
 
 ATTACK_CONFIG = """\

@@ -3,6 +3,9 @@ reaches it below the HTTP parser.
 
 So "nothing was forwarded" means no connection and no byte, not merely "no request the upstream's parser
 accepted": a smuggled fragment the upstream would refuse still counts as forwarded.
+
+A test that needs answers of its own (an owner lookup, a /config document, an MCP server's stream) subclasses
+TappedUpstream and overrides `answer`; recording and the tap stay the rig's.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -61,7 +64,8 @@ class _TappedServer(web.Server):
 
 @dataclass
 class TappedUpstream:
-    """Answers every request with a JSON echo of what it received; WebSocket upgrades under /ws echo."""
+    """Answers every request with a JSON echo of what it received (`answer` first, in a subclass); WebSocket
+    upgrades echo."""
 
     tap: Tap = field(default_factory=Tap)
     requests: list[Received] = field(default_factory=list)
@@ -81,6 +85,9 @@ class TappedUpstream:
             await request.read(),
         )
         self.requests.append(received)
+        answered = await self.answer(request)
+        if answered is not None:
+            return answered
         if request.headers.get("Upgrade", "").lower() == "websocket":
             ws = web.WebSocketResponse()
             await ws.prepare(request)
@@ -88,6 +95,12 @@ class TappedUpstream:
                 await ws.send_str(f"echo:{msg.data}")
             return ws
         return web.json_response({"raw_path": received.raw_path, "method": received.method})
+
+    async def answer(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        """A subclass's own answer to a request already recorded (its body is read: `await request.read()`
+        returns it again); None leaves the request to the echo."""
+        del request
+        return None
 
     def reset(self) -> None:
         """Forget everything so far (after a legitimate warm-up request)."""
@@ -104,9 +117,19 @@ class TappedUpstream:
         return self.requests[0]
 
 
+Tapped = TypeVar("Tapped", bound=TappedUpstream)
+
+
 @asynccontextmanager
-async def tapped_upstream() -> AsyncIterator[TappedUpstream]:
-    up = TappedUpstream()
+async def serving_tapped(up: Tapped) -> AsyncIterator[Tapped]:
+    """`up` (a TappedUpstream or a subclass with answers of its own) served on 127.0.0.1, port chosen by
+    the OS; stopped when the block ends."""
     async with serving(up.server()) as url:
         up.url = url
+        yield up
+
+
+@asynccontextmanager
+async def tapped_upstream() -> AsyncIterator[TappedUpstream]:
+    async with serving_tapped(TappedUpstream()) as up:
         yield up

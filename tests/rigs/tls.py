@@ -152,6 +152,16 @@ async def get(
         return response.status, await response.read()
 
 
+async def served_subject(url: str, trust: ssl.SSLContext) -> str:
+    """The subject CN of the certificate the server at https `url` presents on a fresh handshake."""
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    _, writer = await asyncio.open_connection(host, int(port), ssl=trust)
+    peer = writer.get_extra_info("peercert")
+    writer.close()
+    await writer.wait_closed()
+    return str(dict(item[0] for item in peer["subject"])["commonName"])
+
+
 async def handshake_refused(url: str, context: ssl.SSLContext, headers: dict[str, str]) -> str:
     """The error a client meets when the server refuses it; TLS 1.3 reports a refused client certificate
     only when the client first reads, so the request is sent and must get no answer."""

@@ -1,17 +1,19 @@
-"""Real Envoy (ext_authz HTTP service), nginx (auth_request) and Traefik (forwardAuth), configured by the
-examples we ship, asking authproxy's decision port in front of the recording upstream.
+"""Real Envoy (ext_authz HTTP service, and its gRPC service on `authz.grpc_listen`), nginx (auth_request) and
+Traefik (forwardAuth), configured by the examples we ship, asking authproxy's decision ports in front of the
+recording upstream.
 
-Allowed requests reach the upstream with our identity headers, never the client's; denied ones never reach
-it. Envoy and Traefik relay our status, JSON body and challenge; nginx relays the status of a 401 or 403 (a
-401 with our challenge) and answers anything else (our 400 for an ambiguous path) with its own 500.
+Allowed requests reach the upstream with our identity headers, never the client's, and are logged as that
+front end's checks; denied ones never reach it. Envoy (either service) and Traefik relay our status, JSON
+body and challenge; nginx relays the status of a 401 or 403 (a 401 with our challenge) and answers anything
+else (our 400 for an ambiguous path) with its own 500.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,52 +23,72 @@ from yarl import URL
 from tests.rigs.authz import ENGINE_DENIALS, IDENTITY, SPOOFED, AuthzFactory, RunningAuthz, fetch, presented
 from tests.rigs.authz_engines import Engine, envoy, nginx, traefik
 from tests.rigs.keys import TokenFactory
+from tests.rigs.polling import poll
 from tests.rigs.upstream import RecordingUpstream
 
-ENGINES = ("envoy", "nginx", "traefik")
-RELAY_OUR_ANSWER = ("envoy", "traefik")  # status, body and challenge of a denial
+ENGINES = ("envoy", "nginx", "traefik", "envoy_grpc")
+RELAY_OUR_ANSWER = ("envoy", "traefik", "envoy_grpc")  # status, body and challenge of a denial
+CHECKS_LOGGED_AS = {"envoy": "envoy", "nginx": "nginx", "traefik": "forward_auth", "envoy_grpc": "envoy_grpc"}
+GRPC_LISTEN = "authz:\n  grpc_listen: 127.0.0.1:0\n"
 # Traefik resolves dot-segments (decoded ones too) before it routes, asks and forwards: its check names the
 # resolved path, the one the upstream would get, and the answer is the proxied port's for that path.
 RESOLVED_BY_TRAEFIK = {"/public/../private/x": "/private/x", "/public/%2e%2e/private/x": "/private/x"}
 
 
+@pytest.fixture(params=ENGINES)
+def engine_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def authz(start_authz: AuthzFactory, upstream: RecordingUpstream) -> RunningAuthz:
-    return await start_authz(upstream.url)
+async def authz(start_authz: AuthzFactory, upstream: RecordingUpstream, engine_name: str) -> RunningAuthz:
+    return await start_authz(upstream.url, authz=GRPC_LISTEN if engine_name == "envoy_grpc" else "")
 
 
 @contextlib.asynccontextmanager
 async def started(
     name: str, authz: RunningAuthz, upstream: RecordingUpstream, tmp: Path
 ) -> AsyncIterator[Engine]:
-    assert authz.service.decisions is not None
-    upstream_address = ("127.0.0.1", URL(upstream.url).port or 0)
-    start = {"envoy": envoy, "nginx": nginx, "traefik": traefik}[name]
-    decisions = authz.service.decisions.address
+    decisions = authz.service.decisions
     assert decisions is not None
-    async with start(tmp, upstream_address, decisions) as running:
+    upstream_address = ("127.0.0.1", URL(upstream.url).port or 0)
+    if name == "envoy_grpc":
+        assert decisions.grpc_address is not None
+        engine = envoy(tmp, upstream_address, decisions.grpc_address, "envoy-grpc.yaml")
+    else:
+        assert decisions.address is not None
+        start = {"envoy": envoy, "nginx": nginx, "traefik": traefik}[name]
+        engine = start(tmp, upstream_address, decisions.address)
+    async with engine as running:
         running.name = name
         await _routes_loaded(running, upstream)
         yield running
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture
 async def engine(
-    request: pytest.FixtureRequest, authz: RunningAuthz, upstream: RecordingUpstream, short_tmp: Path
+    engine_name: str, authz: RunningAuthz, upstream: RecordingUpstream, short_tmp: Path
 ) -> AsyncIterator[Engine]:
-    async with started(request.param, authz, upstream, short_tmp) as running:
+    async with started(engine_name, authz, upstream, short_tmp) as running:
         yield running
 
 
 async def _routes_loaded(engine: Engine, upstream: RecordingUpstream) -> None:
     """Traefik loads its file provider after it listens: poll a public path until it is routed."""
     async with engine.session() as session:
-        for _ in range(200):
-            if (await fetch(session, "GET", "/public/ready", {}))[0] != 404:
-                break
-            await asyncio.sleep(0.05)
+
+        async def routed() -> bool:
+            return (await fetch(session, "GET", "/public/ready", {}))[0] != 404
+
+        await poll(routed)
     assert upstream.requests, "the engine never routed a request to the upstream"
     upstream.requests.clear()
+
+
+def checks(engine: Engine, logs: list[MutableMapping[str, Any]]) -> list[tuple[str, str, int, str]]:
+    """The checks the decision port logged as asked by `engine`: method, path, status, decision."""
+    logged_as = CHECKS_LOGGED_AS[engine.name]
+    return [(c["method"], c["path"], c["status"], c["decision"]) for c in logs if c.get("authz") == logged_as]
 
 
 @pytest.fixture
@@ -79,26 +101,31 @@ async def test_allowed_request_reaches_upstream_with_our_identity_not_the_client
     engine: Engine, via: aiohttp.ClientSession, upstream: RecordingUpstream, token: TokenFactory
 ) -> None:
     bearer = token("private:read", sub="alice", session_id="s-1")
-    status, body, _ = await fetch(
-        via, "GET", "/private/doc?x=1&y=%2F", {"Authorization": f"Bearer {bearer}", **SPOOFED}
-    )
+    with structlog.testing.capture_logs() as logs:
+        status, body, _ = await fetch(
+            via, "GET", "/private/doc?x=1&y=%2F", {"Authorization": f"Bearer {bearer}", **SPOOFED}
+        )
     assert status == 200, body
     seen = upstream.last()
     assert seen.raw_path == "/private/doc?x=1&y=%2F"
     assert [seen.header(name) for name in IDENTITY] == [["alice"], ["s-1"], ["private:read"]]
     assert seen.header("X_Auth_Scopes") == []
     assert len(upstream.requests) == 1
+    assert checks(engine, logs) == [("GET", "/private/doc", 200, "allow")]
 
 
 async def test_identity_header_the_decision_does_not_set_is_removed_not_passed_on(
     engine: Engine, via: aiohttp.ClientSession, upstream: RecordingUpstream, token: TokenFactory
 ) -> None:
     bearer = token("proxy:use", sub="bob")  # no session_id claim
-    status, _, _ = await fetch(via, "POST", "/items", {"Authorization": f"Bearer {bearer}", **SPOOFED})
+    with structlog.testing.capture_logs() as logs:
+        status, _, _ = await fetch(via, "POST", "/items", {"Authorization": f"Bearer {bearer}", **SPOOFED})
     assert status == 200
     seen = upstream.last()
     assert (seen.method, seen.raw_path) == ("POST", "/items")
     assert [seen.header(name) for name in IDENTITY] == [["bob"], [], ["proxy:use"]]
+    assert len(upstream.requests) == 1
+    assert checks(engine, logs) == [("POST", "/items", 200, "allow")]
 
 
 async def test_public_route_passes_without_any_identity_header(
@@ -151,9 +178,10 @@ async def test_denied_request_never_reaches_upstream_and_the_client_gets_our_ans
 
 
 async def test_traefik_asks_about_and_forwards_the_same_resolved_path(
-    authz: RunningAuthz, upstream: RecordingUpstream, short_tmp: Path, token: TokenFactory
+    start_authz: AuthzFactory, upstream: RecordingUpstream, short_tmp: Path, token: TokenFactory
 ) -> None:
     # Envoy and nginx pass the target as sent, and the gate refuses it (the test above).
+    authz = await start_authz(upstream.url)
     bearer = token("private:read", sub="dana")
     async with started("traefik", authz, upstream, short_tmp) as running, running.session() as via:
         with structlog.testing.capture_logs() as logs:

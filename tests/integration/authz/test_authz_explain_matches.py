@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from yarl import URL
 
 from authproxy.cli.explain import explain
-from tests.rigs.authz import FRONTENDS, AuthzFactory, check_request
+from tests.rigs.authz import FRONTENDS, AuthzFactory, ask
 from tests.rigs.keys import TokenFactory
 from tests.rigs.upstream import RecordingUpstream
 
@@ -51,13 +50,11 @@ async def test_decision_port_denial_is_byte_identical_to_explain(
         "expired": lambda: token("proxy:use", exp=1_000_000),
     }.get(kind or "", lambda: kind)()
     headers = {"Authorization": f"Bearer {presented}"} if presented else {}
-    verb, url, sent = check_request(frontend, authz.authz_url, method, target, headers)
-    async with client.request(verb, URL(url, encoded=True), headers=sent) as resp:
-        status, body, challenge = resp.status, await resp.read(), resp.headers.get("WWW-Authenticate")
+    status, body, answer = await ask(client, authz.authz_url, frontend, method, target, headers)
     report, allowed = await explain(str(authz.config_path), method, target, token=presented)
     assert not allowed
     assert report["status"] == str(status)
     assert report["body"].encode() == body
-    assert report.get("www-authenticate") == challenge
+    assert report.get("www-authenticate") == answer.get("WWW-Authenticate")
     assert presented is None or presented not in report["body"]
     assert upstream.requests == []

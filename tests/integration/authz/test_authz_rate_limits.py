@@ -10,9 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from yarl import URL
 
-from tests.rigs.authz import FRONTENDS, AuthzFactory, RunningAuthz, check_request
+from tests.rigs.authz import FRONTENDS, AuthzFactory, ask
 from tests.rigs.keys import TokenFactory
 from tests.rigs.upstream import RecordingUpstream
 
@@ -20,38 +19,34 @@ LIMITS = 'rate_limits:\n  routes:\n    "GET /private/**": {rate: 2/hour, burst: 
 POLICY = '"GET /private/**";q=2;w=3600'
 
 
-async def ask(
-    client: aiohttp.ClientSession, authz: RunningAuthz, frontend: str, target: str, headers: dict[str, str]
-) -> tuple[int, bytes, Any]:
-    verb, url, sent = check_request(frontend, authz.authz_url, "GET", target, headers)
-    async with client.request(verb, URL(url, encoded=True), headers=sent) as resp:
-        return resp.status, await resp.read(), resp.headers
-
-
 @pytest.mark.parametrize("frontend", FRONTENDS)
-async def test_allowed_checks_carry_the_ratelimit_fields_until_the_429(
+async def test_checks_spend_the_budget_and_carry_the_ratelimit_fields_until_the_429(
     frontend: str,
     start_authz: AuthzFactory,
     upstream: RecordingUpstream,
     client: aiohttp.ClientSession,
     token: TokenFactory,
 ) -> None:
+    # In front of a mesh every request passes through a check, never through the proxied port: the
+    # check is where a caller's budget goes.
     authz = await start_authz(upstream.url, authz=LIMITS)
     bearer = {"Authorization": f"Bearer {token('private:read', sub='alice')}"}
     for left, full_in in ((1, 1800), (0, 3600)):
-        status, body, headers = await ask(client, authz, frontend, "/private/doc", bearer)
+        status, body, headers = await ask(client, authz.authz_url, frontend, "GET", "/private/doc", bearer)
         assert (status, body) == (200, b"")
         assert headers.getall("RateLimit-Policy") == [POLICY]
         assert headers.getall("RateLimit") == [f'"GET /private/**";r={left};t={full_in}']
         assert headers["X-Auth-User-Id"] == "alice"
-    status, body, headers = await ask(client, authz, frontend, "/private/doc", bearer)
+    status, body, headers = await ask(client, authz.authz_url, frontend, "GET", "/private/doc", bearer)
     assert status == 429
     assert headers["RateLimit"].startswith('"GET /private/**";r=0;t=')
     assert json.loads(body)["error"] == "rate_limited"
+    # another caller has a budget of its own
+    other = {"Authorization": f"Bearer {token('private:read', sub='bob')}"}
+    assert (await ask(client, authz.authz_url, frontend, "GET", "/private/doc", other))[0] == 200
     # a route no limit names: no fields
-    status, _, headers = await ask(
-        client, authz, frontend, "/items", {"Authorization": f"Bearer {token('proxy:use')}"}
-    )
+    unlimited = {"Authorization": f"Bearer {token('proxy:use')}"}
+    status, _, headers = await ask(client, authz.authz_url, frontend, "GET", "/items", unlimited)
     assert status == 200
     assert "RateLimit" not in headers and "RateLimit-Policy" not in headers
     assert upstream.requests == []
@@ -67,13 +62,15 @@ async def test_client_ip_behind_a_trusted_front_end_counts_its_forwarded_client(
     )
     authz = await start_authz(upstream.url, authz=limits)
     first = {"X-Forwarded-For": "198.51.100.1"}
-    status, _, headers = await ask(client, authz, "nginx", "/public/p", first)
+    status, _, headers = await ask(client, authz.authz_url, "nginx", "GET", "/public/p", first)
     assert (status, headers["RateLimit"]) == (200, '"/public/**";r=0;t=3600')
     status, _, _ = await ask(
-        client, authz, "nginx", "/public/p", {"X-Forwarded-For": "203.0.113.5, 198.51.100.1"}
+        client, authz.authz_url, "nginx", "GET", "/public/p", {"X-Forwarded-For": "203.0.113.5, 198.51.100.1"}
     )
     assert status == 429
-    status, _, _ = await ask(client, authz, "nginx", "/public/p", {"X-Forwarded-For": "198.51.100.2"})
+    status, _, _ = await ask(
+        client, authz.authz_url, "nginx", "GET", "/public/p", {"X-Forwarded-For": "198.51.100.2"}
+    )
     assert status == 200
 
 

@@ -5,9 +5,9 @@ handshake, and every setting problem reported as FILE:LINE."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import ssl
+import textwrap
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -21,19 +21,17 @@ from tests.rigs.authz import AuthzFactory, RunningAuthz
 from tests.rigs.certs import Issued, Pki, new_authority
 from tests.rigs.configdir import ConfigDir
 from tests.rigs.keys import TokenFactory
-from tests.rigs.tls import client_context, get, handshake_refused, https
+from tests.rigs.tls import client_context, get, handshake_refused, https, listener_tls_block, served_subject
 from tests.rigs.upstream import RecordingUpstream
 
 CHECK = "/envoy/private/doc"
 
 
 def authz_tls(cert: Issued, *, client_ca: Path | None = None, client_auth: str | None = None) -> str:
-    text = f"authz:\n  tls:\n    cert_file: {cert.cert_file}\n    key_file: {cert.key_file}\n"
-    if client_ca is not None:
-        text += f"    client_ca_file: {client_ca}\n"
-    if client_auth is not None:
-        text += f"    client_auth: {client_auth}\n"
-    return text
+    """The proxied port's `tls:` block, under `authz:`: the two ports take the same settings."""
+    return "authz:\n" + textwrap.indent(
+        listener_tls_block(cert, client_ca=client_ca, client_auth=client_auth), "  "
+    )
 
 
 @pytest.fixture
@@ -104,15 +102,6 @@ async def test_optional_client_certificates_let_clients_without_one_in(
     assert "client_cert" not in without
     assert with_cert["client_cert"] == "CN=svc-agent,O=authproxy tests"
     await handshake_refused(url, client_context(pki.ca.cert_file, pki.wrong_client), bearer)
-
-
-async def served_subject(url: str, trust: ssl.SSLContext) -> str:
-    host, port = url.removeprefix("https://").rsplit(":", 1)
-    _, writer = await asyncio.open_connection(host, int(port), ssl=trust)
-    peer = writer.get_extra_info("peercert")
-    writer.close()
-    await writer.wait_closed()
-    return str(dict(item[0] for item in peer["subject"])["commonName"])
 
 
 async def test_a_renewed_certificate_is_served_from_the_next_handshake(

@@ -4,9 +4,11 @@ checks; port 0 is refused with workers, since each worker would bind a port of i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -14,16 +16,22 @@ import aiohttp
 from tests.rigs.authz import authz_config
 from tests.rigs.keys import TokenFactory
 from tests.rigs.polling import poll
-from tests.rigs.serve import AUTHPROXY, ServeFactory
+from tests.rigs.serve import AUTHPROXY, ServeFactory, ServeProcess
 from tests.rigs.upstream import RecordingUpstream
 
 
-def released_port() -> int:
-    # --workers needs a fixed decision port: the OS picks one, released for the workers to bind.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+@contextlib.contextmanager
+def held_port() -> Iterator[int]:
+    """A port the OS picked, held for the block by a socket bound with SO_REUSEPORT and never listening.
+
+    --workers needs a fixed decision port. Released before the workers bind it, another process could be
+    handed it meanwhile; held, no bind to port 0 gets it, while the workers (SO_REUSEPORT, same user) bind
+    it beside this socket and take every connection (only a listening socket accepts). The supervisor
+    holds the proxied port the same way."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        yield int(holder.getsockname()[1])
 
 
 async def check(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
@@ -35,13 +43,19 @@ async def check(session: aiohttp.ClientSession, url: str, headers: dict[str, str
 async def test_every_worker_answers_checks_on_the_decision_port(
     serve: ServeFactory, tmp_path: Path, upstream: RecordingUpstream, hs_secret: bytes, token: TokenFactory
 ) -> None:
-    port = released_port()
     path = tmp_path / "authz.yaml"
-    path.write_text(authz_config(upstream.url, hs_secret, authz_listen=f"127.0.0.1:{port}"))
-    served = await serve(path, "--workers", "2")
-    listening = served.log.find("listening")
-    assert listening is not None and listening["authz"] == f"127.0.0.1:{port}"
-    url = f"http://127.0.0.1:{port}"
+    with held_port() as port:  # held to the end: a worker that binds late still finds it
+        path.write_text(authz_config(upstream.url, hs_secret, authz_listen=f"127.0.0.1:{port}"))
+        served = await serve(path, "--workers", "2")
+        listening = served.log.find("listening")
+        assert listening is not None and listening["authz"] == f"127.0.0.1:{port}"
+        await _each_worker_answers(served, f"http://127.0.0.1:{port}", token)
+    assert upstream.requests == []
+    served.process.terminate()
+    assert await served.finish() == 0
+
+
+async def _each_worker_answers(served: ServeProcess, url: str, token: TokenFactory) -> None:
     asked = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/items"}
     bearer = {"Authorization": f"Bearer {token('proxy:use')}"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
@@ -53,9 +67,6 @@ async def test_every_worker_answers_checks_on_the_decision_port(
             return len(pids) == 2
 
         await poll(both_workers_answered)
-    assert upstream.requests == []
-    served.process.terminate()
-    assert await served.finish() == 0
 
 
 async def test_decision_port_zero_with_workers_is_refused(

@@ -17,7 +17,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.rigs.keys import TokenFactory
 from tests.rigs.mcp_server import StartProxy, mcp_session
-from tests.rigs.upstream import serving
+from tests.rigs.tapped import TappedUpstream, serving_tapped
 
 LISTED = ["whoami"]  # what a token with proxy:use alone may see of UPSTREAM_TOOLS under MCP_SECTION
 UPSTREAM_TOOLS = [
@@ -34,16 +34,13 @@ def listing(ident: int) -> bytes:
 
 
 @dataclass
-class ScriptedMcp:
-    """An MCP upstream answering `initialize` as a server would, and `tools/list` with `script`'s exact
-    bytes, one write each; it records the headers of every request."""
+class ScriptedMcp(TappedUpstream):
+    """The tapped upstream as an MCP server answering `initialize` as a server would, and `tools/list` with
+    `script`'s exact bytes, one write each."""
 
     script: Script = field(default=lambda ident: (200, "application/json", [listing(ident)]))
-    heads: list[dict[str, str]] = field(default_factory=list)
-    url: str = ""
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        self.heads.append(dict(request.headers))
+    async def answer(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.method != "POST":
             return web.Response(status=405)
         message: dict[str, Any] = json.loads(await request.read())
@@ -67,9 +64,7 @@ class ScriptedMcp:
 
 @pytest.fixture
 async def scripted_mcp() -> AsyncIterator[ScriptedMcp]:
-    up = ScriptedMcp()
-    async with serving(web.Server(up.handle, access_log=None)) as url:
-        up.url = url
+    async with serving_tapped(ScriptedMcp()) as up:
         yield up
 
 
@@ -223,6 +218,6 @@ async def test_a_listing_request_goes_upstream_without_range(
     status, _, body = await list_tools(proxy.url, token("proxy:use"), ranged)
     assert status == 200
     assert [tool["name"] for tool in json.loads(body)["result"]["tools"]] == LISTED
-    sent = {name.lower(): value for name, value in scripted_mcp.heads[-1].items()}
-    assert "range" not in sent and "if-range" not in sent
-    assert sent["accept-encoding"] == "identity"
+    sent = scripted_mcp.requests[-1]
+    assert sent.header("Range") == sent.header("If-Range") == []
+    assert sent.header("Accept-Encoding") == ["identity"]
