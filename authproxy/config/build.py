@@ -104,8 +104,10 @@ def build(
     )
     logging = checks.key(top, "logging", lambda p, n: _logging(report, top, n), _DEFAULT.logging)
     limits = None
-    if (node := top.get("rate_limits")) is not None and policy is not None:
-        limits = read_rate_limits(report, top.key_line("rate_limits"), node, policy)
+    if policy is not None:  # limits name the policy's routes: never read against a policy that failed
+        limits = checks.key(
+            top, "rate_limits", lambda p, n: read_rate_limits(report, top.key_line(p), n, policy), None
+        )
     issuers = issuers_of(jwt.keys, jwt.issuer) if jwt is not None else ()
     mcp = read_mcp(report, top, policy, issuers, preset_dir, env)
     used = tuple((k, a) for k, a in (("listen", listen), ("admin_listen", admin)) if a)
