@@ -109,7 +109,7 @@ def build(
             top, "rate_limits", lambda p, n: read_rate_limits(report, top.key_line(p), n, policy), None
         )
     issuers = issuers_of(jwt.keys, jwt.issuer) if jwt is not None else ()
-    mcp = read_mcp(report, top, policy, issuers, preset_dir, env)
+    mcp = checks.attempt("mcp", lambda: read_mcp(report, top, policy, issuers, preset_dir, env), None)
     used = tuple((k, a) for k, a in (("listen", listen), ("admin_listen", admin)) if a)
     authz = checks.attempt("authz", lambda: read_authz(report, top, used), None)
     check_mode(report, proxied=proxied, authz=authz)
