@@ -96,8 +96,10 @@ def build(
         top, "tls", lambda p, n: read_listener_tls(report, p, top.key_line(p), n, base_dir), None
     )
     policy: PolicyConfig | None = PolicyConfig()
-    if (node := top.get("policy")) is not None:
-        policy = read_policy(report, top.key_line("policy"), node, preset_dir, env)
+    if (policy_node := top.get("policy")) is not None:
+        policy = checks.attempt(
+            "policy", lambda: read_policy(report, top.key_line("policy"), policy_node, preset_dir, env), None
+        )
     token_header = jwt.header if jwt is not None else _DEFAULT_JWT.header
     forward = checks.key(
         top, "forward", lambda p, n: _forward(report, top, n, token_header), _DEFAULT.forward
