@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from authproxy.config.model import Address
 from authproxy.config.source import MapNode, Node, Scalar, SeqNode, parse
@@ -24,7 +24,6 @@ __all__ = [
     "Report",
     "Section",
     "model_keys",
-    "or_none",
     "read_address",
     "read_bool",
     "read_choice",
@@ -39,7 +38,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-P = ParamSpec("P")
 
 
 class Invalid(Exception):
@@ -77,15 +75,6 @@ class Checks:
     def done(self) -> None:
         if self.failed:
             raise Invalid
-
-
-def or_none(read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
-    """`read(...)`, or None once it raised Invalid (reported): for the readers of keys, limits, mcp, rules
-    and route_form, which still pass None along instead of raising."""
-    try:
-        return read(*args, **kwargs)
-    except Invalid:
-        return None
 
 
 @dataclass(slots=True)
