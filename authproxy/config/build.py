@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping as EnvMap
-from typing import Literal, TypeVar, cast
+from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from authproxy.config.authz import AUTHZ_KEYS, read_authz
@@ -58,8 +58,6 @@ from authproxy.config.values import (
 
 __all__ = ["build", "check_upstream_url", "parse_address", "parse_duration"]
 
-T = TypeVar("T")
-
 # Each section's keys are its model's fields. `path` is the file's own name; authz.py reads `authz` and the
 # top-level `authz_listen` (the decision port's address stands beside `listen` and `admin_listen`).
 _TOP = (*model_keys(Config, skip=("path", "authz")), *AUTHZ_KEYS)
@@ -98,18 +96,22 @@ def build(
         top, "tls", lambda p, n: read_listener_tls(report, p, top.key_line(p), n, base_dir), None
     )
     policy: PolicyConfig | None = PolicyConfig()
-    if (node := top.get("policy")) is not None:
-        policy = read_policy(report, top.key_line("policy"), node, preset_dir, env)
+    if (policy_node := top.get("policy")) is not None:
+        policy = checks.attempt(
+            "policy", lambda: read_policy(report, top.key_line("policy"), policy_node, preset_dir, env), None
+        )
     token_header = jwt.header if jwt is not None else _DEFAULT_JWT.header
     forward = checks.key(
         top, "forward", lambda p, n: _forward(report, top, n, token_header), _DEFAULT.forward
     )
     logging = checks.key(top, "logging", lambda p, n: _logging(report, top, n), _DEFAULT.logging)
     limits = None
-    if (node := top.get("rate_limits")) is not None and policy is not None:
-        limits = read_rate_limits(report, top.key_line("rate_limits"), node, policy)
+    if policy is not None:  # limits name the policy's routes: never read against a policy that failed
+        limits = checks.key(
+            top, "rate_limits", lambda p, n: read_rate_limits(report, top.key_line(p), n, policy), None
+        )
     issuers = issuers_of(jwt.keys, jwt.issuer) if jwt is not None else ()
-    mcp = read_mcp(report, top, policy, issuers, preset_dir, env)
+    mcp = checks.attempt("mcp", lambda: read_mcp(report, top, policy, issuers, preset_dir, env), None)
     used = tuple((k, a) for k, a in (("listen", listen), ("admin_listen", admin)) if a)
     authz = checks.attempt("authz", lambda: read_authz(report, top, used), None)
     check_mode(report, proxied=proxied, authz=authz)
@@ -155,8 +157,7 @@ def _upstream(report: Report, top: Section, base_dir: str, override: str | None)
     tls = None
     if (tls_node := section.get("tls")) is not None and url is not None:
         if urlsplit(url).scheme != "https":
-            report.error(section.key_line("tls"), "upstream.tls: needs an https:// upstream.url")
-            raise Invalid
+            raise report.invalid(section.key_line("tls"), "upstream.tls: needs an https:// upstream.url")
         tls = read_upstream_tls(report, section.key_line("tls"), tls_node, base_dir)
     checks.done()
     if url is None:
@@ -175,12 +176,8 @@ def _jwt(report: Report, top: Section, base_dir: str) -> JwtConfig:
         raise Invalid  # missing (reported by read_section)
     section = read_section(report, "jwt", top.key_line("jwt"), node, _JWT, ("algorithms", "keys"))
     checks = Checks()
-    algorithms = checks.key(
-        section, "algorithms", lambda p, n: _reported(read_algorithms(report, p, n)), None
-    )
-    keys = checks.key(
-        section, "keys", lambda p, n: _reported(read_keys(report, p, n, base_dir, algorithms)), None
-    )
+    algorithms = checks.key(section, "algorithms", lambda p, n: read_algorithms(report, p, n), None)
+    keys = checks.key(section, "keys", lambda p, n: read_keys(report, p, n, base_dir, algorithms), None)
     if algorithms is not None and keys is not None:
         check_families(report, "jwt.algorithms", section.key_line("algorithms"), algorithms, keys)
     d = _DEFAULT_JWT
@@ -195,13 +192,6 @@ def _jwt(report: Report, top: Section, base_dir: str) -> JwtConfig:
     if algorithms is None or keys is None:
         raise Invalid  # missing (reported by read_section)
     return JwtConfig(algorithms, keys, audience, issuer, leeway, sources, header, cookie, claims)
-
-
-def _reported(value: T | None) -> T:
-    """A value from a reader that still returns None after reporting, as the raising readers give it."""
-    if value is None:
-        raise Invalid
-    return value
 
 
 def _audience(report: Report, jwt: Section) -> tuple[str, ...] | None:
@@ -226,8 +216,7 @@ def _issuer(report: Report, path: str, node: Node, keys: tuple[KeySource, ...]) 
     for key in keys:
         if isinstance(key, OidcIssuer) and key.issuer != issuer:
             # Discovery pins `iss` to the OIDC issuer: no token could match both.
-            report.error(node.line, f"jwt.issuer: differs from the oidc_issuer at line {key.line}")
-            raise Invalid
+            raise report.invalid(node.line, f"jwt.issuer: differs from the oidc_issuer at line {key.line}")
     return issuer
 
 

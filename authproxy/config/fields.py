@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from authproxy.config.model import Address
 from authproxy.config.source import MapNode, Node, Scalar, SeqNode, parse
@@ -24,13 +24,13 @@ __all__ = [
     "Report",
     "Section",
     "model_keys",
-    "or_none",
     "read_address",
     "read_bool",
     "read_choice",
     "read_duration",
     "read_fraction",
     "read_list",
+    "read_map",
     "read_preset_file",
     "read_section",
     "read_str",
@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-P = ParamSpec("P")
 
 
 class Invalid(Exception):
@@ -78,15 +77,6 @@ class Checks:
             raise Invalid
 
 
-def or_none(read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
-    """`read(...)`, or None once it raised Invalid (reported): for the readers of keys, limits, mcp, rules
-    and route_form, which still pass None along instead of raising."""
-    try:
-        return read(*args, **kwargs)
-    except Invalid:
-        return None
-
-
 @dataclass(slots=True)
 class Report:
     """Collects errors and warnings; `at(file)` gives a view that files problems under another file."""
@@ -100,6 +90,11 @@ class Report:
 
     def warn(self, line: int, message: str) -> None:
         self.warnings.append(Problem(self.file, line, message))
+
+    def invalid(self, line: int, message: str) -> Invalid:
+        """Report an error, and give the Invalid to raise for it: `raise report.invalid(line, message)`."""
+        self.error(line, message)
+        return Invalid()
 
     def at(self, file: str) -> Report:
         return Report(file, self.errors, self.warnings)
@@ -164,11 +159,6 @@ def _expected(report: Report, path: str, node: Node, what: str, hint: str = "") 
     return Invalid()
 
 
-def _reported(report: Report, line: int, message: str) -> Invalid:
-    report.error(line, message)
-    return Invalid()
-
-
 def _check_substituted(node: Node) -> None:
     # A `${VAR}` that could not be substituted was reported where it was parsed (source.py).
     if isinstance(node, Scalar) and node.failed:
@@ -185,13 +175,11 @@ def read_section(
 ) -> Section:
     """Read a map with a fixed key set: unknown keys and missing required keys are reported (the section
     is still returned, so its other keys are checked too); Invalid when the node is no map."""
-    _check_substituted(node)
-    if not isinstance(node, MapNode):
-        raise _expected(report, path or "the configuration", node, "a map")
+    mapping = read_map(report, path, node)
     entries: dict[str, Node] = {}
     key_lines: dict[str, int] = {}
     where = f" in {path}" if path else ""
-    for key, value in node.items:
+    for key, value in mapping.items:
         if key.text not in known:
             close = difflib.get_close_matches(key.text, list(known), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -203,6 +191,14 @@ def read_section(
         if name not in entries:
             report.error(line, f"missing required key '{name}'{where}")
     return Section(path, line, entries, key_lines)
+
+
+def read_map(report: Report, path: str, node: Node) -> MapNode:
+    """A map whose keys the config's author chooses (routes, endpoints, tools); Invalid when it is none."""
+    _check_substituted(node)
+    if not isinstance(node, MapNode):
+        raise _expected(report, path or "the configuration", node, "a map")
+    return node
 
 
 def read_preset_file(
@@ -224,7 +220,7 @@ def read_preset_file(
             text = handle.read()
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-        raise _reported(report, line, f"policy.preset: cannot read the {what} {path}: {reason}") from None
+        raise report.invalid(line, f"policy.preset: cannot read the {what} {path}: {reason}") from None
     there = report.at(path)
     root, problems = parse(text, path, env)
     there.errors.extend(problems)
@@ -243,7 +239,7 @@ def read_str(
         quote = what == "a string" and isinstance(node, Scalar) and node.value is not None
         raise _expected(report, path, node, what, " (quote it to make it text)" if quote else "")
     if not node.text and not allow_empty:
-        raise _reported(report, node.line, f"{path}: must not be empty")
+        raise report.invalid(node.line, f"{path}: must not be empty")
     return node.text
 
 
@@ -258,7 +254,7 @@ def read_choice(report: Report, path: str, node: Node, choices: tuple[str, ...])
     """A string that must be one of `choices`; the wrong value is quoted (choices are never secrets)."""
     value = read_str(report, path, node)
     if value not in choices:
-        raise _reported(report, node.line, f"{path}: must be one of {', '.join(choices)}; got '{value}'")
+        raise report.invalid(node.line, f"{path}: must be one of {', '.join(choices)}; got '{value}'")
     return value
 
 
@@ -267,7 +263,7 @@ def read_list(report: Report, path: str, node: Node, *, allow_empty: bool = Fals
     if not isinstance(node, SeqNode):
         raise _expected(report, path, node, "a list")
     if not node.items and not allow_empty:
-        raise _reported(report, node.line, f"{path}: must not be an empty list")
+        raise report.invalid(node.line, f"{path}: must not be an empty list")
     return node.items
 
 
@@ -277,7 +273,7 @@ def read_value(report: Report, path: str, node: Node, parse: Callable[[str], T],
     try:
         return parse(text)
     except ValueError as bad:
-        raise _reported(report, node.line, f"{path}: {bad}") from None
+        raise report.invalid(node.line, f"{path}: {bad}") from None
 
 
 def read_address(report: Report, path: str, node: Node) -> Address:
@@ -301,7 +297,7 @@ def read_fraction(report: Report, path: str, node: Node) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _expected(report, path, node, "a number from 0.0 to 1.0")
     if not 0.0 <= value <= 1.0:  # NaN fails this too
-        raise _reported(report, node.line, f"{path}: must be from 0.0 to 1.0; got {value}")
+        raise report.invalid(node.line, f"{path}: must be from 0.0 to 1.0; got {value}")
     return float(value)
 
 
@@ -313,7 +309,7 @@ def read_duration(report: Report, path: str, node: Node, *, positive: bool = Fal
     try:
         seconds = parse_duration(raw)
     except ValueError as bad:
-        raise _reported(report, node.line, f"{path}: {bad}") from None
+        raise report.invalid(node.line, f"{path}: {bad}") from None
     if positive and seconds == 0:
-        raise _reported(report, node.line, f"{path}: must be more than zero")
+        raise report.invalid(node.line, f"{path}: must be more than zero")
     return seconds

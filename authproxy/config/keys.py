@@ -13,10 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from authproxy.config.fields import (
+    Checks,
+    Invalid,
     Report,
     Section,
     model_keys,
-    or_none,
     read_bool,
     read_duration,
     read_list,
@@ -48,53 +49,59 @@ _MODIFIERS: dict[str, tuple[str, ...]] = {
 _ITEM_KEYS = (*_SOURCES, "kid", *_REMOTE)
 _MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: at least the hash size; 32 bytes for HS256
 _MAX_KEY_FILE = 1 << 20  # key files are small; a bigger one is a wrong path
+_REMOTE_DEFAULT = JwksUrl("", 0)  # the defaults of a remote source (an OidcIssuer's are the same)
 
 
-def read_algorithms(report: Report, path: str, node: Node) -> tuple[str, ...] | None:
-    items = or_none(read_list, report, path, node)
-    if items is None:
-        return None
+def read_algorithms(report: Report, path: str, node: Node) -> tuple[str, ...]:
+    items = read_list(report, path, node)
+    checks = Checks()
     algorithms: list[str] = []
-    ok = True
     for i, item in enumerate(items):
-        name = or_none(read_str, report, f"{path}[{i}]", item)
+        label = f"{path}[{i}]"
+        name = checks.attempt(label, lambda: _algorithm(report, label, item), None)  # noqa: B023
         if name is None:
-            ok = False
-        elif name.lower() == "none":
-            report.error(item.line, f"{path}[{i}]: 'none' is refused: it would accept unsigned tokens")
-            ok = False
-        elif name not in ALGORITHMS:
-            close = [a for a in ALGORITHMS if a.lower() == name.lower()]
-            hint = f" (did you mean {close[0]}?)" if close else f"; use one of {', '.join(ALGORITHMS)}"
-            report.error(item.line, f"{path}[{i}]: unknown algorithm '{name}'{hint}")
-            ok = False
-        elif name in algorithms:
-            report.error(item.line, f"{path}[{i}]: {name} is listed twice")
+            continue
+        if name in algorithms:
+            # An error, but the list stays usable, so each key is still checked against it.
+            report.error(item.line, f"{label}: {name} is listed twice")
         else:
             algorithms.append(name)
-    return tuple(algorithms) if ok else None
+    checks.done()
+    return tuple(algorithms)
+
+
+def _algorithm(report: Report, label: str, node: Node) -> str:
+    name = read_str(report, label, node)
+    if name.lower() == "none":
+        raise report.invalid(node.line, f"{label}: 'none' is refused: it would accept unsigned tokens")
+    if name not in ALGORITHMS:
+        close = [a for a in ALGORITHMS if a.lower() == name.lower()]
+        hint = f" (did you mean {close[0]}?)" if close else f"; use one of {', '.join(ALGORITHMS)}"
+        raise report.invalid(node.line, f"{label}: unknown algorithm '{name}'{hint}")
+    return name
 
 
 def read_keys(
     report: Report, path: str, node: Node, base_dir: str, algorithms: tuple[str, ...] | None
-) -> tuple[KeySource, ...] | None:
+) -> tuple[KeySource, ...]:
     """Every item of `jwt.keys`; `algorithms` (None when invalid) enables the per-key fit checks."""
-    items = or_none(read_list, report, path, node)
-    if items is None:
-        return None
+    items = read_list(report, path, node)
+    checks = Checks()
     keys: list[KeySource] = []
     kids: dict[str, str] = {}
     for i, item in enumerate(items):
-        key = _read_item(report, f"{path}[{i}]", item, base_dir, algorithms)
+        label = f"{path}[{i}]"
+        key = checks.attempt(label, lambda: _read_item(report, label, item, base_dir, algorithms), None)  # noqa: B023
         if key is None:
             continue
         kid = key.kid if isinstance(key, SecretKey | PublicKeyFile) else None
         if kid is not None and kid in kids:
-            report.error(key.line, f"{path}[{i}].kid: '{kid}' is already used by {kids[kid]}")
+            report.error(key.line, f"{label}.kid: '{kid}' is already used by {kids[kid]}")
         elif kid is not None:
-            kids[kid] = f"{path}[{i}]"
+            kids[kid] = label
         keys.append(key)
-    return tuple(keys) if len(keys) == len(items) else None
+    checks.done()
+    return tuple(keys)
 
 
 def check_families(
@@ -121,20 +128,17 @@ def check_families(
 
 def _read_item(
     report: Report, path: str, node: Node, base_dir: str, algorithms: tuple[str, ...] | None
-) -> KeySource | None:
-    item = or_none(read_section, report, path, node.line, node, _ITEM_KEYS)
-    if item is None:
-        return None
+) -> KeySource:
+    item = read_section(report, path, node.line, node, _ITEM_KEYS)
     present = [name for name in _SOURCES if name in item.entries]
     if len(present) != 1:
         found = f"has {' and '.join(present)}" if present else "has no key source"
-        report.error(node.line, f"{path}: {found}; give exactly one of {', '.join(_SOURCES)}")
-        return None
+        raise report.invalid(node.line, f"{path}: {found}; give exactly one of {', '.join(_SOURCES)}")
     source = present[0]
     stray = [name for name in item.entries if name != source and name not in _MODIFIERS[source]]
     for name in stray:
         report.error(item.entries[name].line, f"{path}.{name}: does not apply to {source}")
-    key: KeySource | None
+    key: KeySource
     if source in ("secret", "secret_file"):
         key = _read_secret(report, item, source, base_dir, algorithms)
     elif source == "public_key_file":
@@ -143,71 +147,58 @@ def _read_item(
         key = _read_jwks_file(report, item, base_dir)
     else:
         key = _read_remote(report, item, source)
-    return None if stray else key
-
-
-def _kid(report: Report, item: Section) -> tuple[bool, str | None]:
-    node = item.get("kid")
-    if node is None:
-        return True, None
-    kid = or_none(read_str, report, item.sub("kid"), node)
-    return kid is not None, kid
+    if stray:
+        raise Invalid  # reported above; the source itself was still checked
+    return key
 
 
 def _read_secret(
     report: Report, item: Section, source: str, base_dir: str, algorithms: tuple[str, ...] | None
-) -> SecretKey | None:
+) -> SecretKey:
     label = item.sub(source)
-    text = or_none(read_str, report, label, item.entries[source])
-    kid_ok, kid = _kid(report, item)
-    if text is None:
-        return None
+    checks = Checks()
+    # The kid first: its problem is reported even when the source's stops the reading.
+    kid = checks.key(item, "kid", lambda p, n: read_str(report, p, n), None)
+    text = read_str(report, label, item.entries[source])
     if source == "secret":
         secret, origin = text.encode(), "secret"
     else:
-        read = _read_file(report, label, item.line, text, base_dir)
-        if read is None:
-            return None
-        origin, data = read
+        origin, data = _read_file(report, label, item.line, text, base_dir)
         # One line ending (as `echo` or an editor adds it); anything before it is the secret's own.
         secret = data[:-2] if data.endswith(b"\r\n") else data.removesuffix(b"\n")
         if not secret:
-            report.error(item.line, f"{label}: {origin} is empty")
-            return None
+            raise report.invalid(item.line, f"{label}: {origin} is empty")
     if secret.lstrip().startswith(b"-----BEGIN"):
-        report.error(item.line, f"{label}: holds a PEM key, not an HMAC secret; use public_key_file")
-        return None
+        raise report.invalid(item.line, f"{label}: holds a PEM key, not an HMAC secret; use public_key_file")
     if algorithms is not None and HMAC_ALGORITHMS.isdisjoint(algorithms):
         report.warn(item.line, f"{item.path}: no HS* algorithm is configured, so this secret is never used")
     elif len(secret) < _MIN_SECRET_BYTES:
         report.warn(item.line, f"{item.path}: the secret is shorter than 32 bytes, too weak for HS256")
-    return SecretKey(secret, item.line, origin, kid) if kid_ok else None
+    checks.done()  # a bad kid, reported
+    return SecretKey(secret, item.line, origin, kid)
 
 
 def _read_public_key(
     report: Report, item: Section, base_dir: str, algorithms: tuple[str, ...] | None
-) -> PublicKeyFile | None:
+) -> PublicKeyFile:
     label = item.sub("public_key_file")
-    text = or_none(read_str, report, label, item.entries["public_key_file"])
-    kid_ok, kid = _kid(report, item)
-    read = _read_file(report, label, item.line, text, base_dir) if text is not None else None
-    if read is None:
-        return None
-    path, pem = read
+    checks = Checks()
+    kid = checks.key(item, "kid", lambda p, n: read_str(report, p, n), None)  # first, as for a secret
+    text = read_str(report, label, item.entries["public_key_file"])
+    path, pem = _read_file(report, label, item.line, text, base_dir)
     try:
         kind, verifies = _public_key_kind(pem)
     except ValueError as bad:
-        report.error(item.line, f"{label}: {path} {bad}")
-        return None
+        raise report.invalid(item.line, f"{label}: {path} {bad}") from None
     if algorithms is not None and verifies.isdisjoint(algorithms):
         fits = ", ".join(sorted(verifies)) or "nothing authproxy supports"
-        report.error(
+        raise report.invalid(
             item.line,
             f"{label}: {path} is {kind}, which verifies {fits}; "
             f"jwt.algorithms allows only {', '.join(algorithms)}",
         )
-        return None
-    return PublicKeyFile(path, pem, item.line, kid) if kid_ok else None
+    checks.done()  # a bad kid, reported
+    return PublicKeyFile(path, pem, item.line, kid)
 
 
 def _public_key_kind(pem: bytes) -> tuple[str, frozenset[str]]:
@@ -229,67 +220,60 @@ def _public_key_kind(pem: bytes) -> tuple[str, frozenset[str]]:
     return ("an RSA key" if kty == "RSA" else "an Ed25519 key"), algorithms
 
 
-def _read_jwks_file(report: Report, item: Section, base_dir: str) -> JwksFile | None:
+def _read_jwks_file(report: Report, item: Section, base_dir: str) -> JwksFile:
     label = item.sub("jwks_file")
-    text = or_none(read_str, report, label, item.entries["jwks_file"])
-    read = _read_file(report, label, item.line, text, base_dir) if text is not None else None
-    if read is None:
-        return None
-    path, document = read
+    text = read_str(report, label, item.entries["jwks_file"])
+    path, document = _read_file(report, label, item.line, text, base_dir)
     try:
         parsed = json.loads(document)
     except json.JSONDecodeError as bad:
-        report.error(item.line, f"{label}: {path} is not JSON: {bad.msg} at line {bad.lineno}")
-        return None
+        raise report.invalid(
+            item.line, f"{label}: {path} is not JSON: {bad.msg} at line {bad.lineno}"
+        ) from None
     except UnicodeDecodeError:
-        report.error(item.line, f"{label}: {path} is not JSON: not UTF-8 text")
-        return None
+        raise report.invalid(item.line, f"{label}: {path} is not JSON: not UTF-8 text") from None
     keys = parsed.get("keys") if isinstance(parsed, dict) else None
     if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
-        report.error(item.line, f"{label}: {path} is not a JWKS: expected a JSON object with a 'keys' list")
-        return None
+        raise report.invalid(
+            item.line, f"{label}: {path} is not a JWKS: expected a JSON object with a 'keys' list"
+        )
     if not keys:
-        report.error(item.line, f"{label}: {path} has no keys")
-        return None
+        raise report.invalid(item.line, f"{label}: {path} has no keys")
     return JwksFile(path, document, item.line)
 
 
-def _read_remote(report: Report, item: Section, source: str) -> JwksUrl | OidcIssuer | None:
+def _read_remote(report: Report, item: Section, source: str) -> JwksUrl | OidcIssuer:
     label = item.sub(source)
-    url = or_none(read_str, report, label, item.entries[source])
-    interval: float | None = 300.0
-    if (node := item.get("refresh_interval")) is not None:
-        interval = or_none(read_duration, report, item.sub("refresh_interval"), node, positive=True)
-    insecure: bool | None = False
-    if (node := item.get("allow_insecure_http")) is not None:
-        insecure = or_none(read_bool, report, item.sub("allow_insecure_http"), node)
-    unknown_kid: float | None = 10.0
-    if (node := item.get("unknown_kid_refresh_interval")) is not None:
-        unknown_kid = or_none(
-            read_duration, report, item.sub("unknown_kid_refresh_interval"), node, positive=True
-        )
-    if url is None or interval is None or insecure is None or unknown_kid is None:
-        return None
+    checks = Checks()
+    url = checks.attempt(source, lambda: read_str(report, label, item.entries[source]), "")
+
+    def interval(path: str, node: Node) -> float:
+        return read_duration(report, path, node, positive=True)
+
+    d = _REMOTE_DEFAULT
+    refresh = checks.key(item, "refresh_interval", interval, d.refresh_interval)
+    insecure = checks.key(
+        item, "allow_insecure_http", lambda p, n: read_bool(report, p, n), d.allow_insecure_http
+    )
+    unknown_kid = checks.key(item, "unknown_kid_refresh_interval", interval, d.unknown_kid_refresh_interval)
+    checks.done()
     try:
         check_fetch_url(url, allow_insecure_http=insecure, issuer=source == "oidc_issuer")
     except ValueError as bad:
-        report.error(item.entries[source].line, f"{label}: {bad}")
-        return None
+        raise report.invalid(item.entries[source].line, f"{label}: {bad}") from None
     if source == "jwks_url":
-        return JwksUrl(url, item.line, interval, insecure, unknown_kid)
-    return OidcIssuer(url, item.line, interval, insecure, unknown_kid)
+        return JwksUrl(url, item.line, refresh, insecure, unknown_kid)
+    return OidcIssuer(url, item.line, refresh, insecure, unknown_kid)
 
 
-def _read_file(report: Report, label: str, line: int, raw: str, base_dir: str) -> tuple[str, bytes] | None:
+def _read_file(report: Report, label: str, line: int, raw: str, base_dir: str) -> tuple[str, bytes]:
     """Read a key file named relative to the config file's directory; returns (path as resolved, bytes)."""
     path = os.path.join(base_dir, raw)
     try:
         with open(path, "rb") as handle:
             data = handle.read(_MAX_KEY_FILE + 1)
     except OSError as err:
-        report.error(line, f"{label}: cannot read {path}: {err.strerror or err}")
-        return None
+        raise report.invalid(line, f"{label}: cannot read {path}: {err.strerror or err}") from None
     if len(data) > _MAX_KEY_FILE:
-        report.error(line, f"{label}: {path} is larger than 1 MiB; is it the right file?")
-        return None
+        raise report.invalid(line, f"{label}: {path} is larger than 1 MiB; is it the right file?")
     return path, data

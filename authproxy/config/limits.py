@@ -13,19 +13,21 @@ from typing import Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from authproxy.config.fields import (
+    Checks,
+    Invalid,
     Report,
     Section,
     model_keys,
-    or_none,
     read_choice,
     read_duration,
     read_list,
+    read_map,
     read_section,
     read_str,
 )
 from authproxy.config.limits_model import CallerKey, LimitRule, Rate, RateLimitsConfig, RedisOptions
 from authproxy.config.model import PolicyConfig
-from authproxy.config.source import MapNode, Node, Scalar
+from authproxy.config.source import Node, Scalar
 from authproxy.policy.patterns import parse_pattern
 
 __all__ = ["parse_rate", "read_rate_limits"]
@@ -43,7 +45,7 @@ _PERIODS |= {"h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
 _RATE_TEXT = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*")
 _RATE_HELP = "expected a rate such as 10/min, 5/s, 100/hour or 1000/day"
 _MAX_COUNT = 1_000_000_000
-_DEFAULT_REDIS = RedisOptions()
+_DEFAULT = RateLimitsConfig("", 0)
 _ACTION = re.compile(r"[^:\s{}]+:[^:\s{}]+")
 
 
@@ -61,179 +63,169 @@ def parse_rate(text: str, burst: int | None = None) -> Rate:
     return Rate(count, _PERIODS[match.group(2)], burst, f"{written} burst {burst}")
 
 
-def read_rate_limits(report: Report, line: int, node: Node, policy: PolicyConfig) -> RateLimitsConfig | None:
-    section = or_none(read_section, report, "rate_limits", line, node, _KEYS)
-    if section is None:
-        return None
-    ok = True
-    key, proxies = _caller_key(report, section)
-    backend: str | None = "memory"
-    if (value := section.get("backend")) is not None:
-        backend = _backend(report, value)
-    redis = _redis(report, section)
-    default: Rate | None = None
-    if (value := section.get("default")) is not None:
-        default = _rate(report, "rate_limits.default", value)
-        ok = default is not None
-    rules: tuple[LimitRule, ...] | None = ()
-    if (value := section.get("routes")) is not None:
-        rules = _rules(report, value, policy, public_allowed=key == "client_ip")
-    if backend is not None and backend != "memory" and section.get("redis") is None:
+def read_rate_limits(report: Report, line: int, node: Node, policy: PolicyConfig) -> RateLimitsConfig:
+    section = read_section(report, "rate_limits", line, node, _KEYS)
+    checks = Checks()
+    d = _DEFAULT
+    key_default: str = d.key
+    key = checks.key(section, "key", lambda p, n: read_choice(report, p, n, _CALLER_KEYS), key_default)
+    proxies = checks.key(
+        section, "trusted_proxies", lambda p, n: _trusted_proxies(report, p, n), d.trusted_proxies
+    )
+    if key != "client_ip" and proxies:
+        report.warn(
+            section.entries["trusted_proxies"].line,
+            "rate_limits.trusted_proxies: has no effect without key: client_ip",
+        )
+    backend = checks.key(section, "backend", lambda p, n: _backend(report, p, n), d.backend)
+    redis = checks.key(section, "redis", lambda p, n: _redis(report, section, n), d.redis)
+    default = checks.key(section, "default", lambda p, n: _rate(report, p, n), d.default)
+    public_allowed = key == "client_ip"
+    rules = checks.key(
+        section, "routes", lambda p, n: _rules(report, p, n, policy, public_allowed=public_allowed), d.rules
+    )
+    if backend != d.backend and section.get("redis") is None:
         report.warn(section.key_line("backend"), "rate_limits: Redis errors deny requests (redis.on_error)")
-    if not ok or None in (key, proxies, backend, redis, rules):
-        return None
+    checks.done()
     if default is None and not rules:
         report.warn(line, "rate_limits: no default and no routes, so nothing is limited")
     return RateLimitsConfig(
         file=report.file,
         line=line,
         key=cast(CallerKey, key),
-        backend=cast(str, backend),
-        redis=cast(RedisOptions, redis),
+        backend=backend,
+        redis=redis,
         default=default,
-        rules=cast(tuple[LimitRule, ...], rules),
-        trusted_proxies=cast(tuple[Network, ...], proxies),
+        rules=rules,
+        trusted_proxies=proxies,
     )
 
 
-def _caller_key(report: Report, section: Section) -> tuple[str | None, tuple[Network, ...] | None]:
-    """`key` and `trusted_proxies` (which only a client_ip key reads); None for each one reported."""
-    key: str | None = "user_id"
-    if (value := section.get("key")) is not None:
-        key = or_none(read_choice, report, "rate_limits.key", value, _CALLER_KEYS)
-    proxies: tuple[Network, ...] | None = ()
-    if (value := section.get("trusted_proxies")) is not None:
-        proxies = _trusted_proxies(report, value)
-        if key != "client_ip" and proxies:
-            report.warn(value.line, "rate_limits.trusted_proxies: has no effect without key: client_ip")
-    return key, proxies
-
-
-def _trusted_proxies(report: Report, node: Node) -> tuple[Network, ...] | None:
+def _trusted_proxies(report: Report, path: str, node: Node) -> tuple[Network, ...]:
     """CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses; every bad one reported at its own line."""
-    items = or_none(read_list, report, "rate_limits.trusted_proxies", node, allow_empty=True)
-    if items is None:
-        return None
+    items = read_list(report, path, node, allow_empty=True)
+    checks = Checks()
     networks: list[Network] = []
     for i, item in enumerate(items):
-        path = f"rate_limits.trusted_proxies[{i}]"
-        text = or_none(read_str, report, path, item, what="a CIDR such as 10.0.0.0/8 or an address")
-        if text is None:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(text.strip()))
-        except ValueError as bad:
-            # strict: 10.0.0.1/8 has host bits set, a typo for 10.0.0.0/8 or for 10.0.0.1/32
-            report.error(item.line, f"rate_limits.trusted_proxies[{i}]: not a CIDR or address ({bad})")
-    return tuple(networks) if len(networks) == len(items) else None
+        label = f"{path}[{i}]"
+        network = checks.attempt(label, lambda: _network(report, label, item), None)  # noqa: B023
+        if network is not None:
+            networks.append(network)
+    checks.done()
+    return tuple(networks)
 
 
-def _backend(report: Report, node: Node) -> str | None:
-    text = or_none(read_str, report, "rate_limits.backend", node)
-    if text is None or text == "memory":
+def _network(report: Report, label: str, node: Node) -> Network:
+    text = read_str(report, label, node, what="a CIDR such as 10.0.0.0/8 or an address")
+    try:
+        return ipaddress.ip_network(text.strip())
+    except ValueError as bad:
+        # strict: 10.0.0.1/8 has host bits set, a typo for 10.0.0.0/8 or for 10.0.0.1/32
+        raise report.invalid(node.line, f"{label}: not a CIDR or address ({bad})") from None
+
+
+def _backend(report: Report, path: str, node: Node) -> str:
+    text = read_str(report, path, node)
+    if text == "memory":
         return text
     # The URL may carry a password: messages never quote it.
     scheme = urlsplit(text).scheme
     if scheme not in _BACKEND_SCHEMES:
-        report.error(
-            node.line, "rate_limits.backend: expected memory or a redis://, rediss:// or unix:// URL"
-        )
-        return None
+        raise report.invalid(node.line, f"{path}: expected memory or a redis://, rediss:// or unix:// URL")
     # Imported here: only a Redis backend pays for loading the client.
     from redis.asyncio.connection import parse_url
 
     try:
         parse_url(text)  # what the client will make of it, checked now rather than on the first request
     except ValueError:
-        report.error(
-            node.line, f"rate_limits.backend: not a valid {scheme}:// URL (port, database or options)"
-        )
-        return None
+        raise report.invalid(
+            node.line, f"{path}: not a valid {scheme}:// URL (port, database or options)"
+        ) from None
     return text
 
 
-def _redis(report: Report, top: Section) -> RedisOptions | None:
-    node = top.get("redis")
-    if node is None:
-        return RedisOptions()
-    section = or_none(read_section, report, "rate_limits.redis", top.key_line("redis"), node, _REDIS)
-    if section is None:
-        return None
-    timeout: float | None = _DEFAULT_REDIS.timeout
-    if (value := section.get("timeout")) is not None:
-        timeout = or_none(read_duration, report, "rate_limits.redis.timeout", value, positive=True)
-    on_error: str | None = _DEFAULT_REDIS.on_error
-    if (value := section.get("on_error")) is not None:
-        on_error = or_none(read_choice, report, "rate_limits.redis.on_error", value, ("deny", "allow"))
-        if on_error == "allow":
-            report.warn(
-                value.line, "rate_limits.redis.on_error: allow forwards unlimited while Redis is down"
-            )
-    if timeout is None or on_error is None:
-        return None
+def _redis(report: Report, top: Section, node: Node) -> RedisOptions:
+    section = read_section(report, "rate_limits.redis", top.key_line("redis"), node, _REDIS)
+    checks = Checks()
+    d = _DEFAULT.redis
+    on_error_default: str = d.on_error
+    timeout = checks.key(
+        section, "timeout", lambda p, n: read_duration(report, p, n, positive=True), d.timeout
+    )
+    on_error = checks.key(
+        section, "on_error", lambda p, n: read_choice(report, p, n, ("deny", "allow")), on_error_default
+    )
+    if on_error == "allow":
+        report.warn(
+            section.entries["on_error"].line,
+            "rate_limits.redis.on_error: allow forwards unlimited while Redis is down",
+        )
+    checks.done()
     return RedisOptions(timeout, cast(Literal["deny", "allow"], on_error))
 
 
-def _rate(report: Report, path: str, node: Node) -> Rate | None:
+def _rate(report: Report, path: str, node: Node) -> Rate:
     if isinstance(node, Scalar):
-        text = or_none(read_str, report, path, node, what="a rate such as 10/min or {rate: 10/min, burst: 5}")
-        return None if text is None else _parsed(report, path, node.line, text, None)
-    section = or_none(read_section, report, path, node.line, node, _RATE, required=("rate",))
-    rate_node = section.get("rate") if section is not None else None
-    if section is None or rate_node is None:
-        return None
-    text = or_none(read_str, report, f"{path}.rate", rate_node, what="a rate such as 10/min")
-    burst: int | None = None
-    if (value := section.get("burst")) is not None:
-        burst = _burst(report, f"{path}.burst", value)
-        if burst is None:
-            return None
-    return None if text is None else _parsed(report, f"{path}.rate", rate_node.line, text, burst)
+        text = read_str(report, path, node, what="a rate such as 10/min or {rate: 10/min, burst: 5}")
+        return _parsed(report, path, node.line, text, None)
+    section = read_section(report, path, node.line, node, _RATE, required=("rate",))
+    rate_node = section.get("rate")
+    if rate_node is None:
+        raise Invalid  # missing (reported by read_section)
+    checks = Checks()
+    text = checks.attempt(
+        "rate", lambda: read_str(report, f"{path}.rate", rate_node, what="a rate such as 10/min"), ""
+    )
+    burst = checks.key(section, "burst", lambda p, n: _burst(report, p, n), None)
+    checks.done()
+    return _parsed(report, f"{path}.rate", rate_node.line, text, burst)
 
 
-def _parsed(report: Report, path: str, line: int, text: str, burst: int | None) -> Rate | None:
+def _parsed(report: Report, path: str, line: int, text: str, burst: int | None) -> Rate:
     try:
         return parse_rate(text, burst)
     except ValueError as bad:
-        report.error(line, f"{path}: {bad}")
-        return None
+        raise report.invalid(line, f"{path}: {bad}") from None
 
 
-def _burst(report: Report, path: str, node: Node) -> int | None:
+def _burst(report: Report, path: str, node: Node) -> int:
     if isinstance(node, Scalar) and node.failed:
-        return None
+        raise Invalid  # the `${VAR}` was reported where it was parsed
     value = node.value if isinstance(node, Scalar) else None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_COUNT:
-        report.error(node.line, f"{path}: expected a whole number from 1 to {_MAX_COUNT}")
-        return None
+        raise report.invalid(node.line, f"{path}: expected a whole number from 1 to {_MAX_COUNT}")
     return value
 
 
 def _rules(
-    report: Report, node: Node, policy: PolicyConfig, *, public_allowed: bool
-) -> tuple[LimitRule, ...] | None:
-    if not isinstance(node, MapNode):
-        or_none(read_section, report, "rate_limits.routes", node.line, node, ())  # reports the type
-        return None
+    report: Report, path: str, node: Node, policy: PolicyConfig, *, public_allowed: bool
+) -> tuple[LimitRule, ...]:
+    limits = read_map(report, path, node)
     routes = {_canonical(rule.key): rule.key for rule in policy.routes}
     public = {_canonical(rule.key): rule.key for rule in policy.public}
+    nameable = public if public_allowed else {}
+
+    def cover(label: str, key: Scalar) -> tuple[str, ...]:
+        return _covered(report, label, key, routes, nameable, policy)
+
+    checks = Checks()
     rules: list[LimitRule] = []
     seen: dict[tuple[str, ...], int] = {}
-    ok = True
-    for key_node, value in node.items:
-        label = f'rate_limits.routes["{key_node.text}"]'
-        rate = _rate(report, label, value)
-        covered = _covered(report, label, key_node, routes, public if public_allowed else {}, policy)
+    for key_node, value in limits.items:
+        label = f'{path}["{key_node.text}"]'
+        rate = checks.attempt(label, lambda: _rate(report, label, value), None)  # noqa: B023
+        covered = checks.attempt(label, lambda: cover(label, key_node), None)  # noqa: B023
         if covered is not None and _ACTION.fullmatch(key_node.text) is None and covered in seen:
             report.error(key_node.line, f"{label}: the same route as the limit at line {seen[covered]}")
-            covered = None
+            checks.failed.add(label)
+            continue
         if rate is None or covered is None:
-            ok = False
             continue
         seen.setdefault(covered, key_node.line)
         public_route = len(covered) == 1 and covered[0] in public.values()
         rules.append(LimitRule(key_node.text, rate, key_node.line, covered, public_route))
-    return tuple(rules) if ok else None
+    checks.done()
+    return tuple(rules)
 
 
 def _covered(
@@ -243,8 +235,8 @@ def _covered(
     routes: dict[str, str],
     public: dict[str, str],
     policy: PolicyConfig,
-) -> tuple[str, ...] | None:
-    """The policy route keys a limit key counts; None after reporting a key that names none.
+) -> tuple[str, ...]:
+    """The policy route keys a limit key counts; Invalid after reporting a key that names none.
 
     `public`: canonical -> key of the public routes a limit may name (key: client_ip); empty otherwise.
     """
@@ -257,24 +249,26 @@ def _covered(
             if any(s.split(":")[0] == family and s.split(":")[-1] == action for s in rule.scopes)
         )
         if not covered:
-            report.error(
+            raise report.invalid(
                 key.line, f"{label}: no policy route requires {family}:{action} or {family}:<id>:{action}"
             )
-            return None
         return covered
     try:
         canonical = parse_pattern(text).canonical
     except ValueError as bad:
-        report.error(key.line, f"{label}: {bad} (or name a scope action such as agents:run)")
-        return None
+        raise report.invalid(
+            key.line, f"{label}: {bad} (or name a scope action such as agents:run)"
+        ) from None
     if canonical in public:
         return (public[canonical],)
     if canonical in {_canonical(rule.key) for rule in policy.public}:
-        report.error(key.line, f"{label}: a public route has no caller to limit (unless key: client_ip)")
-        return None
+        raise report.invalid(
+            key.line, f"{label}: a public route has no caller to limit (unless key: client_ip)"
+        )
     if canonical not in routes:
-        report.error(key.line, f"{label}: no route of the policy has this key (write it as in policy.routes)")
-        return None
+        raise report.invalid(
+            key.line, f"{label}: no route of the policy has this key (write it as in policy.routes)"
+        )
     return (routes[canonical],)
 
 

@@ -26,12 +26,14 @@ from collections.abc import Mapping as EnvMap
 from dataclasses import replace
 
 from authproxy.config.fields import (
+    Checks,
+    Invalid,
     Report,
     Section,
     model_keys,
-    or_none,
     read_choice,
     read_list,
+    read_map,
     read_preset_file,
     read_section,
     read_str,
@@ -68,36 +70,22 @@ def read_mcp(
     preset_dir: str,
     env: EnvMap[str, str],
 ) -> McpConfig | None:
-    """The McpConfig, None when MCP is not configured; reports problems (then returns None too)."""
+    """The McpConfig, None when MCP is not configured; Invalid after reporting problems."""
     node = top.get("mcp")
     preset = policy.preset if policy is not None else None
     base: dict[str, McpEndpoint] = {}
     if preset is not None:
-        fragment = _preset_tools(report, top.key_line("policy"), preset, policy, (preset_dir, env))
-        if fragment is None:
-            return None
-        base = fragment
+        # A preset whose tools fail to load fails here, before the user's section is read over it.
+        base = _preset_tools(report, top.key_line("policy"), preset, policy, (preset_dir, env))
     if node is None:
         return McpConfig(tuple(base.values()), issuers) if base else None
-    section = or_none(read_section, report, "mcp", top.key_line("mcp"), node, _KEYS)
-    if section is None:
-        return None
-    ok = True
-    servers: tuple[str, ...] | None = issuers
-    if (value := section.get("authorization_servers")) is not None:
-        servers = _urls(report, "mcp.authorization_servers", value)
-    resource: str | None = None
-    if (value := section.get("resource")) is not None:
-        resource = or_none(read_value, report, "mcp.resource", value, _base_url)
-        ok = resource is not None
-    max_body: int | None = DEFAULT_MAX_BODY
-    if (value := section.get("max_body")) is not None:
-        max_body = _read_size(report, "mcp.max_body", value)
-    endpoints: dict[str, McpEndpoint] | None = dict(base)
-    if (value := section.get("endpoints")) is not None:
-        endpoints = _endpoints(report, value, base, preset)
-    if not ok or servers is None or max_body is None or endpoints is None:
-        return None
+    section = read_section(report, "mcp", top.key_line("mcp"), node, _KEYS)
+    checks = Checks()
+    servers = checks.key(section, "authorization_servers", lambda p, n: _urls(report, p, n), issuers)
+    resource = checks.key(section, "resource", lambda p, n: read_value(report, p, n, _base_url), None)
+    max_body = checks.key(section, "max_body", lambda p, n: _read_size(report, p, n), DEFAULT_MAX_BODY)
+    endpoints = checks.key(section, "endpoints", lambda p, n: _endpoints(report, p, n, base, preset), base)
+    checks.done()
     return McpConfig(tuple(endpoints.values()), servers, resource, max_body)
 
 
@@ -133,10 +121,10 @@ def _preset_tools(
     preset: str,
     policy: PolicyConfig | None,
     where: tuple[str, EnvMap[str, str]],
-) -> dict[str, McpEndpoint] | None:
+) -> dict[str, McpEndpoint]:
     preset_dir, env = where
     tools = _load_fragment(report, line, f"{preset}-mcp", preset, preset_dir, env, {})
-    if tools is not None and policy is not None and policy.user_isolation:
+    if policy is not None and policy.user_isolation:
         # Agno's user_isolation pins the session tools too: merged over the preset's tools by name.
         tools = _load_fragment(report, line, f"{preset}-mcp-isolation", preset, preset_dir, env, tools)
     return tools
@@ -150,52 +138,48 @@ def _load_fragment(
     preset_dir: str,
     env: EnvMap[str, str],
     base: dict[str, McpEndpoint],
-) -> dict[str, McpEndpoint] | None:
+) -> dict[str, McpEndpoint]:
     path = os.path.join(preset_dir, f"{name}.yaml")
     if not os.path.exists(path):
         return base  # a preset without MCP tools (or without isolation rules for them)
-    read = or_none(
-        read_preset_file, report, line, path, f"{preset} MCP tools", _PRESET_KEYS, env, _PRESET_KEYS
+    there, section, clean = read_preset_file(
+        report, line, path, f"{preset} MCP tools", _PRESET_KEYS, env, _PRESET_KEYS
     )
-    if read is None:
-        return None
-    there, section, clean = read
     node = section.get("endpoints")
     if node is None or not clean:
-        return None
-    return _endpoints(there, node, base, preset, label="endpoints")
+        raise Invalid  # reported under the preset's file: missing, or its own problems
+    return _endpoints(there, "endpoints", node, base, preset)
 
 
 def _endpoints(
-    report: Report,
-    node: Node,
-    base: dict[str, McpEndpoint],
-    preset: str | None,
-    label: str = "mcp.endpoints",
-) -> dict[str, McpEndpoint] | None:
-    if not isinstance(node, MapNode):
-        or_none(read_section, report, label, node.line, node, ())  # reports the type
-        return None
+    report: Report, label: str, node: Node, base: dict[str, McpEndpoint], preset: str | None
+) -> dict[str, McpEndpoint]:
+    """`base` with each endpoint's tools merged over its tools of the same path, by name."""
+    checks = Checks()
     merged = dict(base)
-    ok = True
-    for key, value in node.items:
+    for key, value in read_map(report, label, node).items:
         where = f"{label}[{key.text!r}]"
-        try:
-            _check_path(key.text)
-        except ValueError as bad:
-            report.error(key.line, f"{where}: {bad}")
-            ok = False
-            continue
-        section = or_none(read_section, report, where, key.line, value, _ENDPOINT_KEYS, required=("tools",))
-        tools_node = section.get("tools") if section is not None else None
-        tools = _tools(report, f"{where}.tools", tools_node, preset) if tools_node is not None else None
+        tools = checks.attempt(where, lambda: _endpoint(report, where, key, value, preset), None)  # noqa: B023
         if tools is None:
-            ok = False
             continue
         previous = {t.name: t for t in merged[key.text].tools} if key.text in merged else {}
         previous.update({t.name: t for t in tools})
         merged[key.text] = McpEndpoint(key.text, tuple(previous.values()), report.file, key.line)
-    return merged if ok else None
+    checks.done()
+    return merged
+
+
+def _endpoint(report: Report, label: str, key: Scalar, node: Node, preset: str | None) -> list[ToolRule]:
+    """The tools of the endpoint at path `key`."""
+    try:
+        _check_path(key.text)
+    except ValueError as bad:
+        raise report.invalid(key.line, f"{label}: {bad}") from None
+    section = read_section(report, label, key.line, node, _ENDPOINT_KEYS, required=("tools",))
+    tools = section.get("tools")
+    if tools is None:
+        raise Invalid  # missing (reported by read_section)
+    return _tools(report, f"{label}.tools", tools, preset)
 
 
 def _check_path(path: str) -> None:
@@ -207,90 +191,103 @@ def _check_path(path: str) -> None:
         raise ValueError(bad.reason) from None
 
 
-def _tools(report: Report, label: str, node: Node, preset: str | None) -> list[ToolRule] | None:
-    if not isinstance(node, MapNode):
-        or_none(read_section, report, label, node.line, node, ())
-        return None
+def _tools(report: Report, label: str, node: Node, preset: str | None) -> list[ToolRule]:
+    checks = Checks()
     rules: list[ToolRule] = []
-    ok = True
-    for key, value in node.items:
+    for key, value in read_map(report, label, node).items:
         where = f"{label}[{key.text!r}]"
-        rule = _rule(report, where, value)
-        if rule is None:
-            ok = False
-            continue
-        try:
-            compile_tool(key.text, rule[0], preset=preset)
-        except ValueError as bad:
-            report.error(key.line, f"{where}: {bad}")
-            ok = False
-            continue
-        rules.append(ToolRule(key.text, rule[0], report.file, key.line, rule[1]))
-    return rules if ok else None
+        rule = checks.attempt(where, lambda: _tool(report, where, key, value, preset), None)  # noqa: B023
+        if rule is not None:
+            rules.append(rule)
+    checks.done()
+    return rules
+
+
+def _tool(report: Report, label: str, key: Scalar, node: Node, preset: str | None) -> ToolRule:
+    alternatives, pins = _rule(report, label, node)
+    try:
+        compile_tool(key.text, alternatives, preset=preset)
+    except ValueError as bad:
+        raise report.invalid(key.line, f"{label}: {bad}") from None
+    return ToolRule(key.text, alternatives, report.file, key.line, pins)
 
 
 _Rule = tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, str], ...]]  # (alternatives, pins)
 
 
-def _rule(report: Report, label: str, node: Node) -> _Rule | None:
+def _rule(report: Report, label: str, node: Node) -> _Rule:
     if isinstance(node, Scalar) and node.value == "deny":
         return (), ()
     if isinstance(node, MapNode):
         return _rule_map(report, label, node)
     if isinstance(node, Scalar) and not node.failed:
-        report.error(node.line, f"{label}: expected a list of scopes, deny, or {{any_of: [[scopes], ...]}}")
-        return None
-    scopes = _scopes(report, label, node)
-    return None if scopes is None else ((scopes,), ())
+        raise report.invalid(
+            node.line, f"{label}: expected a list of scopes, deny, or {{any_of: [[scopes], ...]}}"
+        )
+    return (_scopes(report, label, node),), ()
 
 
-def _rule_map(report: Report, label: str, node: MapNode) -> _Rule | None:
-    section = or_none(read_section, report, label, node.line, node, _TOOL_KEYS)
-    if section is None:
-        return None
+def _rule_map(report: Report, label: str, node: MapNode) -> _Rule:
+    section = read_section(report, label, node.line, node, _TOOL_KEYS)
     if ("any_of" in section.entries) == ("scopes" in section.entries):
-        report.error(node.line, f"{label}: give either scopes or any_of")
-        return None
-    alternatives: tuple[tuple[str, ...], ...] | None
-    if (value := section.get("scopes")) is not None:
-        scopes = _scopes(report, f"{label}.scopes", value)
-        alternatives = None if scopes is None else (scopes,)
+        raise report.invalid(node.line, f"{label}: give either scopes or any_of")
+    checks = Checks()
+    no_alternatives: tuple[tuple[str, ...], ...] = ()
+    if "scopes" in section.entries:
+        alternatives = checks.key(section, "scopes", lambda p, n: (_scopes(report, p, n),), no_alternatives)
     else:
-        value = section.entries["any_of"]
-        items = or_none(read_list, report, f"{label}.any_of", value)
-        found = [_scopes(report, f"{label}.any_of[{i}]", item) for i, item in enumerate(items or ())]
-        alternatives = tuple(s for s in found if s is not None) if items and None not in found else None
-    pins: tuple[tuple[str, str], ...] | None = ()
-    if (value := section.get("pin")) is not None:
-        pins = _pins(report, f"{label}.pin", value)
-    return None if alternatives is None or pins is None else (alternatives, pins)
+        alternatives = checks.key(section, "any_of", lambda p, n: _any_of(report, p, n), no_alternatives)
+    no_pins: tuple[tuple[str, str], ...] = ()
+    pins = checks.key(section, "pin", lambda p, n: _pins(report, p, n), no_pins)
+    checks.done()
+    return alternatives, pins
 
 
-def _pins(report: Report, label: str, node: Node) -> tuple[tuple[str, str], ...] | None:
-    if not isinstance(node, MapNode) or not node.items:
-        report.error(node.line, f"{label}: expected a map of argument: user_id | session_id")
-        return None
+def _any_of(report: Report, label: str, node: Node) -> tuple[tuple[str, ...], ...]:
+    items = read_list(report, label, node)
+    checks = Checks()
+    failed: tuple[str, ...] = ()
     found = [
-        (key.text, or_none(read_choice, report, f"{label}.{key.text}", value, _PIN_FIELDS))
-        for key, value in node.items
+        checks.attempt(str(i), lambda: _scopes(report, f"{label}[{i}]", item), failed)  # noqa: B023
+        for i, item in enumerate(items)
     ]
-    return tuple((a, f) for a, f in found if f is not None) if all(f for _, f in found) else None
+    checks.done()
+    return tuple(found)
 
 
-def _scopes(report: Report, label: str, node: Node) -> tuple[str, ...] | None:
-    items = or_none(read_list, report, label, node, allow_empty=True)  # [] means any valid token
-    if items is None:
-        return None
-    scopes = [or_none(read_str, report, f"{label}[{i}]", item) for i, item in enumerate(items)]
-    return tuple(s for s in scopes if s is not None) if None not in scopes else None
+def _pins(report: Report, label: str, node: Node) -> tuple[tuple[str, str], ...]:
+    if not isinstance(node, MapNode) or not node.items:
+        raise report.invalid(node.line, f"{label}: expected a map of argument: user_id | session_id")
+    checks = Checks()
+    pins: list[tuple[str, str]] = []
+    for key, value in node.items:
+        path = f"{label}.{key.text}"
+        field = checks.attempt(path, lambda: read_choice(report, path, value, _PIN_FIELDS), "")  # noqa: B023
+        pins.append((key.text, field))
+    checks.done()
+    return tuple(pins)
 
 
-def _urls(report: Report, label: str, node: Node) -> tuple[str, ...] | None:
-    items = or_none(read_list, report, label, node, allow_empty=True)
-    if items is None:
-        return None
-    urls = [or_none(read_value, report, f"{label}[{i}]", item, _server_url) for i, item in enumerate(items)]
-    return tuple(u for u in urls if u is not None) if None not in urls else None
+def _scopes(report: Report, label: str, node: Node) -> tuple[str, ...]:
+    items = read_list(report, label, node, allow_empty=True)  # [] means any valid token
+    checks = Checks()
+    scopes = [
+        checks.attempt(str(i), lambda: read_str(report, f"{label}[{i}]", item), "")  # noqa: B023
+        for i, item in enumerate(items)
+    ]
+    checks.done()
+    return tuple(scopes)
+
+
+def _urls(report: Report, label: str, node: Node) -> tuple[str, ...]:
+    items = read_list(report, label, node, allow_empty=True)
+    checks = Checks()
+    urls = [
+        checks.attempt(str(i), lambda: read_value(report, f"{label}[{i}]", item, _server_url), "")  # noqa: B023
+        for i, item in enumerate(items)
+    ]
+    checks.done()
+    return tuple(urls)
 
 
 def _server_url(url: str) -> str:
@@ -305,10 +302,10 @@ def _base_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _read_size(report: Report, label: str, node: Node) -> int | None:
+def _read_size(report: Report, label: str, node: Node) -> int:
     if isinstance(node, Scalar) and isinstance(node.value, int) and not isinstance(node.value, bool):
         node = replace(node, value=str(node.value), substituted=True)  # a plain number of bytes
-    return or_none(read_value, report, label, node, _size, "a size such as 4m, 512k or 65536")
+    return read_value(report, label, node, _size, "a size such as 4m, 512k or 65536")
 
 
 def _size(text: str) -> int:

@@ -11,7 +11,6 @@ from typing import TypeVar
 
 from authproxy.config.content import (
     CLAIMS,
-    DEFAULT_MAX_BODY,
     Claim,
     ContentRule,
     FieldClaim,
@@ -20,7 +19,7 @@ from authproxy.config.content import (
     OwnerLookup,
     parse_field,
 )
-from authproxy.config.fields import Report, model_keys, or_none, read_section, read_str
+from authproxy.config.fields import Checks, Invalid, Report, model_keys, read_map, read_section, read_str
 from authproxy.config.source import MapNode, Node, Scalar
 
 __all__ = ["read_route_form"]
@@ -29,33 +28,37 @@ __all__ = ["read_route_form"]
 _KEYS = ("scopes", *model_keys(ContentRule, rename={"pins": "pin"}))
 _OWNER_KEYS = model_keys(OwnerLookup, rename={"target": "get"})  # `get: /path`: the lookup's request
 _MAX_BODY_LIMIT = 1024 * 1024 * 1024
+_DEFAULT = ContentRule()
+_DEFAULT_OWNER = OwnerLookup("")
 V = TypeVar("V")
 R = TypeVar("R")
-_FAILED = OwnerLookup("")  # _owner's "reported" marker
 
-ScopeReader = Callable[[Report, str, Node], tuple[str, ...] | None]
+ScopeReader = Callable[[Report, str, Node], tuple[str, ...]]
 
 
 def read_route_form(
     report: Report, label: str, node: MapNode, read_scopes: ScopeReader
-) -> tuple[tuple[str, ...], ContentRule | None] | None:
-    """(scopes, content rule or None when the mapping asks for no content check); None after reporting."""
-    section = or_none(read_section, report, label, node.line, node, _KEYS, required=("scopes",))
-    if section is None:
-        return None
-    scopes_node = section.get("scopes")
-    scopes = read_scopes(report, f"{label}.scopes", scopes_node) if scopes_node is not None else None
-    pins = _pairs(report, f"{label}.pin", section.get("pin"), _claim, _field_claim)
-    items = _pairs(report, f"{label}.items", section.get("items"), _item_scopes(read_scopes), ItemScopes)
-    response = _pairs(
-        report, f"{label}.response", section.get("response"), _claim, _field_claim, where=("json",)
+) -> tuple[tuple[str, ...], ContentRule | None]:
+    """(scopes, content rule or None when the mapping asks for no content check); Invalid after reporting."""
+    section = read_section(report, label, node.line, node, _KEYS, required=("scopes",))
+    checks = Checks()
+    d = _DEFAULT
+    scopes = checks.key(section, "scopes", lambda p, n: read_scopes(report, p, n), None)
+    pins = checks.key(section, "pin", lambda p, n: _pairs(report, p, n, _claim, _field_claim), d.pins)
+    items = checks.key(
+        section, "items", lambda p, n: _pairs(report, p, n, _item_scopes(read_scopes), ItemScopes), d.items
     )
-    owner = _owner(report, f"{label}.owner", section.get("owner"))
-    max_body = _max_body(report, f"{label}.max_body", section.get("max_body"))
-    if scopes is None or pins is None or items is None or response is None or max_body is None:
-        return None
-    if owner is _FAILED:
-        return None
+    response = checks.key(
+        section,
+        "response",
+        lambda p, n: _pairs(report, p, n, _claim, _field_claim, where=("json",)),
+        d.response,
+    )
+    owner = checks.key(section, "owner", lambda p, n: _owner(report, p, n), d.owner)
+    max_body = checks.key(section, "max_body", lambda p, n: _max_body(report, p, n), d.max_body)
+    checks.done()
+    if scopes is None:
+        raise Invalid  # missing (reported by read_section)
     if not (pins or items or response or owner):
         return scopes, None
     return scopes, ContentRule(pins, items, response, owner, max_body)
@@ -64,107 +67,87 @@ def read_route_form(
 def _pairs(
     report: Report,
     label: str,
-    node: Node | None,
-    read: Callable[[Report, str, Node], V | None],
+    node: Node,
+    read: Callable[[Report, str, Node], V],
     build: Callable[[FieldRef, V], R],
     *,
     where: tuple[str, ...] = ("query", "form", "json"),
-) -> tuple[R, ...] | None:
-    """A `FIELD: value` map read into `build(field, value)` items; None after reporting."""
-    if node is None:
-        return ()
-    if not isinstance(node, MapNode):
-        or_none(read_section, report, label, node.line, node, ())  # reports the type
-        return None
+) -> tuple[R, ...]:
+    """A `FIELD: value` map read into `build(field, value)` items; Invalid after reporting."""
+    checks = Checks()
     out: list[R] = []
-    ok = True
-    for key, value in node.items:
+    for key, value in read_map(report, label, node).items:
         entry = f"{label}.{key.text}"
         try:
             ref = parse_field(key.text, where=where)
         except ValueError as bad:
             report.error(key.line, f"{label}: {bad}")
-            ok = False
+            checks.failed.add(entry)
             continue
-        read_value = read(report, entry, value)
-        if read_value is None:
-            ok = False
-            continue
-        out.append(build(ref, read_value))
-    return tuple(out) if ok else None
+        read_value = checks.attempt(entry, lambda: read(report, entry, value), None)  # noqa: B023
+        if read_value is not None:
+            out.append(build(ref, read_value))
+    checks.done()
+    return tuple(out)
 
 
 def _field_claim(ref: FieldRef, claim: Claim) -> FieldClaim:
     return FieldClaim(ref, claim)
 
 
-def _claim(report: Report, label: str, node: Node) -> Claim | None:
-    text = or_none(read_str, report, label, node)
-    if text is None:
-        return None
+def _claim(report: Report, label: str, node: Node) -> Claim:
+    text = read_str(report, label, node)
     if text not in CLAIMS:
-        report.error(node.line, f"{label}: must be one of {', '.join(CLAIMS)}; got '{text}'")
-        return None
+        raise report.invalid(node.line, f"{label}: must be one of {', '.join(CLAIMS)}; got '{text}'")
     return text
 
 
-def _item_scopes(read_scopes: ScopeReader) -> Callable[[Report, str, Node], tuple[str, ...] | None]:
-    def read(report: Report, label: str, node: Node) -> tuple[str, ...] | None:
+def _item_scopes(read_scopes: ScopeReader) -> ScopeReader:
+    def read(report: Report, label: str, node: Node) -> tuple[str, ...]:
         scopes = read_scopes(report, label, node)
-        if scopes is None:
-            return None
         if not scopes or any("{value}" not in s for s in scopes):
-            report.error(
+            raise report.invalid(
                 node.line, f"{label}: every item scope names the item as {{value}}, e.g. agents:{{value}}:run"
             )
-            return None
         return scopes
 
     return read
 
 
-def _owner(report: Report, label: str, node: Node | None) -> OwnerLookup | None:
-    """The lookup, None when absent, _FAILED after reporting."""
-    if node is None:
-        return None
-    section = or_none(read_section, report, label, node.line, node, _OWNER_KEYS, required=("get",))
-    if section is None or (target_node := section.get("get")) is None:
-        return _FAILED
-    target = or_none(read_str, report, f"{label}.get", target_node)
-    if target is None:
-        return _FAILED
+def _owner(report: Report, label: str, node: Node) -> OwnerLookup:
+    section = read_section(report, label, node.line, node, _OWNER_KEYS, required=("get",))
+    target_node = section.get("get")
+    if target_node is None:
+        raise Invalid  # missing (reported by read_section)
+    target = read_str(report, f"{label}.get", target_node)
     if not target.startswith("/") or any(c.isspace() for c in target):
-        report.error(
+        raise report.invalid(
             target_node.line,
             f"{label}.get: an upstream path starting with '/', e.g. /sessions/{{query.session_id}}",
         )
-        return _FAILED
-    expect = _pairs(
-        report, f"{label}.expect", section.get("expect"), _template, lambda f, v: (f, v), where=("json",)
+    checks = Checks()
+    expect = checks.key(
+        section,
+        "expect",
+        lambda p, n: _pairs(report, p, n, read_str, _expectation, where=("json",)),
+        _DEFAULT_OWNER.expect,
     )
-    status = 404
-    if (status_node := section.get("status")) is not None:
-        if not (
-            isinstance(status_node, Scalar)
-            and type(status_node.value) is int
-            and 400 <= status_node.value <= 499
-        ):
-            report.error(status_node.line, f"{label}.status: a 4xx status code")
-            return _FAILED
-        status = status_node.value
-    if expect is None:
-        return _FAILED
+    status = checks.key(section, "status", lambda p, n: _status(report, p, n), _DEFAULT_OWNER.status)
+    checks.done()
     return OwnerLookup(target, expect, status)
 
 
-def _template(report: Report, label: str, node: Node) -> str | None:
-    return or_none(read_str, report, label, node)
+def _expectation(ref: FieldRef, template: str) -> tuple[FieldRef, str]:
+    return ref, template
 
 
-def _max_body(report: Report, label: str, node: Node | None) -> int | None:
-    if node is None:
-        return DEFAULT_MAX_BODY
+def _status(report: Report, path: str, node: Node) -> int:
+    if isinstance(node, Scalar) and type(node.value) is int and 400 <= node.value <= 499:
+        return node.value
+    raise report.invalid(node.line, f"{path}: a 4xx status code")
+
+
+def _max_body(report: Report, label: str, node: Node) -> int:
     if isinstance(node, Scalar) and type(node.value) is int and 0 < node.value <= _MAX_BODY_LIMIT:
         return node.value
-    report.error(node.line, f"{label}: a number of bytes between 1 and {_MAX_BODY_LIMIT}")
-    return None
+    raise report.invalid(node.line, f"{label}: a number of bytes between 1 and {_MAX_BODY_LIMIT}")

@@ -9,21 +9,24 @@ from collections.abc import Mapping as EnvMap
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
+from authproxy.config.content import ContentRule
 from authproxy.config.fields import (
+    Checks,
+    Invalid,
     Report,
     Section,
     model_keys,
-    or_none,
     read_bool,
     read_choice,
     read_list,
+    read_map,
     read_preset_file,
     read_section,
     read_str,
 )
 from authproxy.config.model import PolicyConfig, PublicRule, RouteRule
 from authproxy.config.route_form import read_route_form
-from authproxy.config.source import MapNode, Node
+from authproxy.config.source import MapNode, Node, Scalar
 
 # The route-pattern grammar is policy's; config checks each pattern at load so a bad one is FILE:LINE.
 # policy.patterns depends on nothing of config, so this is no cycle (declared in the import contract).
@@ -37,45 +40,49 @@ _POLICY_KEYS = model_keys(PolicyConfig)
 _ISOLATION_FRAGMENT = {"agentos": "agentos-isolation"}
 # What a preset file may set of the policy: its admin scope and its rules.
 _PRESET_KEYS = ("admin_scope", "public", "routes")
+_UNMAPPED = ("deny", "authenticated")
+_DEFAULT = PolicyConfig()
 
 
 @dataclass(slots=True)
 class _Rules:
-    """Rules of one file with their canonical keys; `ok` is False once anything was reported."""
+    """Rules of one file with their canonical keys."""
 
     admin_scope: str | None = None
     public: list[tuple[str, PublicRule]] = field(default_factory=list)
     routes: list[tuple[str, RouteRule]] = field(default_factory=list)
-    ok: bool = True
 
 
 def read_policy(
     report: Report, line: int, node: Node, preset_dir: str, env: EnvMap[str, str]
-) -> PolicyConfig | None:
-    section = or_none(read_section, report, "policy", line, node, _POLICY_KEYS)
-    if section is None:
-        return None
-    user = _read_rules(report, section)
-    unmapped: str | None = "deny"
-    if (value := section.get("unmapped")) is not None:
-        unmapped = or_none(read_choice, report, "policy.unmapped", value, ("deny", "authenticated"))
-        if unmapped == "authenticated":
-            report.warn(
-                value.line, "policy.unmapped: authenticated lets any valid token reach routes no rule names"
-            )
-    preset: str | None = None
-    base: _Rules | None = _Rules()
-    if (value := section.get("preset")) is not None:
-        preset = or_none(read_choice, report, "policy.preset", value, PRESETS)
-        base = _load_preset(report, value.line, preset, preset_dir, env) if preset is not None else None
-    isolation = _read_isolation(report, section, preset)
-    if isolation and preset is not None and base is not None:
-        fragment = _load_preset(
-            report, section.key_line("user_isolation"), _ISOLATION_FRAGMENT[preset], preset_dir, env
+) -> PolicyConfig:
+    section = read_section(report, "policy", line, node, _POLICY_KEYS)
+    checks = Checks()
+    user = checks.attempt("rules", lambda: _read_rules(report, section), _Rules())
+    unmapped_default: str = _DEFAULT.unmapped
+    unmapped = checks.key(
+        section, "unmapped", lambda p, n: read_choice(report, p, n, _UNMAPPED), unmapped_default
+    )
+    if unmapped == "authenticated":
+        report.warn(
+            section.entries["unmapped"].line,
+            "policy.unmapped: authenticated lets any valid token reach routes no rule names",
         )
-        base = _layer(base, fragment) if fragment is not None else None
-    if base is None or not user.ok or unmapped is None or isolation is None:
-        return None
+    preset = checks.key(section, "preset", lambda p, n: read_choice(report, p, n, PRESETS), None)
+    base = _Rules()
+    if preset is not None:
+        at = section.entries["preset"].line
+        base = checks.attempt("preset", lambda: _load_preset(report, at, preset, preset_dir, env), base)
+    isolation = checks.key(section, "user_isolation", lambda p, n: _isolation(report, p, n, preset), False)
+    if isolation and preset is not None and checks.ok("preset"):
+        at = section.key_line("user_isolation")
+        name = _ISOLATION_FRAGMENT[preset]
+        fragment = checks.attempt(
+            "user_isolation", lambda: _load_preset(report, at, name, preset_dir, env), None
+        )
+        if fragment is not None:
+            base = _layer(base, fragment)
+    checks.done()
     public, routes = _merge(base, user)
     return PolicyConfig(
         preset=cast(Literal["agentos"] | None, preset),
@@ -87,17 +94,12 @@ def read_policy(
     )
 
 
-def _read_isolation(report: Report, section: Section, preset: str | None) -> bool | None:
-    node = section.get("user_isolation")
-    if node is None:
-        return False
-    value = or_none(read_bool, report, "policy.user_isolation", node)
+def _isolation(report: Report, path: str, node: Node, preset: str | None) -> bool:
+    value = read_bool(report, path, node)
     if value and preset not in _ISOLATION_FRAGMENT:
-        report.error(
-            node.line,
-            "policy.user_isolation: needs 'preset: agentos' (elsewhere, pin fields with a rule's 'pin:')",
+        raise report.invalid(
+            node.line, f"{path}: needs 'preset: agentos' (elsewhere, pin fields with a rule's 'pin:')"
         )
-        return None
     return value
 
 
@@ -115,95 +117,103 @@ def _canonical_of(key: str) -> str:
     return parse_pattern(key).canonical
 
 
-def _load_preset(
-    report: Report, line: int, name: str, preset_dir: str, env: EnvMap[str, str]
-) -> _Rules | None:
+def _load_preset(report: Report, line: int, name: str, preset_dir: str, env: EnvMap[str, str]) -> _Rules:
     path = os.path.join(preset_dir, f"{name}.yaml")
-    read = or_none(read_preset_file, report, line, path, f"{name} preset", _PRESET_KEYS, env)
-    if read is None:
-        return None
-    there, section, clean = read
+    there, section, clean = read_preset_file(report, line, path, f"{name} preset", _PRESET_KEYS, env)
     rules = _read_rules(there, section)
-    return rules if rules.ok and clean else None
-
-
-def _read_rules(report: Report, section: Section) -> _Rules:
-    rules = _Rules()
-    prefix = f"{section.path}." if section.path else ""
-    if (node := section.get("admin_scope")) is not None:
-        rules.admin_scope = _scope(report, f"{prefix}admin_scope", node)
-        rules.ok = rules.admin_scope is not None
-    seen: dict[str, str] = {}
-    if (node := section.get("public")) is not None:
-        _read_public(report, f"{prefix}public", node, rules, seen)
-    if (node := section.get("routes")) is not None:
-        _read_routes(report, f"{prefix}routes", node, rules, seen)
+    if not clean:
+        raise Invalid  # the preset's own problems, reported under its file
     return rules
 
 
-def _read_public(report: Report, path: str, node: Node, rules: _Rules, seen: dict[str, str]) -> None:
-    items = or_none(read_list, report, path, node, allow_empty=True)
-    if items is None:
-        rules.ok = False
-        return
+def _read_rules(report: Report, section: Section) -> _Rules:
+    """The admin scope and rules of the policy or a preset file; Invalid after reading them all."""
+    checks = Checks()
+    rules = _Rules()
+    rules.admin_scope = checks.key(section, "admin_scope", lambda p, n: _scope(report, p, n), None)
+    seen: dict[str, str] = {}  # canonical key -> the rule that has it, across public and routes
+    rules.public = checks.key(section, "public", lambda p, n: _read_public(report, p, n, seen), rules.public)
+    rules.routes = checks.key(section, "routes", lambda p, n: _read_routes(report, p, n, seen), rules.routes)
+    checks.done()
+    return rules
+
+
+def _read_public(report: Report, path: str, node: Node, seen: dict[str, str]) -> list[tuple[str, PublicRule]]:
+    items = read_list(report, path, node, allow_empty=True)
+    checks = Checks()
+    public: list[tuple[str, PublicRule]] = []
     for i, item in enumerate(items):
         label = f"{path}[{i}]"
-        key = or_none(read_str, report, label, item)
-        canonical = _canonical(report, label, item.line, key, seen) if key is not None else None
-        if key is None or canonical is None:
-            rules.ok = False
-            continue
-        rules.public.append((canonical, PublicRule(key, report.file, item.line)))
+        rule = checks.attempt(label, lambda: _public_rule(report, label, item, seen), None)  # noqa: B023
+        if rule is not None:
+            public.append(rule)
+    checks.done()
+    return public
 
 
-def _read_routes(report: Report, path: str, node: Node, rules: _Rules, seen: dict[str, str]) -> None:
-    if not isinstance(node, MapNode):
-        or_none(read_section, report, path, node.line, node, ())  # reports the type
-        rules.ok = False
-        return
-    for key_node, value in node.items:
-        label = f'{path}["{key_node.text}"]'
-        canonical = _canonical(report, label, key_node.line, key_node.text, seen)
-        if isinstance(value, MapNode):  # the general form: {scopes, pin, items, response, owner}
-            form = read_route_form(report, label, value, _scopes)
-            scopes, content = form if form is not None else (None, None)
-        else:
-            scopes, content = _scopes(report, label, value), None
-        if canonical is None or scopes is None:
-            rules.ok = False
-            continue
-        rule = RouteRule(key_node.text, scopes, report.file, key_node.line, content)
-        rules.routes.append((canonical, rule))
+def _public_rule(report: Report, label: str, node: Node, seen: dict[str, str]) -> tuple[str, PublicRule]:
+    key = read_str(report, label, node)
+    return _canonical(report, label, node.line, key, seen), PublicRule(key, report.file, node.line)
 
 
-def _canonical(report: Report, label: str, line: int, key: str, seen: dict[str, str]) -> str | None:
-    """The pattern's canonical key, or None after reporting a bad pattern or a second rule for it."""
+def _read_routes(report: Report, path: str, node: Node, seen: dict[str, str]) -> list[tuple[str, RouteRule]]:
+    checks = Checks()
+    routes: list[tuple[str, RouteRule]] = []
+    for key, value in read_map(report, path, node).items:
+        label = f'{path}["{key.text}"]'
+        rule = checks.attempt(label, lambda: _route(report, label, key, value, seen), None)  # noqa: B023
+        if rule is not None:
+            routes.append(rule)
+    checks.done()
+    return routes
+
+
+def _route(
+    report: Report, label: str, key: Scalar, value: Node, seen: dict[str, str]
+) -> tuple[str, RouteRule]:
+    """One rule: its key is checked (and claimed in `seen`) whether or not its scopes read."""
+    checks = Checks()
+    canonical = checks.attempt("key", lambda: _canonical(report, label, key.line, key.text, seen), "")
+    scopes: tuple[str, ...] = ()
+    content: ContentRule | None = None
+    if isinstance(value, MapNode):  # the general form: {scopes, pin, items, response, owner}
+        scopes, content = checks.attempt(
+            "value", lambda: read_route_form(report, label, value, _scopes), (scopes, content)
+        )
+    else:
+        scopes = checks.attempt("value", lambda: _scopes(report, label, value), scopes)
+    checks.done()
+    return canonical, RouteRule(key.text, scopes, report.file, key.line, content)
+
+
+def _canonical(report: Report, label: str, line: int, key: str, seen: dict[str, str]) -> str:
+    """The pattern's canonical key; Invalid after reporting a bad pattern or a second rule for it."""
     try:
         canonical = parse_pattern(key).canonical
     except ValueError as bad:
-        report.error(line, f"{label}: {bad}")
-        return None
+        raise report.invalid(line, f"{label}: {bad}") from None
     if canonical in seen:
-        report.error(line, f"{label}: the same route as {seen[canonical]}")
-        return None
+        raise report.invalid(line, f"{label}: the same route as {seen[canonical]}")
     seen[canonical] = f"'{key}' (line {line})"
     return canonical
 
 
-def _scopes(report: Report, label: str, node: Node) -> tuple[str, ...] | None:
-    items = or_none(read_list, report, label, node, allow_empty=True)  # [] means any valid token
-    if items is None:
-        return None
-    scopes = [_scope(report, f"{label}[{i}]", item) for i, item in enumerate(items)]
-    return tuple(s for s in scopes if s is not None) if None not in scopes else None
+def _scopes(report: Report, label: str, node: Node) -> tuple[str, ...]:
+    items = read_list(report, label, node, allow_empty=True)  # [] means any valid token
+    checks = Checks()
+    scopes = [
+        checks.attempt(str(i), lambda: _scope(report, f"{label}[{i}]", item), "")  # noqa: B023
+        for i, item in enumerate(items)
+    ]
+    checks.done()
+    return tuple(scopes)
 
 
-def _scope(report: Report, label: str, node: Node) -> str | None:
-    scope = or_none(read_str, report, label, node)
-    if scope is not None and any(c.isspace() for c in scope):
+def _scope(report: Report, label: str, node: Node) -> str:
+    scope = read_str(report, label, node)
+    if any(c.isspace() for c in scope):
         # Tokens carry scopes space-separated, so a scope with a space could never be held.
-        report.error(node.line, f"{label}: a scope cannot contain whitespace")
-        return None
+        raise report.invalid(node.line, f"{label}: a scope cannot contain whitespace")
     return scope
 
 

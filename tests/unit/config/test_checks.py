@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from authproxy.config.fields import Checks, Invalid, Report, read_bool, read_duration, read_section, read_str
+from authproxy.config.fields import (
+    Checks,
+    Invalid,
+    Report,
+    read_bool,
+    read_duration,
+    read_map,
+    read_section,
+    read_str,
+)
 from authproxy.config.source import MapNode, parse
 
 
@@ -52,3 +61,19 @@ def test_a_section_that_is_no_map_raises_invalid() -> None:
     with pytest.raises(Invalid):
         read_section(report, "s", 1, node, ("a",))
     assert [p.message for p in report.errors] == ["s: expected a map, got a list"]
+
+
+def test_a_map_of_chosen_keys_is_read_whole_and_anything_else_raises_invalid() -> None:
+    report, root = _section("routes: {GET /a: [x], anything: 1}\nlist: [1]\n")
+    routes, listed = root.items[0][1], root.items[1][1]
+    assert read_map(report, "routes", routes) is routes  # no key is unknown: the author names them
+    with pytest.raises(Invalid):
+        read_map(report, "list", listed)
+    assert [(p.line, p.message) for p in report.errors] == [(2, "list: expected a map, got a list")]
+
+
+def test_report_invalid_reports_and_gives_the_exception_to_raise() -> None:
+    report = Report("c.yaml")
+    raised = report.invalid(3, "s.a: wrong")
+    assert isinstance(raised, Invalid)
+    assert [(p.file, p.line, p.message) for p in report.errors] == [("c.yaml", 3, "s.a: wrong")]

@@ -21,7 +21,6 @@ import sys
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -131,7 +130,7 @@ def read_page(text: str) -> tuple[dict[str, Row], list[Example]]:
 
 
 class _SectionCalls(ast.NodeVisitor):
-    """(module, function) of each `read_section` call naming known keys (a bare `()` only reports a type)."""
+    """(module, function) of each `read_section` call (a map of keys the author names is `read_map`)."""
 
     def __init__(self, module: str) -> None:
         self.module, self.function = module, ""
@@ -143,15 +142,8 @@ class _SectionCalls(ast.NodeVisitor):
         self.function = outer
 
     def visit_Call(self, node: ast.Call) -> None:
-        args: list[ast.expr] | None = node.args
-        if _named(node.func, "or_none") and node.args and _named(node.args[0], "read_section"):
-            args = node.args[1:]  # or_none(read_section, report, ...): the same call, None for Invalid
-        elif not _named(node.func, "read_section"):
-            args = None
-        if args is not None:
-            known = args[4] if len(args) > 4 else None
-            if not (isinstance(known, ast.Tuple) and not known.elts):
-                self.sites.add((self.module, self.function))
+        if _named(node.func, "read_section"):
+            self.sites.add((self.module, self.function))
         self.generic_visit(node)
 
 
@@ -213,11 +205,7 @@ def reading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reading]:
     ) -> Section:
         section = real(report, path, line, node, known, required)  # Invalid when no map: nothing to record
         if known and report.file.endswith(CONFIG_NAME):  # not a preset file
-            frame: FrameType | None = sys._getframe(1)
-            while frame is not None and Path(frame.f_code.co_filename).stem == "fields":
-                frame = frame.f_back  # through or_none, to the reader that called it
-            assert frame is not None
-            code = frame.f_code
+            code = sys._getframe(1).f_code  # the reader that called it
             site = (Path(code.co_filename).stem, code.co_name)
             current.append(Seen(schema_path(path), tuple(known), tuple(required), section.key_lines, site))
         return section
