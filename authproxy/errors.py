@@ -1,6 +1,6 @@
 """The whole exception tree. Each request-facing error carries its wire code (the `error` field of our JSON
 answers) and its HTTP status: these classes are the one table from a refusal to its status, and
-proxy/responses.py renders every answer of ours from them (`status_of`).
+answers/table.py renders every answer of ours from them (`status_of`).
 """
 
 from __future__ import annotations

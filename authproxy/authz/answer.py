@@ -2,7 +2,7 @@
 
 The identity headers come from the runtime's HeaderPlan through proxy/headers.py `identity_headers`, the
 function that sets them on the proxied request, so a header's name and value (and the refusal of a claim
-that cannot travel in one) never differ between the two ports. Denials are rendered by proxy/responses.py:
+that cannot travel in one) never differ between the two ports. Denials are rendered by answers/table.py:
 the same status, JSON body and WWW-Authenticate, byte for byte.
 """
 
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authproxy.answers.denials import render_denial
+from authproxy.answers.table import Rendered
 from authproxy.config.headers import normalise
 from authproxy.errors import ProxiedPortOnly
 from authproxy.limits.headers import allowed_fields
 from authproxy.policy.decision import Decision, deny
 from authproxy.policy.reads import Reads
-from authproxy.proxy.denials import render_denial
 from authproxy.proxy.headers import identity_headers
-from authproxy.proxy.responses import Rendered
 from authproxy.runtime import Runtime
 
 __all__ = ["CheckAnswer", "check_answer"]

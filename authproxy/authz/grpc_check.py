@@ -16,11 +16,11 @@ from functools import partial
 from grpclib.server import Server
 from multidict import CIMultiDict
 
+from authproxy.answers.table import OwnAnswer, Rendered, render_answer
 from authproxy.authz.answer import CheckAnswer
 from authproxy.authz.decide import Decider
 from authproxy.config.model import Address
 from authproxy.proxy.frontend import AccessRecord
-from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer
 from authproxy.runtime import Runtime
 
 with warnings.catch_warnings():

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from multidict import CIMultiDict
 
+from authproxy.answers.table import SERVER, OwnAnswer, Rendered, render_answer, render_decision
 from authproxy.authz.answer import CheckAnswer
 from authproxy.authz.decide import Decider
 from authproxy.authz.original import BadCheck, Frontend, UnknownEndpoint, original_request
@@ -22,7 +23,6 @@ from authproxy.errors import DenialCode
 from authproxy.policy.decision import Decision
 from authproxy.proxy.frontend import AccessRecord, Observer
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
-from authproxy.proxy.responses import SERVER, OwnAnswer, Rendered, render_answer, render_decision
 from authproxy.runtime import Runtime, RuntimeHolder
 from authproxy.tls import peer_subject
 

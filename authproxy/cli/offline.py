@@ -16,6 +16,8 @@ from typing import Any, Literal, TypeVar
 
 from multidict import CIMultiDict
 
+from authproxy.answers.denials import render_denial
+from authproxy.answers.table import Rendered, render_upstream_error
 from authproxy.authz.answer import check_answer as decision_port_answer
 from authproxy.errors import RequestRejected, UpstreamError
 from authproxy.policy.content.check import (
@@ -28,7 +30,6 @@ from authproxy.policy.content.fields import Body
 from authproxy.policy.content.plan import ContentPlan
 from authproxy.policy.decision import Decision, deny
 from authproxy.policy.stages import McpMessages, McpMetadata
-from authproxy.proxy.denials import render_denial
 from authproxy.proxy.mcp.jsonrpc import BadMessage, Post
 from authproxy.proxy.mcp.messages import (
     TRANSPORT,
@@ -38,7 +39,6 @@ from authproxy.proxy.mcp.messages import (
     post_refusal,
     refuse_encoding,
 )
-from authproxy.proxy.responses import Rendered, render_upstream_error
 from authproxy.runtime import Runtime
 
 __all__ = ["Canned", "Check", "DecisionPort", "Explained", "Request", "after_the_gate"]

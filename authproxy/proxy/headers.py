@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from authproxy.answers.table import SERVER
 from authproxy.config.headers import HOP_BY_HOP, HeaderPlan, connection_named, normalise
 from authproxy.policy.decision import Decision
-from authproxy.proxy.responses import SERVER
 
 __all__ = ["forwarded_headers", "identity_headers", "response_headers"]
 

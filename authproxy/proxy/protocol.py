@@ -25,9 +25,9 @@ from aiohttp.http_exceptions import (
 )
 from aiohttp.web_protocol import RequestHandler
 
+from authproxy.answers.table import OwnAnswer, render_answer, respond
 from authproxy.auth.verify import MAX_TOKEN_LENGTH
 from authproxy.logs import access_logger
-from authproxy.proxy.responses import OwnAnswer, render_answer, respond
 
 __all__ = [
     "HEAD_TIMEOUT",

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from authproxy.answers.denials import render_denial
+from authproxy.answers.mcp_metadata import metadata_document
+from authproxy.answers.table import OwnAnswer, Rendered, render_answer, render_upstream_error, respond
 from authproxy.errors import RequestRejected, UpstreamError, UpstreamTimeout
 from authproxy.policy.content.plan import ContentPlan
 from authproxy.policy.decision import deny
@@ -23,7 +26,6 @@ from authproxy.policy.ws_messages import MessageGrant
 from authproxy.proxy.answer_headers import make_request, set_rate_limit_fields
 from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.content import run_content
-from authproxy.proxy.denials import render_denial
 from authproxy.proxy.forward import Forwarder, Relayed
 from authproxy.proxy.frontend import AccessRecord, FrontEnd, Observer
 from authproxy.proxy.headers import forwarded_headers
@@ -33,10 +35,8 @@ from authproxy.proxy.listings import (
     filtered_answer_headers,
     filtered_request_headers,
 )
-from authproxy.proxy.mcp.discovery import metadata_document
 from authproxy.proxy.mcp.exchange import McpExchange
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
-from authproxy.proxy.responses import OwnAnswer, Rendered, render_answer, render_upstream_error, respond
 from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
 from authproxy.runtime import Runtime, RuntimeHolder
 from authproxy.tls import peer_subject

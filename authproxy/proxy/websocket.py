@@ -14,11 +14,11 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDictProxy
 
+from authproxy.answers.table import SERVER
 from authproxy.config.model import UpstreamConfig
 from authproxy.logs import get_logger
 from authproxy.policy.ws_messages import MessageGrant, judge_message
 from authproxy.proxy.forward import Forwarder
-from authproxy.proxy.responses import SERVER
 
 __all__ = ["is_websocket_upgrade", "relay_websocket", "valid_handshake"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from authproxy.proxy.responses import stamp_server
+from authproxy.answers.table import stamp_server
 from authproxy.runtime import RuntimeHolder
 
 __all__ = ["ServiceState", "build_admin_app"]

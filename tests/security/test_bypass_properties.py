@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
+from authproxy.answers.table import render_decision
 from authproxy.gate import authorize
-from authproxy.proxy.responses import render_decision
 from tests.rigs.config import ATTACK_AUDIENCE, ATTACK_ISSUER
 from tests.rigs.keys import hmac_token, mint_token, public_pem, raw_token
 from tests.rigs.proxy import RunningProxy

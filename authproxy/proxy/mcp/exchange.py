@@ -4,7 +4,7 @@ Order: the gate decides the HTTP request as for any route (a valid token, by the
 then a POST body is read whole, bounded (413 over `mcp.max_body`), parsed (400 when it is not JSON-RPC),
 and every `tools/call` in it is checked against the tool table. Only then does anything reach the upstream.
 A refusal is raised as a RequestRejected whose body is the JSON-RPC error object; the proxied port renders
-it through the one table (proxy/responses.py), as every refusal.
+it through the one table (answers/table.py), as every refusal.
 GET (the server's SSE stream) and DELETE (end of session) stream through untouched once the gate allowed
 them; `Mcp-Session-Id` and every other header pass as on any route.
 

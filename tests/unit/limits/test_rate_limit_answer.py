@@ -1,4 +1,4 @@
-"""The answer to a rate-limit denial, as proxy/responses.py renders it for the proxy and `authproxy test`."""
+"""The answer to a rate-limit denial, as answers/table.py renders it for the proxy and `authproxy test`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from authproxy.answers.table import render_decision
 from authproxy.config.limits import parse_rate
 from authproxy.errors import DenialCode
 from authproxy.limits.headers import allowed_fields
 from authproxy.policy.decision import Decision
 from authproxy.policy.rate_limit import AppliedLimit, RateLimitState
-from authproxy.proxy.responses import render_decision
 
 DEFAULT = AppliedLimit("default", parse_rate("600/min"))
 RUNS = AppliedLimit("POST /agents/{agent_id}/runs", parse_rate("10/min", 3))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from authproxy.answers.table import SERVER
 from authproxy.config.headers import DEFAULT_IDENTITY_HEADERS, HeaderPlan
 from authproxy.config.model import ForwardConfig, JwtConfig, SecretKey
 from authproxy.policy.decision import Decision
 from authproxy.proxy.headers import forwarded_headers, identity_headers, response_headers
-from authproxy.proxy.responses import SERVER
 
 IDENTITY = (("user_id", "X-Auth-User-Id"), ("session_id", "X-Auth-Session-Id"), ("scopes", "X-Auth-Scopes"))
 JWT = JwtConfig(algorithms=("HS256",), keys=(SecretKey(b"s" * 32, 1, "secret"),))

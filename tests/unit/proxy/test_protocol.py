@@ -16,8 +16,8 @@ from aiohttp.http_exceptions import (
 )
 from aiohttp.http_parser import HttpRequestParserC, HttpRequestParserPy
 
+from authproxy.answers.table import SERVER, OwnAnswer, render_answer
 from authproxy.proxy.protocol import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE, parse_error_answer
-from authproxy.proxy.responses import SERVER, OwnAnswer, render_answer
 
 SECRET = b"eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.c2ln"
 

@@ -7,6 +7,7 @@ from typing import get_args
 
 import pytest
 
+from authproxy.answers.table import OwnAnswer, render_answer, render_decision, render_upstream_error
 from authproxy.errors import (
     AnswerCode,
     BadTarget,
@@ -22,7 +23,6 @@ from authproxy.errors import (
     status_of,
 )
 from authproxy.policy.decision import Decision
-from authproxy.proxy.responses import OwnAnswer, render_answer, render_decision, render_upstream_error
 
 JSON = ("Content-Type", "application/json")
 SERVER = ("Server", "authproxy")

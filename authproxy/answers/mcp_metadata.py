@@ -14,9 +14,9 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from authproxy.answers.table import SERVER, OwnAnswer, Rendered, render_answer
 from authproxy.config.mcp_model import METADATA_PATH
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
-from authproxy.proxy.responses import SERVER, OwnAnswer, Rendered, render_answer
 
 __all__ = ["metadata_document", "metadata_url", "with_resource_metadata"]
 

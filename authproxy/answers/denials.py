@@ -1,6 +1,6 @@
 """A refusal of any kind, at the gate or in a stage after it, rendered for the route that refused it.
 
-The table (proxy/responses.py) gives the status, body and challenge; the route's stage adds what its
+The table (answers/table.py) gives the status, body and challenge; the route's stage adds what its
 clients need to act on the refusal: on an MCP endpoint the challenge names the protected-resource metadata
 (RFC 9728), so an MCP client knows where to get a token. The proxied port, the decision port and
 `authproxy explain` all render through here, so the three answer alike.
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from authproxy.answers.mcp_metadata import metadata_url, with_resource_metadata
+from authproxy.answers.table import Rendered, render_decision
 from authproxy.errors import RequestRejected
 from authproxy.policy.decision import Decision
 from authproxy.policy.stages import McpMessages
-from authproxy.proxy.mcp.discovery import metadata_url, with_resource_metadata
-from authproxy.proxy.responses import Rendered, render_decision
 from authproxy.runtime import Runtime
 
 __all__ = ["render_denial"]
