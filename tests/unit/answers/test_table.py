@@ -1,4 +1,4 @@
-"""proxy/responses: the one table from outcome to wire answer (status, JSON body, headers)."""
+"""answers/table: the one table from outcome to wire answer (status, JSON body, headers)."""
 
 from __future__ import annotations
 
