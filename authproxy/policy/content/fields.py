@@ -110,6 +110,19 @@ def _json_get(document: Any, ref: FieldRef) -> Any:
     return node
 
 
+def _refuse_case_variants(document: Any, ref: FieldRef) -> None:
+    # Go's encoding/json matches object keys to fields ignoring case, with Unicode folding (U+017F, the long
+    # s, is "s"), the last one winning: {"user_id": "alice", "USER_ID": "bob"} would be read as bob there.
+    node = document
+    for token in ref.pointer:
+        if not isinstance(node, dict):
+            return
+        folded = token.casefold()
+        if any(key != token and key.casefold() == folded for key in node):
+            raise malformed(f"{ref} is also given in other letter case, which some parsers read as the same")
+        node = node.get(token)
+
+
 def json_value(document: Any, ref: FieldRef) -> Any:
     """The value at a JSON pointer of a parsed document; None when absent (null counts as absent)."""
     value = _json_get(document, ref)
@@ -119,7 +132,9 @@ def json_value(document: Any, ref: FieldRef) -> Any:
 def field_values(body: Body, ref: FieldRef) -> list[Any]:
     """Every value the body gives `ref` (a JSON pointer has at most one; null counts as absent)."""
     if ref.where == "json":
-        value = json_value(body.json(), ref)
+        document = body.json()
+        _refuse_case_variants(document, ref)
+        value = json_value(document, ref)
         return [] if value is None else [value]
     parts = body.parts()
     _refuse_bracketed(ref, (p.name for p in parts))

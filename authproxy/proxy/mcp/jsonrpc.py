@@ -120,6 +120,10 @@ def _tool_call(params: object) -> tuple[str, dict[str, Any]]:
         arguments = {}
     if not isinstance(arguments, dict):
         raise BadMessage("tools/call params.arguments must be an object", INVALID_PARAMS)
+    if len({key.casefold() for key in arguments}) != len(arguments):
+        # Go's encoding/json (and so Go MCP servers) binds keys to fields ignoring case, the last one winning:
+        # {"user_id": "alice", "USER_ID": "bob"} would be checked as one argument and run as the other.
+        raise BadMessage("tools/call params.arguments repeats a name in other letter case", INVALID_PARAMS)
     return name, arguments
 
 

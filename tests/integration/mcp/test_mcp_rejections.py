@@ -122,6 +122,11 @@ BAD_ARGUMENTS = "tools/call params.arguments must be an object"
             -32602,
             "tools/call params.arguments must be an object",
         ),
+        (
+            CALL + b'"params": {"name": "read_note", "arguments": {"note_id": "n1", "NOTE_ID": "n2"}}}',
+            -32602,
+            "tools/call params.arguments repeats a name in other letter case",
+        ),
     ],
 )
 async def test_a_body_that_is_not_json_rpc_is_refused(

@@ -97,6 +97,16 @@ def test_json_pin_refusals(raw: bytes, status: int) -> None:
 
 
 @pytest.mark.parametrize(
+    "raw",
+    [b'{"user_id": "a", "USER_ID": "b"}', b'{"User_Id": "b"}', '{"u\u017fer_id": "b"}'.encode()],
+)
+def test_a_json_field_given_again_in_other_letter_case_is_malformed(raw: bytes) -> None:
+    with pytest.raises(RequestRejected) as refused:
+        pin_body(Body(raw, "application/json"), JSON_USER, "a")
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
     "content_type",
     [
         "application/json; charset=utf-7",
