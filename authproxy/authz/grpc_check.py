@@ -79,8 +79,9 @@ class CheckService(AuthorizationBase):
 
 def _failed(record: AccessRecord) -> CheckResponse:
     """A bug's answer: a 500 denial, and INTERNAL as the RPC's code."""
-    record.status = 500
-    return _denied(render_answer(OwnAnswer.INTERNAL_ERROR), _RPC_INTERNAL)
+    rendered = render_answer(OwnAnswer.INTERNAL_ERROR)
+    record.status = rendered.status
+    return _denied(rendered, _RPC_INTERNAL)
 
 
 def _http_of(message: CheckRequest) -> AttributeContextHttpRequest | None:
