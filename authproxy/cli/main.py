@@ -109,6 +109,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         f"{path}: ok ({runtime.table.rule_count} rules, {len(cfg.jwt.keys)} key source(s), "
         f"algorithms {', '.join(cfg.jwt.algorithms)})"
     )
+    if cfg.policy.dry_run:
+        print(f"{path}: dry run: requests the policy would refuse are forwarded, not refused")
+    if cfg.policy.shadow is not None:
+        print(f"{path}: shadow policy {cfg.policy.shadow.file}: its differences are logged, never answered")
     return 0
 
 
