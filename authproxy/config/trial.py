@@ -11,6 +11,7 @@ file, so a broken shadow file fails the load (and a reload keeps the running pai
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -19,8 +20,9 @@ from authproxy.config.fields import Checks, Invalid, Report, read_bool, read_str
 from authproxy.config.model import PolicyConfig, ShadowPolicy
 from authproxy.config.rules import read_policy
 from authproxy.config.source import MapNode, Node, parse
+from authproxy.errors import ConfigError
 
-__all__ = ["TRIAL_KEYS", "read_trial"]
+__all__ = ["TRIAL_KEYS", "load_shadow", "read_trial"]
 
 TRIAL_KEYS = ("dry_run", "shadow")  # keys of `policy:` read here, not by config/rules.py
 
@@ -49,16 +51,33 @@ def read_trial(
     return dataclasses.replace(policy, dry_run=dry_run, shadow=shadow)
 
 
+def load_shadow(file: str, preset_dir: str, env: Mapping[str, str]) -> PolicyConfig:
+    """A shadow policy file on its own (`authproxy explain/test --shadow FILE`); raises ConfigError."""
+    report = Report(file)
+    shadow = None
+    with contextlib.suppress(Invalid):  # reported
+        shadow = _shadow_file(report, 1, "--shadow", file, preset_dir, env)
+    if shadow is None or report.errors:
+        raise ConfigError(report.errors)
+    return shadow.policy
+
+
 def _shadow(
     report: Report, path: str, node: Node, base_dir: str, preset_dir: str, env: Mapping[str, str]
 ) -> ShadowPolicy:
     file = os.path.join(base_dir, read_str(report, path, node))
+    return _shadow_file(report, node.line, path, file, preset_dir, env)
+
+
+def _shadow_file(
+    report: Report, line: int, path: str, file: str, preset_dir: str, env: Mapping[str, str]
+) -> ShadowPolicy:
     try:
         with open(file, encoding="utf-8") as handle:
             text = handle.read()
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-        raise report.invalid(node.line, f"{path}: cannot read {file}: {reason}") from None
+        raise report.invalid(line, f"{path}: cannot read {file}: {reason}") from None
     there = report.at(file)
     root, problems = parse(text, file, env)
     there.errors.extend(problems)
