@@ -45,6 +45,9 @@ class Runtime:
     mcp: McpPolicy | None = None  # MCP endpoints, authorized per JSON-RPC message (policy/mcp, proxy/mcp)
     # Rule key -> the agentos preset route it is (GET /config, GET /workflows/ws): a stage per caller.
     preset_routes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # policy.shadow compiled: its own policy and table, this runtime's keys, no rate limits (a shadow never
+    # spends them). Decided beside this one on every request, never answering (proxy/frontend.py).
+    shadow: Runtime | None = None
 
 
 class RuntimeHolder:
@@ -84,10 +87,50 @@ def build_runtime(
 
     With `reuse`, remote key sources identical to one of its own are shared instead of created anew.
     """
-    policy = config.policy
-    table = RouteTable.build(policy.public, policy.routes, preset=policy.preset)
     remotes = _remote_sources(config, dict(reuse.remotes) if reuse is not None else {})
     keys = KeyRing.build(config.jwt, [remote for _, remote in remotes])
+    compiled = _compile(config, config.policy)
+    runtime = Runtime(
+        config=config,
+        table=compiled.table,
+        keys=keys,
+        verifier=Verifier(config.jwt, keys),
+        header_plan=HeaderPlan.build(config.forward, config.jwt),
+        warnings=warnings,
+        remotes=remotes,
+        limits=build_limits(config.rate_limits, reuse=reuse.limits if reuse is not None else None),
+        content=compiled.content,
+        mcp=compiled.mcp,
+        preset_routes=compiled.preset_routes,
+    )
+    if config.policy.shadow is None:
+        return runtime
+    policy = config.policy.shadow.policy
+    other = _compile(config, policy)
+    shadow = dataclasses.replace(
+        runtime,
+        config=dataclasses.replace(config, policy=policy),
+        table=other.table,
+        remotes=(),  # the keys are the enforced runtime's, closed and reused through it
+        limits=NO_LIMITS,
+        content=other.content,
+        mcp=other.mcp,
+        preset_routes=other.preset_routes,
+    )
+    return dataclasses.replace(runtime, shadow=shadow)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    table: RouteTable
+    content: ContentPlans | None
+    mcp: McpPolicy | None
+    preset_routes: Mapping[str, str]
+
+
+def _compile(config: Config, policy: PolicyConfig) -> _Compiled:
+    """What deciding by `policy` needs: its route table, content rules, MCP endpoints and preset stages."""
+    table = RouteTable.build(policy.public, policy.routes, preset=policy.preset)
     mcp = (
         McpPolicy.build(config.mcp, preset=policy.preset, admin_scope=policy.admin_scope)
         if config.mcp is not None
@@ -97,19 +140,7 @@ def build_runtime(
     table.mark(marks)
     presets = preset_routes(policy.preset, [rule.key for rule in policy.routes])
     _one_stage_per_route(policy, marks, presets)
-    return Runtime(
-        config=config,
-        table=table,
-        keys=keys,
-        verifier=Verifier(config.jwt, keys),
-        header_plan=HeaderPlan.build(config.forward, config.jwt),
-        warnings=warnings,
-        remotes=remotes,
-        limits=build_limits(config.rate_limits, reuse=reuse.limits if reuse is not None else None),
-        content=ContentPlans.build(policy.routes) or None,
-        mcp=mcp,
-        preset_routes=presets,
-    )
+    return _Compiled(table, ContentPlans.build(policy.routes) or None, mcp, presets)
 
 
 def _path_stages(mcp: McpPolicy | None) -> dict[tuple[str, ...], Stage]:

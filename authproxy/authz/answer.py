@@ -8,7 +8,7 @@ the same status, JSON body and WWW-Authenticate, byte for byte.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from authproxy.answers.denials import render_denial
 from authproxy.answers.table import Rendered
@@ -20,7 +20,7 @@ from authproxy.policy.reads import Reads
 from authproxy.proxy.headers import identity_headers
 from authproxy.runtime import Runtime
 
-__all__ = ["CheckAnswer", "check_answer"]
+__all__ = ["CheckAnswer", "check_answer", "dry_run_answer"]
 
 _PROXIED_PORT_ONLY = (
     "this route's checks read the body, the answer or each message: it is served by the proxied port"
@@ -56,3 +56,16 @@ def check_answer(rt: Runtime, decision: Decision) -> CheckAnswer:
         remove.append(rt.config.jwt.header.lower())
     fields = allowed_fields(decision.rate_limit)
     return CheckAnswer(decision, Rendered(200, headers, b""), tuple(remove), fields)
+
+
+def dry_run_answer(rt: Runtime, refused: Decision) -> CheckAnswer:
+    """A would-be refusal let through (`policy.dry_run` with `authz.dry_run`): 200, with the identity headers
+    of a verified token only, and no stage (nothing verified grants one). A token we could not verify is
+    left on the request, for the upstream's own checks to decide."""
+    passed = replace(refused, allowed=True, error=None, stage=None)
+    answer = check_answer(rt, passed)
+    remove = answer.remove
+    if refused.subject is None:
+        token = rt.config.jwt.header.lower()
+        remove = tuple(name for name in remove if name != token)
+    return replace(answer, decision=refused, remove=remove)

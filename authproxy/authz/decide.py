@@ -12,8 +12,9 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from authproxy.authz.answer import CheckAnswer, check_answer
+from authproxy.authz.answer import CheckAnswer, check_answer, dry_run_answer
 from authproxy.proxy.frontend import AccessRecord, FrontEnd, Observer
+from authproxy.proxy.trial import dry_run_passes
 from authproxy.runtime import Runtime, RuntimeHolder
 
 __all__ = ["Decider"]
@@ -41,6 +42,12 @@ class Decider:
         the CheckRequest's source on gRPC), for rate limits keyed by client_ip."""
         record.method, record.path = method, target.partition("?")[0]
         decision = await self.frontend.decide(rt, record, method, target, headers, peer=peer)
+        # Dry run widens this port only when asked here too: a front end may act on our 200 alone.
+        if dry_run_passes(rt.config.policy.dry_run and rt.config.authz.dry_run, decision):
+            record.would = decision
+            answer = dry_run_answer(rt, decision)
+            record.status = answer.rendered.status
+            return answer
         answer = check_answer(rt, decision)
         record.decision, record.status = answer.decision, answer.rendered.status
         return answer

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from multidict import CIMultiDict
 
 from authproxy.cli.offline import Explained, Request, after_the_gate
+from authproxy.cli.shadow import shadow_config
 from authproxy.gate import authorize
-from authproxy.runtime import Runtime, load_runtime
+from authproxy.runtime import Runtime, build_runtime, load_runtime
 
-__all__ = ["explain", "explanation", "request_headers"]
+__all__ = ["explain", "explanation", "explanations", "request_headers"]
 
 _KEYS_READY_TIMEOUT = 10.0
 
@@ -48,14 +49,37 @@ async def explanation(
     body: bytes | None = None,
 ) -> Explained:
     """The request decided as the proxied port decides it, every check it runs before the upstream."""
+    explained, _ = await explanations(config_path, method, target, token=token, headers=headers, body=body)
+    return explained
+
+
+async def explanations(
+    config_path: str,
+    method: str,
+    target: str,
+    *,
+    token: str | None,
+    headers: Sequence[str] = (),
+    body: bytes | None = None,
+    shadow: str | None = None,
+) -> tuple[Explained, Explained | None]:
+    """The request decided as the proxied port decides it, every check it runs before the upstream; and
+    with `shadow` (a policy file), the same request decided by that policy instead."""
     runtime = await asyncio.to_thread(load_runtime, config_path)  # file reads stay off the event loop
+    other = None
+    if shadow is not None:
+        shadowed = await asyncio.to_thread(shadow_config, runtime.config, shadow)
+        other = build_runtime(shadowed, reuse=runtime)  # the same key sources
     await _wait_for_keys(runtime)
     try:
         sent = Request(method, target, request_headers(runtime, token, headers), body)
         decision = await authorize(runtime, method, target, sent.headers)
+        theirs = None
+        if other is not None:
+            theirs = after_the_gate(other, await authorize(other, method, target, sent.headers), sent)
     finally:
         await runtime.keys.close()
-    return after_the_gate(runtime, decision, sent)
+    return after_the_gate(runtime, decision, sent), theirs
 
 
 async def explain(

@@ -14,8 +14,9 @@ from typing import Any
 from authproxy import __version__
 from authproxy.auth.mint import default_algorithm, load_private_key, mint_token, write_key_pair
 from authproxy.cli.demo import main as demo_main
-from authproxy.cli.explain import explanation
+from authproxy.cli.explain import explanations
 from authproxy.cli.policy_cases import load_cases, run_cases
+from authproxy.cli.shadow import add_shadow_arg, differences, report, shadow_config
 from authproxy.config import load
 from authproxy.config.values import ADDRESS_FORMS, check_upstream_url, parse_address, parse_duration
 from authproxy.errors import ConfigError, Problem
@@ -50,7 +51,7 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(bad)) from None
 
 
-def _config_arg(parser: argparse.ArgumentParser) -> None:
+def _config_arg(parser: argparse.ArgumentParser, *, shadow: bool = False) -> None:
     parser.add_argument(
         "-c",
         "--config",
@@ -58,6 +59,8 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the YAML config and policy (default: $AUTHPROXY_CONFIG)",
     )
+    if shadow:
+        add_shadow_arg(parser)
 
 
 def _require_config(args: argparse.Namespace) -> str:
@@ -109,6 +112,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         f"{path}: ok ({runtime.table.rule_count} rules, {len(cfg.jwt.keys)} key source(s), "
         f"algorithms {', '.join(cfg.jwt.algorithms)})"
     )
+    if cfg.policy.dry_run:
+        print(f"{path}: dry run: requests the policy would refuse are forwarded, not refused")
+    if cfg.policy.shadow is not None:
+        print(f"{path}: shadow policy {cfg.policy.shadow.file}: its differences are logged, never answered")
     return 0
 
 
@@ -126,13 +133,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     request = (args.method, args.path)
     body = _body_arg(args.body)
     try:
-        explained = asyncio.run(
-            explanation(_require_config(args), *request, token=args.token, headers=args.header, body=body)
-        )
+        given = {"token": args.token, "headers": args.header, "body": body, "shadow": args.shadow}
+        explained, shadow = asyncio.run(explanations(_require_config(args), *request, **given))
     except ConfigError as err:
         _print_problems(err.problems, stream=sys.stderr)
         return 2
-    print(json.dumps(explained.document(), indent=2) if args.json else explained.text())
+    print(report(explained, shadow, args.shadow, as_json=args.json))
     return 0 if explained.decision.allowed else 1
 
 
@@ -211,6 +217,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
     try:
         config = load(_require_config(args))
         cases = [case for path in args.cases for case in load_cases(path)]
+        shadowed = shadow_config(config, args.shadow) if args.shadow is not None else None
     except ConfigError as err:
         _print_problems(err.problems)
         return 1
@@ -228,6 +235,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
         print(line)
     failed = sum(not r.passed for r in results)
     print(f"{len(results) - failed} passed, {failed} failed")
+    if shadowed is not None:
+        print("\n".join(differences(results, asyncio.run(run_cases(shadowed, cases)), args.shadow)))
     return 1 if failed else 0
 
 
@@ -293,7 +302,7 @@ def _parser() -> argparse.ArgumentParser:
         "Exit 0 when allowed, 1 when denied.",
         epilog='example: authproxy explain -c policy.yaml --token "$TOKEN" POST /agents/agno-agent/runs',
     )
-    _config_arg(p)
+    _config_arg(p, shadow=True)
     p.add_argument("--token", help="the JWT to present (omit to see what an anonymous caller gets)")
     p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="extra request header")
     p.add_argument(
@@ -350,7 +359,7 @@ def _parser() -> argparse.ArgumentParser:
         "Exit 1 if any case fails.",
         epilog=_EPILOG_CONFIG,
     )
-    _config_arg(p)
+    _config_arg(p, shadow=True)
     p.add_argument("cases", nargs="+", metavar="CASES.yaml")
     p.set_defaults(func=_cmd_test)
 

@@ -24,6 +24,7 @@ from authproxy.config.fields import (
     Section,
     model_keys,
     read_address,
+    read_bool,
     read_section,
     read_value,
 )
@@ -102,8 +103,9 @@ def _authz(
     tls = checks.key(section, "tls", lambda p, n: read_listener_tls(report, p, tls_line, n, base_dir), None)
     if "tls" in section.entries and not http_port:
         report.warn(tls_line, "authz.tls: has no effect without authz_listen (the gRPC port is plain)")
+    dry_run = checks.key(section, "dry_run", lambda p, n: read_bool(report, p, n), False)
     checks.done()
-    return AuthzConfig(default.listen, prefix, grpc, tls)
+    return AuthzConfig(default.listen, prefix, grpc, tls, dry_run)
 
 
 def _listen(

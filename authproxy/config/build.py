@@ -6,8 +6,10 @@ and are shared with command-line overrides; the section builders report Problems
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping as EnvMap
+from functools import partial
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
@@ -32,6 +34,7 @@ from authproxy.config.keys import check_families, read_algorithms, read_keys
 from authproxy.config.limits import read_rate_limits
 from authproxy.config.listeners import check_mode, command_line, read_listeners
 from authproxy.config.mcp import endpoint_routes, issuers_of, read_mcp
+from authproxy.config.mcp_model import McpConfig
 from authproxy.config.model import (
     NO_OVERRIDES,
     ClaimPaths,
@@ -48,6 +51,7 @@ from authproxy.config.model import (
 from authproxy.config.rules import read_policy
 from authproxy.config.source import Node, Scalar
 from authproxy.config.tls import read_listener_tls, read_upstream_tls
+from authproxy.config.trial import read_trial
 from authproxy.config.values import (
     check_upstream_url,
     parse_address,
@@ -100,6 +104,9 @@ def build(
         policy = checks.attempt(
             "policy", lambda: read_policy(report, top.key_line("policy"), policy_node, preset_dir, env), None
         )
+        if policy is not None:
+            read = partial(read_trial, report, policy_node, policy, base_dir, preset_dir, env)
+            policy = checks.attempt("policy", read, None)
     token_header = jwt.header if jwt is not None else _DEFAULT_JWT.header
     forward = checks.key(
         top, "forward", lambda p, n: _forward(report, top, n, token_header), _DEFAULT.forward
@@ -125,13 +132,21 @@ def build(
         listen=listen,
         admin_listen=admin,
         tls=tls,
-        policy=endpoint_routes(policy, mcp),
+        policy=_with_endpoints(policy, mcp),
         forward=forward,
         logging=logging,
         rate_limits=limits,
         authz=authz,
         mcp=mcp,
     )
+
+
+def _with_endpoints(policy: PolicyConfig, mcp: McpConfig | None) -> PolicyConfig:
+    """The MCP endpoints' routes added to the policy and to its shadow: both decide on the same paths."""
+    shadow = policy.shadow
+    if shadow is not None:
+        shadow = dataclasses.replace(shadow, policy=endpoint_routes(shadow.policy, mcp))
+    return dataclasses.replace(endpoint_routes(policy, mcp), shadow=shadow)
 
 
 def _upstream(report: Report, top: Section, base_dir: str, override: str | None) -> UpstreamConfig:

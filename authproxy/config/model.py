@@ -33,6 +33,7 @@ __all__ = [
     "PublicRule",
     "RouteRule",
     "SecretKey",
+    "ShadowPolicy",
     "UpstreamConfig",
     "UpstreamTls",
 ]
@@ -189,6 +190,17 @@ class PolicyConfig:
     public: tuple[PublicRule, ...] = ()
     routes: tuple[RouteRule, ...] = ()
     user_isolation: bool = False  # agentos preset: the isolation fragment is merged in
+    # Would-be refusals are forwarded and logged instead of answered (config/trial.py reads both keys).
+    dry_run: bool = False
+    shadow: ShadowPolicy | None = None  # a second policy decided beside this one, never answering
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowPolicy:
+    """`policy.shadow: FILE`: the file (watched for reloads) and the policy it holds."""
+
+    file: str
+    policy: PolicyConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +229,8 @@ class AuthzConfig:
     path_prefix: str = "/envoy"  # Envoy/Istio `path_prefix`: stripped from a check request's path
     grpc_listen: Address | None = None  # Envoy's gRPC Authorization/Check service; None: not served
     tls: ListenerTls | None = None  # TLS on authz_listen (`authz.tls`); None: plain HTTP
+    # With policy.dry_run, a would-be refusal is answered 200 here too (else dry run never widens this port).
+    dry_run: bool = False
 
     @property
     def enabled(self) -> bool:

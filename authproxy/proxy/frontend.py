@@ -7,6 +7,8 @@ are the same on every port, because they are written only here:
 - a denial's line always carries its detail; an allow's as `logging.allow_sample_rate` says, drawn when the
   line is written, so a stage that refuses after the gate is logged as the denial it became;
 - WARNING when the answer is a 5xx or the upstream failed mid-answer, INFO otherwise.
+Beside the access line, where a policy is being tried (proxy/trial.py): a `shadow` line when the shadow
+policy decided otherwise, and a `divergence` line when the upstream's answer disagrees with our decision.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from authproxy.gate import authorize
 from authproxy.logs import access_logger
 from authproxy.policy.decision import Decision
+from authproxy.proxy.trial import Compared, shadow_differs, upstream_divergence, verdict
 from authproxy.runtime import Runtime, RuntimeHolder
 
 __all__ = ["AccessRecord", "FrontEnd", "Observer"]
@@ -47,6 +50,9 @@ class AccessRecord:
     detail: bool = True  # log the decision detail: set by FrontEnd when the line is written
     client_cert: str | None = None  # the verified client certificate's subject (listener asks for one)
     authz: str | None = None  # which front end asked, on the decision ports (envoy, nginx, envoy_grpc, …)
+    would: Decision | None = None  # dry run: the refusal we would have answered, the request passed instead
+    shadow: Compared | None = None  # the shadow policy's gate decided otherwise
+    divergence: tuple[str, str] | None = None  # (ours, upstream) where the upstream's answer disagrees
 
     def fields(self) -> dict[str, object]:
         d = self.decision
@@ -74,6 +80,8 @@ class AccessRecord:
             out["required_scopes"] = d.required_scopes
         if d is not None and d.rate_limit is not None:
             out.update(d.rate_limit.log_fields())
+        if (would := self.would) is not None:
+            out.update(dry_run=True, would={"status": verdict(would), "error": would.error})
         return out
 
 
@@ -130,6 +138,9 @@ class FrontEnd:
         # their rate limits
         decision = record.decision = await authorize(rt, method, target, headers, consume=True, peer=peer)
         record.decision_ms = (time.perf_counter() - started) * 1000
+        if rt.shadow is not None:  # after the timing: the enforced decision's cost is what is measured
+            shadow = await authorize(rt.shadow, method, target, headers, consume=False, peer=peer)
+            record.shadow = shadow_differs(decision, shadow)
         return decision
 
     def emit(self, record: AccessRecord, allow_sample_rate: float) -> None:
@@ -139,5 +150,26 @@ class FrontEnd:
         level = logging.WARNING if failed else logging.INFO
         if self._log.is_enabled_for(level):  # with the access line off, its fields are never built
             self._log.log(level, "request", **record.fields())
+        self._trial_lines(record)
         for observe in self._observers:
             observe(record)
+
+    def _trial_lines(self, record: AccessRecord) -> None:
+        """The `shadow` and `divergence` lines: always written (they are what trying a policy is for)."""
+        where = {"method": record.method, "path": record.path}
+        if record.shadow is not None:
+            self._log.info("shadow", **where, **record.shadow.fields())
+        record.divergence = upstream_divergence(record.decision, record.would, record.upstream_status)
+        if record.divergence is not None and record.decision is not None:
+            ours, upstream = record.divergence
+            d = record.would or record.decision
+            self._log.warning(
+                "divergence",
+                **where,
+                route=d.route,
+                subject=d.subject,
+                ours=ours,
+                error=d.error,
+                upstream=upstream,
+                dry_run=record.would is not None,
+            )

@@ -18,7 +18,7 @@ from authproxy.answers.mcp_metadata import metadata_document
 from authproxy.answers.table import OwnAnswer, Rendered, render_answer, render_upstream_error, respond
 from authproxy.errors import RequestRejected, UpstreamError, UpstreamTimeout
 from authproxy.policy.content.plan import ContentPlan
-from authproxy.policy.decision import deny
+from authproxy.policy.decision import Decision, deny
 from authproxy.policy.listing import ListingFilter
 from authproxy.policy.roster import RosterFilter
 from authproxy.policy.stages import McpMessages, McpMetadata
@@ -37,6 +37,8 @@ from authproxy.proxy.listings import (
 )
 from authproxy.proxy.mcp.exchange import McpExchange
 from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
+from authproxy.proxy.trial import dry_run_passes
+from authproxy.proxy.trial_content import body_touched, dry_run_checks, unverified_token
 from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
 from authproxy.runtime import Runtime, RuntimeHolder
 from authproxy.tls import peer_subject
@@ -96,10 +98,10 @@ class ProxyHandler:
         )
         if trace is not None:
             trace.decided(decision, record.decision_ms / 1000)
-        if not decision.allowed:
+        if not self._passes(rt, record, decision):
             return self._answer(record, render_denial(rt, decision, request))
         set_rate_limit_fields(request, decision)  # on every answer from here on, over any upstream copy
-        if isinstance(decision.stage, McpMetadata) and rt.mcp is not None:
+        if isinstance(decision.stage, McpMetadata) and rt.mcp is not None and record.would is None:
             return self._answer(record, metadata_document(rt.mcp, decision.stage.site, request))
         websocket = is_websocket_upgrade(request.method, request.headers)
         if websocket and not valid_handshake(request):
@@ -112,17 +114,28 @@ class ProxyHandler:
             proto=request.scheme,
             websocket=websocket,
         )
+        if record.would is not None and decision.subject is None:  # the upstream's own checks read it
+            headers += unverified_token(rt.config, request.headers)
         if trace is not None:
             trace.inject(headers)
         try:
             return await self._carry_out(request, rt, headers, record, websocket)
         except RequestRejected as refused:  # a stage refused: a decision like any other, same table
-            record.decision = deny(decision, refused)
-            return self._answer(record, render_denial(rt, record.decision, request, refused))
+            return await self._refused(request, rt, headers, record, deny(decision, refused), refused)
         except UpstreamError as error:
             record.upstream_status = None  # no answer from the upstream (or a refused upgrade)
             record.upstream_error = "timeout" if isinstance(error, UpstreamTimeout) else "unavailable"
             return self._answer(record, render_upstream_error(error))
+
+    @staticmethod
+    def _passes(rt: Runtime, record: AccessRecord, decision: Decision) -> bool:
+        """Allowed, or a refusal dry run forwards as the client sent it (noted as what we would answer)."""
+        if decision.allowed:
+            return True
+        if dry_run_passes(rt.config.policy.dry_run, decision):
+            record.would = decision
+            return True
+        return False
 
     async def _carry_out(
         self,
@@ -136,7 +149,10 @@ class ProxyHandler:
         when it has none; raises RequestRejected when the stage refuses, UpstreamError."""
         decision = record.decision
         assert decision is not None
-        stage = decision.stage
+        # A would-be refusal in dry run carries out no stage: nothing verified grants what a stage needs.
+        stage = decision.stage if record.would is None else None
+        if isinstance(stage, ContentPlan) and rt.config.policy.dry_run:
+            return await self._as_sent(request, rt, headers, record, stage)
         if isinstance(stage, ContentPlan):
             upstream = rt.config.upstream
             return _relayed(record, await run_content(request, stage, self._forwarder, upstream, headers))
@@ -152,6 +168,39 @@ class ProxyHandler:
             grant = stage if isinstance(stage, MessageGrant) else None
             return await self._relay_websocket(request, rt, headers, record, grant)
         return _relayed(record, await self._forwarder.forward(request, rt.config.upstream, headers))
+
+    async def _refused(
+        self,
+        request: web.BaseRequest,
+        rt: Runtime,
+        headers: list[tuple[str, str]],
+        record: AccessRecord,
+        decision: Decision,
+        refused: RequestRejected,
+    ) -> web.StreamResponse:
+        record.decision = decision
+        if rt.config.policy.dry_run and not body_touched(request):
+            record.would = decision  # the request is whole still: it goes as the client sent it
+            return await self._as_sent(request, rt, headers, record, None)
+        return self._answer(record, render_denial(rt, decision, request, refused))
+
+    async def _as_sent(
+        self,
+        request: web.BaseRequest,
+        rt: Runtime,
+        headers: list[tuple[str, str]],
+        record: AccessRecord,
+        plan: ContentPlan | None,
+    ) -> web.StreamResponse:
+        """Dry run: the client's request forwarded as it came (target and body unchanged, never rewritten
+        by a pin), after `plan`'s checks that need no upstream noted what we would have answered."""
+        body = None
+        if plan is not None:
+            body, refused = await dry_run_checks(request, plan)
+            if refused is not None and record.decision is not None:
+                record.decision = record.would = deny(record.decision, refused)
+        relayed = await self._forwarder.forward(request, rt.config.upstream, headers, None, body)
+        return _relayed(record, relayed)
 
     async def _filtered(
         self,

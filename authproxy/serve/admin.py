@@ -1,5 +1,6 @@
-"""The admin application: `/healthz` (the process is alive), `/readyz` (keys loaded, not draining), and the
-routes other parts plug in (/metrics). Served on its own port, never on the proxied one.
+"""The admin application: `/healthz` (the process is alive), `/readyz` (keys loaded, not draining; it says
+when the policy runs in dry run or beside a shadow), and the routes other parts plug in (/metrics). Served
+on its own port, never on the proxied one.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from authproxy.answers.table import stamp_server
-from authproxy.runtime import RuntimeHolder
+from authproxy.runtime import Runtime, RuntimeHolder
 
-__all__ = ["ServiceState", "build_admin_app"]
+__all__ = ["ServiceState", "build_admin_app", "trying"]
 
 
 @dataclass(slots=True)
@@ -38,7 +39,18 @@ async def _readyz(request: web.Request) -> web.Response:
     if not runtime.keys.ready:
         waiting = sorted({getattr(s, "url", "?") for _, s in runtime.remotes if not s.ready})
         return web.json_response({"status": "keys_not_ready", "waiting_for": waiting}, status=503)
-    return web.json_response({"status": "ready"})
+    return web.json_response({"status": "ready", **trying(runtime)})
+
+
+def trying(runtime: Runtime) -> dict[str, object]:
+    """What /readyz says of a policy being tried: in dry run nothing is refused, which must not go unseen."""
+    policy = runtime.config.policy
+    out: dict[str, object] = {}
+    if policy.dry_run:
+        out["dry_run"] = True
+    if policy.shadow is not None:
+        out["shadow"] = policy.shadow.file
+    return out
 
 
 def build_admin_app(

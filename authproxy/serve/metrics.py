@@ -20,6 +20,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from authproxy.auth.jwks import JwksSource
+from authproxy.proxy.trial import verdict
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import Counter as CounterChild
@@ -105,6 +106,7 @@ class Metrics:
             ("request",),
             registry=r,
         )
+        self._trial = _TrialCounters(r)
         self._denial_by_error: dict[str | None, CounterChild] = {}
         self._children: dict[tuple[str, int, str], _Bound] = {}
         self.reloads = _ReloadTally()
@@ -135,8 +137,9 @@ class Metrics:
         bound.duration.observe(record.latency_ms / 1000)
         if bound.decision is not None:
             bound.decision.observe(record.decision_ms / 1000)
-        if d is not None and not d.allowed:
+        if d is not None and not d.allowed and record.would is None:  # a dry run's refusal was not answered
             self._denied(d.error)
+        self._trial.observe(record)
         if d is not None and d.rate_limit is not None:
             self._limits(d.allowed, d.rate_limit)
         kind = record.upstream_error or ("interrupted" if record.outcome == "upstream_failed" else None)
@@ -184,6 +187,45 @@ class Metrics:
                 row[2] = max(row[2], int(source.ready))
                 row[3] = max(row[3], 0) + len(source.entries)
         return counts
+
+
+class _TrialCounters:
+    """A policy being tried (proxy/trial.py): dry run refusals, the shadow's and the upstream's disagreements.
+    Labels: the route pattern, an error code, `allow` or a status: bounded sets all."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.dry_run = Counter(
+            "authproxy_dry_run_refusals",
+            "Requests dry run forwarded that the policy would have refused, by route and error",
+            ("route", "error"),
+            registry=r,
+        )
+        self.shadow = Counter(
+            "authproxy_shadow_divergence",
+            "Requests the shadow policy decided otherwise (allow or the status) than the enforced one",
+            ("route", "enforced", "shadow"),
+            registry=r,
+        )
+        self.upstream = Counter(
+            "authproxy_upstream_divergence",
+            "Answers of the upstream that disagree with our decision: an allow it refused (401/403), or in "
+            "dry run a refusal it answered 2xx",
+            ("route", "ours", "upstream"),
+            registry=r,
+        )
+
+    def observe(self, record: AccessRecord) -> None:
+        if (would := record.would) is not None:
+            self.dry_run.labels(_route(would.route), would.error or "unknown").inc()
+        if (compared := record.shadow) is not None:
+            e, s = compared.enforced, compared.shadow
+            self.shadow.labels(_route(e.route or s.route), verdict(e), verdict(s)).inc()
+        if record.divergence is not None and record.decision is not None:
+            self.upstream.labels(_route(record.decision.route), *record.divergence).inc()
+
+
+def _route(route: str | None) -> str:
+    return UNMATCHED if route is None else route
 
 
 class _ReloadTally:

@@ -1,4 +1,5 @@
-"""Hot reload: the config file and the key files it names are watched, and reloaded on request (SIGHUP).
+"""Hot reload: the config file, its shadow policy and the key files it names are watched, and reloaded on
+request (SIGHUP).
 
 A change is a change of bytes: every poll hashes each watched file through its path, so a Kubernetes
 ConfigMap or Secret update (the `..data` symlink swapped to a new directory) counts like an edit in place,
@@ -41,8 +42,11 @@ class ReloadOptions:
 
 
 def watched_files(config: Config) -> tuple[str, ...]:
-    """The config file and every key and certificate file it names, as paths the process can open."""
+    """The config file, its shadow policy and every key and certificate file it names, as paths the process
+    can open."""
     paths = [config.path, *tls_files(config.tls, config.upstream.tls), *tls_files(config.authz.tls, None)]
+    if config.policy.shadow is not None:
+        paths.append(config.policy.shadow.file)
     for key in config.jwt.keys:
         if isinstance(key, SecretKey) and key.origin != "secret":
             paths.append(key.origin)

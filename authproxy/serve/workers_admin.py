@@ -10,8 +10,11 @@ of its last scrape, so a total never goes down when a worker is replaced.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -65,6 +68,18 @@ async def worker_get(worker: Worker, path: str) -> tuple[int, str] | None:
 async def worker_ready(worker: Worker, path: str = "/readyz") -> bool:
     answer = await worker_get(worker, path) if worker.alive else None
     return answer is not None and answer[0] == 200
+
+
+async def _ready_body(worker: Worker) -> dict[str, Any] | None:
+    """The worker's /readyz JSON when it answers 200; None when it is not ready."""
+    answer = await worker_get(worker, "/readyz") if worker.alive else None
+    if answer is None or answer[0] != 200:
+        return None
+    with contextlib.suppress(ValueError):
+        body = json.loads(answer[1])
+        if isinstance(body, dict):
+            return body
+    return {}
 
 
 def _combiner(family: str) -> Callable[[float, float], float]:
@@ -149,10 +164,13 @@ async def _readyz(request: web.Request) -> web.Response:
     fleet = request.app[FLEET]
     if fleet.draining:
         return web.json_response({"status": "draining"}, status=503)
-    ready = sum(await asyncio.gather(*(worker_ready(w) for w in fleet.workers)))
-    if fleet.workers and ready == len(fleet.workers):
-        return web.json_response({"status": "ready"})
-    body = {"status": "workers_not_ready", "ready": ready, "workers": len(fleet.workers)}
+    answers = await asyncio.gather(*(_ready_body(w) for w in fleet.workers))
+    ready = [body for body in answers if body is not None]
+    if fleet.workers and len(ready) == len(fleet.workers):
+        # What the workers add (dry run, the shadow file) is passed on: a supervisor in dry run says so too.
+        said = {k: v for body in ready for k, v in body.items() if k != "status"}
+        return web.json_response({"status": "ready", **said})
+    body = {"status": "workers_not_ready", "ready": len(ready), "workers": len(fleet.workers)}
     return web.json_response(body, status=503)
 
 

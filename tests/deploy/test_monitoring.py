@@ -34,7 +34,7 @@ def promtool(unavailable: Callable[[str], NoReturn]) -> str:
 
 def test_alert_rules_pass_promtool_check(promtool: str, run_tool: Run) -> None:
     result = run_tool([promtool, "check", "rules", str(RULES)])
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 7 rules found" in result.stdout
 
 
 def test_each_alert_fires_on_its_case_and_not_on_healthy_series(promtool: str, run_tool: Run) -> None:
@@ -48,6 +48,8 @@ def test_each_alert_fires_on_its_case_and_not_on_healthy_series(promtool: str, r
         "AuthproxyKeySourceFailing",
         "AuthproxyKeySourceNotReady",
         "AuthproxyReloadFailing",
+        "AuthproxyShadowDivergence",
+        "AuthproxyUpstreamDivergence",
         "AuthproxyUpstreamErrors",
     }
 
@@ -87,5 +89,6 @@ def test_dashboard_panels_are_unique_laid_out_and_use_the_datasource_variable() 
         "websockets",
         "key refreshes",
         "reloads",
+        "divergence",
     ):
         assert topic in titles

@@ -110,7 +110,7 @@ async def api(session: aiohttp.ClientSession, url: str, path: str, **params: str
 
 
 async def traffic(proxy: OpsProxy, key: rsa.RSAPrivateKey, stop: asyncio.Event) -> None:
-    """Allowed, forbidden, unauthenticated and failing-upstream requests, until `stop`."""
+    """Allowed, forbidden, unauthenticated, failing-upstream and upstream-refused requests, until `stop`."""
 
     def bearer(*scopes: str) -> dict[str, str]:
         claims = {"sub": "u", "aud": AUDIENCE, "scopes": list(scopes)}
@@ -121,6 +121,7 @@ async def traffic(proxy: OpsProxy, key: rsa.RSAPrivateKey, stop: asyncio.Event) 
         ("/private/x", bearer("proxy:use")),
         ("/items", {}),
         ("/reset", bearer("proxy:use")),  # the upstream hangs up: an upstream error
+        ("/status/403", bearer("proxy:use")),  # we allow, the upstream refuses: an upstream divergence
     ]
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
@@ -145,7 +146,11 @@ async def test_every_dashboard_query_returns_data_and_every_rule_evaluates(
         idp.serve(public_jwk(rsa_private_key, "k1", alg="RS256"))
         keys = f"    - jwks_url: {idp.jwks_url}\n      allow_insecure_http: true"
         path = tmp_path / "monitored.yaml"
-        path.write_text(config_text(upstream.url, b"", algorithms="RS256", keys=keys))
+        # A shadow policy that lets proxy:use read /private/**: the forbidden calls are shadow divergences.
+        shadow_policy = 'routes:\n  "* /**": [proxy:use]\n  "GET /private/**": [proxy:use]\n'
+        (tmp_path / "shadow.yaml").write_text(shadow_policy)
+        shadow = "  shadow: shadow.yaml\n"
+        path.write_text(config_text(upstream.url, b"", algorithms="RS256", keys=keys, policy=shadow))
         proxy = await launch(path)
         stop = asyncio.Event()
         load = asyncio.create_task(traffic(proxy, rsa_private_key, stop))
@@ -179,7 +184,7 @@ async def test_every_dashboard_query_returns_data_and_every_rule_evaluates(
                 async def rules_evaluated() -> bool:
                     groups = (await api(session, prom, "/api/v1/rules"))["groups"]
                     rules = [rule for group in groups for rule in group["rules"]]
-                    return len(rules) == 5 and all(
+                    return len(rules) == 7 and all(
                         rule["health"] == "ok" and rule["lastEvaluation"] > "2000" for rule in rules
                     )
 

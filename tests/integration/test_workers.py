@@ -97,6 +97,20 @@ async def test_requests_land_on_several_workers_and_metrics_add_up(
     await poll(lambda: _all_gone(pids.values()))
 
 
+async def test_the_supervisors_readyz_says_the_workers_run_in_dry_run(
+    serve: ServeFactory,
+    tmp_path: Path,
+    upstream: RecordingUpstream,
+    hs_secret: bytes,
+    fresh: aiohttp.ClientSession,
+) -> None:
+    path = tmp_path / "dry-run.yaml"
+    path.write_text(config_text(upstream.url, hs_secret, policy="  dry_run: true\n"))
+    served = await serve(path, "--workers", "2")
+    async with fresh.get(served.admin_url + "/readyz") as resp:
+        assert (resp.status, await resp.json()) == (200, {"status": "ready", "dry_run": True})
+
+
 async def _all_gone(pids: Iterable[int]) -> bool:
     return all(gone(pid) for pid in pids)
 

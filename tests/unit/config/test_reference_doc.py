@@ -167,6 +167,7 @@ def _files(directory: Path) -> None:
     for sub in ("secrets", "keys", "tls", "upstream-tls"):
         (directory / sub).mkdir()
     (directory / "secrets/jwt-secret").write_text("an HMAC secret of at least 32 bytes, for HS256\n")
+    (directory / "policy-next.yaml").write_text("preset: agentos\n")  # the example's policy.shadow
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     (directory / "keys/public.pem").write_bytes(
         key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
