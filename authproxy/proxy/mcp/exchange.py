@@ -33,7 +33,7 @@ from authproxy.policy.decision import Decision
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
 from authproxy.policy.stages import McpMessages
 from authproxy.proxy.forward import Forwarder, Relayed, UpstreamAnswer, read_body, streamed_body
-from authproxy.proxy.headers import response_headers
+from authproxy.proxy.headers import response_headers, without_token
 from authproxy.proxy.listings import filtered_answer_headers, filtered_request_headers
 from authproxy.proxy.mcp.jsonrpc import BadMessage
 from authproxy.proxy.mcp.listing import MAX_EVENT_BYTES, EventFilter, filter_json
@@ -70,6 +70,10 @@ class McpExchange:
         """The relayed answer; raises RequestRejected (a refused message or body) / UpstreamError."""
         assert rt.mcp is not None  # a runtime without MCP has no MCP stage
         check_method(request.method)
+        if not rt.mcp.config.forward_token:
+            # MCP authorization, "Access Token Privilege Restriction": a token minted for this resource is
+            # not passed through to the server behind it, which trusts the identity headers instead.
+            headers = without_token(headers, rt.config.jwt)
         call = _Call(self._forwarder, request, rt, rt.mcp, stage.site, decision, headers)
         if request.method == "GET" and "Last-Event-ID" in request.headers:
             # A resumed stream may replay a tools/list answer: filtered by its shape (listing.py).
@@ -102,7 +106,7 @@ class _Call:
             raise post_refusal(bad) from None
         decision = self.decision
         caller = Caller(frozenset(decision.scopes), decision.subject, decision.session_id)
-        post = check_post(self.policy, self.site, caller, data, content_type)
+        post = check_post(self.policy, self.site, caller, data, content_type, headers)
         # What goes upstream is the proxy's own encoding of the messages it checked, never the client's bytes.
         self.headers = [(n, v) for n, v in self.headers if n.lower() not in _ENCODING_HEADERS]
         self.headers.append(("Content-Type", "application/json"))
