@@ -13,7 +13,7 @@ from aiohttp import web
 from authproxy.errors import RequestRejected
 from authproxy.policy.decision import Decision
 from authproxy.policy.stages import McpMessages
-from authproxy.proxy.mcp.discovery import metadata_url, with_resource_metadata
+from authproxy.proxy.mcp.discovery import mcp_challenge
 from authproxy.proxy.responses import Rendered, render_decision
 from authproxy.runtime import Runtime
 
@@ -36,5 +36,5 @@ def render_denial(
     )
     stage = decision.stage
     if isinstance(stage, McpMessages) and rt.mcp is not None:
-        rendered = with_resource_metadata(rendered, metadata_url(rt.mcp, stage.site, request))
+        rendered = mcp_challenge(rendered, rt.mcp, stage.site, request)
     return rendered

@@ -136,6 +136,8 @@ def _check_calls(policy: McpPolicy, site: McpSite, caller: Caller, post: Post) -
         if message.method == "tools/call" and message.tool is not None:
             verdict = policy.check(site, message.tool, message.arguments, caller.scopes)
             if verdict.allowed:
+                # A refused batch runs none of it: its challenge names what every call in it needs.
+                required.update(dict.fromkeys(verdict.required))
                 verdict = _pin(policy, site, caller, (index, message.tool, message.arguments), pinned)
             if not verdict.allowed:
                 text = _insufficient(verdict.required)

@@ -63,7 +63,9 @@ async def bound(start_proxy: ProxyFactory, upstream: RecordingUpstream) -> str:
 async def test_a_token_for_another_resource_is_refused_on_every_method(
     bound: str, upstream: RecordingUpstream, token: TokenFactory, body: dict[str, Any]
 ) -> None:
-    status, headers, answer = await post(bound + "/mcp", body, token(aud=[AUDIENCE, "https://other.example/mcp"]))
+    status, headers, answer = await post(
+        bound + "/mcp", body, token(aud=[AUDIENCE, "https://other.example/mcp"])
+    )
     assert status == 401
     assert answer["error"] == "invalid_token"
     assert 'error="invalid_token"' in headers["WWW-Authenticate"]
@@ -221,3 +223,37 @@ async def test_the_callers_token_reaches_the_upstream_only_when_forward_token_is
         assert names["x-auth-user-id"] == "alice"
         assert ("authorization" in names or sent in names.get("cookie", "")) is forward
     assert {name.lower(): v for name, v in upstream.requests[1].headers}["cookie"].startswith("theme=dark")
+
+
+async def test_a_401_challenge_names_the_scopes_the_endpoints_tools_need(
+    plain: str, upstream: RecordingUpstream, token: TokenFactory
+) -> None:
+    base = plain.removesuffix("/mcp")
+    for sent in (None, token(aud="another-deployment")):
+        status, headers, _ = await post(plain, message(1, "initialize"), sent)
+        assert status == 401
+        challenge = headers["WWW-Authenticate"]
+        # `notes:{note_id}:read` is granted as notes:read (as the metadata's scopes_supported says)
+        assert 'scope="notes:read notes:write"' in challenge
+        assert challenge.endswith(f'resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"')
+    assert upstream.requests == []
+
+
+def every_scope_section() -> str:
+    return section().replace("whoami: []", "whoami: []\n        audit: [notes:read, audit:read]")
+
+
+async def test_a_403_names_every_scope_the_refused_operation_needs(
+    start_proxy: ProxyFactory, upstream: RecordingUpstream, token: TokenFactory
+) -> None:
+    url = (await start_proxy(upstream.url, extra=every_scope_section())).url + "/mcp"
+    status, headers, body = await post(url, call(1, "audit"), token("notes:read"))
+    assert status == 403
+    assert 'scope="notes:read audit:read"' in headers["WWW-Authenticate"]
+    assert body["error"]["data"]["missing_scopes"] == ["audit:read"]
+    # A batch is refused whole: its challenge names what its allowed calls need too.
+    batch = [call(1, "read_note", note_id="n1"), call(2, "audit")]
+    status, headers, _ = await post(url, batch, token("notes:n1:read", "notes:read"))
+    assert status == 403
+    assert 'scope="notes:n1:read notes:read audit:read"' in headers["WWW-Authenticate"]
+    assert upstream.requests == []
