@@ -123,6 +123,6 @@ async def test_without_a_token_both_refuse_the_session(
                 challenge = answer.headers.get("WWW-Authenticate", "")
     assert statuses == [401, 401]
     metadata = f"{authproxy_agentos.url}/.well-known/oauth-protected-resource/mcp"
-    # the scopes the preset's tools need, for the client's first authorization (checked in tests/integration/mcp)
+    # the scopes the preset's tools need, for the client's first authorization
     assert challenge.startswith('Bearer realm="authproxy", scope="')
     assert challenge.endswith(f', resource_metadata="{metadata}"')
