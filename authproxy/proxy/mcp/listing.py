@@ -7,7 +7,8 @@ we re-encode it: JSON strictly (standards.json_text), SSE as the WHATWG standard
 CR, LF or CRLF line ends, a leading byte-order mark); every event and every JSON answer that passes is
 written anew, so the client reads exactly what was checked. Anything we cannot read with certainty fails
 closed: UpstreamUnavailable (502 before the head, an abort after it), never an unfiltered listing. An answer
-other than 200 is not cut: it passes only when it holds no tool list.
+other than 200 is not cut: it passes only when it holds no tool list. A cut list says `cacheScope:
+"private"` (2026-07-28 caching), whatever the upstream said: it is one caller's.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def _filter_message(message: Any, ids: Collection[object] | None, listed: Listed
         if listed(tool["name"]):
             kept.append(tool)
     result["tools"] = kept
+    # Caching ("Cache Scope Field"): the list is now this caller's; an upstream's "public" would let a
+    # client or shared cache serve it to another authorization context.
+    result["cacheScope"] = "private"
 
 
 def _holds_tools(document: Any) -> bool:
