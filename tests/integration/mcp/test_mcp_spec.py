@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
+from authproxy.cli.explain import explanation
 from tests.rigs.config import AUDIENCE
 from tests.rigs.keys import TokenFactory
 from tests.rigs.mcp_server import MAX_BODY, MCP_SECTION
@@ -256,4 +257,25 @@ async def test_a_403_names_every_scope_the_refused_operation_needs(
     status, headers, _ = await post(url, batch, token("notes:n1:read", "notes:read"))
     assert status == 403
     assert 'scope="notes:n1:read notes:read audit:read"' in headers["WWW-Authenticate"]
+    assert upstream.requests == []
+
+
+async def test_explain_answers_a_header_mismatch_as_the_proxy_does(
+    start_proxy: ProxyFactory, upstream: RecordingUpstream, token: TokenFactory
+) -> None:
+    proxy = await start_proxy(upstream.url, extra=section())
+    body = json.dumps(call(1, "purge")).encode()
+    sent = token("proxy:use")
+    routing = [("Mcp-Method", "tools/call"), ("Mcp-Name", "whoami")]
+    status, _, answer = await post(proxy.url + "/mcp", call(1, "purge"), sent, routing)
+    given = ["Content-Type: application/json", *(f"{k}: {v}" for k, v in routing)]
+    explained = await explanation(
+        str(proxy.config_path), "POST", "/mcp", token=sent, headers=given, body=body
+    )
+    assert (
+        (explained.document()["status"], json.loads(explained.body_bytes))
+        == (status, answer)
+        == (400, answer)
+    )
+    assert answer["error"]["code"] == -32020
     assert upstream.requests == []
