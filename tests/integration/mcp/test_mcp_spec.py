@@ -279,3 +279,16 @@ async def test_explain_answers_a_header_mismatch_as_the_proxy_does(
     )
     assert answer["error"]["code"] == -32020
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_the_stream_and_the_end_of_a_session_are_bound_to_the_resource_too(
+    bound: str, upstream: RecordingUpstream, token: TokenFactory, method: str
+) -> None:
+    headers = {"Authorization": f"Bearer {token()}", "Mcp-Session-Id": "s-1"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, bound + "/mcp", headers=headers) as answer,
+    ):
+        assert (answer.status, (await answer.json())["error"]) == (401, "invalid_token")
+    assert upstream.requests == []
