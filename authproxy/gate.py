@@ -24,8 +24,9 @@ from authproxy.errors import (
 from authproxy.limits.check import apply_limits
 from authproxy.policy.agentos_content import preset_stage
 from authproxy.policy.decision import Decision, deny
+from authproxy.policy.mcp.resource import check_audience, check_origin
 from authproxy.policy.scopes import evaluate
-from authproxy.policy.stages import McpMetadata
+from authproxy.policy.stages import McpMessages, McpMetadata
 from authproxy.policy.target import parse_target
 
 if TYPE_CHECKING:
@@ -52,16 +53,21 @@ async def _verify(rt: Runtime, token: str) -> VerifiedToken:
         raise
 
 
-async def authenticate(rt: Runtime, headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> Identity:
+async def authenticate(
+    rt: Runtime, headers: CIMultiDictProxy[str] | CIMultiDict[str], stage: Stage | None = None
+) -> Identity:
     """The caller's identity from the configured token sources; raises MissingToken / InvalidToken.
 
     An identity the identity headers cannot carry is refused here, so no later stage turns an allow into
-    a deny: `explain`, `authproxy test` and the proxy see the same 401.
+    a deny: `explain`, `authproxy test` and the proxy see the same 401. On an MCP endpoint the token must
+    also be bound to the endpoint's resource (policy/mcp/resource.py).
     """
     token = extract_token(headers, rt.config.jwt)
     if token is None:
         raise MissingToken("authentication required: no bearer token")
     verified = await _verify(rt, token)
+    if isinstance(stage, McpMessages) and rt.mcp is not None:
+        check_audience(rt.mcp, stage.site, verified.claims)
     identity = verified.identity
     check_forwardable(identity, rt.header_plan.identity)
     return identity
@@ -89,13 +95,18 @@ async def authorize(
     stage = rt.table.stage_for(target.segments)
     if isinstance(stage, McpMetadata) and method not in ("GET", "HEAD"):
         stage = None  # the metadata is read, never written: other methods are decided as any request
+    if isinstance(stage, McpMessages) and rt.mcp is not None:
+        try:  # before any other check: a page a browser was lured to learns nothing (DNS rebinding)
+            check_origin(rt.mcp, headers.getall("Origin", []), headers.getall("Host", []))
+        except RequestRejected as foreign:
+            return _deny(foreign, match, stage)
     if match is not None and match.public:
         public = Decision(
             allowed=True, error=None, reason="public route", route=match.route, public=True, stage=stage
         )
         return await apply_limits(rt.limits, public, None, consume=consume, peer=peer, headers=headers)
     try:
-        identity = await authenticate(rt, headers)
+        identity = await authenticate(rt, headers, stage)
     except RequestRejected as rejected:
         return _deny(rejected, match, stage)
     try:

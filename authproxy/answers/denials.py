@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from authproxy.answers.mcp_metadata import metadata_url, with_resource_metadata
+from authproxy.answers.mcp_metadata import mcp_challenge
 from authproxy.answers.table import Rendered, render_decision
 from authproxy.errors import RequestRejected
 from authproxy.policy.decision import Decision
@@ -36,5 +36,5 @@ def render_denial(
     )
     stage = decision.stage
     if isinstance(stage, McpMessages) and rt.mcp is not None:
-        rendered = with_resource_metadata(rendered, metadata_url(rt.mcp, stage.site, request))
+        rendered = mcp_challenge(rendered, rt.mcp, stage.site, request)
     return rendered

@@ -18,7 +18,7 @@ from authproxy.answers.table import SERVER, OwnAnswer, Rendered, render_answer
 from authproxy.config.mcp_model import METADATA_PATH
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
 
-__all__ = ["metadata_document", "metadata_url", "with_resource_metadata"]
+__all__ = ["mcp_challenge", "metadata_document", "metadata_url", "with_resource_metadata"]
 
 # One Host header value that is a host name or address and an optional port, nothing else.
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
@@ -42,10 +42,26 @@ def metadata_url(policy: McpPolicy, site: McpSite, request: web.BaseRequest | No
 
 def with_resource_metadata(rendered: Rendered, url: str | None) -> Rendered:
     """The same answer, its Bearer challenge naming where the resource metadata is."""
-    if url is None:
-        return rendered
+    return rendered if url is None else _with_param(rendered, f'resource_metadata="{url}"')
+
+
+def mcp_challenge(
+    rendered: Rendered, policy: McpPolicy, site: McpSite, request: web.BaseRequest | None
+) -> Rendered:
+    """A refusal on an MCP endpoint, its challenge naming the resource metadata and, on a 401, the scopes
+    the endpoint's tools need (MCP authorization, "Protected Resource Metadata Discovery Requirements": the
+    client asks for them at its first authorization, rather than meeting a 403 per tool). A 403 names
+    the refused operation's own scopes already (proxy/responses.py)."""
+    if rendered.status == 401:
+        scopes = " ".join(site.scopes())
+        if scopes:
+            rendered = _with_param(rendered, f'scope="{scopes}"')
+    return with_resource_metadata(rendered, metadata_url(policy, site, request))
+
+
+def _with_param(rendered: Rendered, param: str) -> Rendered:
     headers = tuple(
-        (name, f'{value}, resource_metadata="{url}"' if name == "WWW-Authenticate" else value)
+        (name, f"{value}, {param}" if name == "WWW-Authenticate" else value)
         for name, value in rendered.headers
     )
     return replace(rendered, headers=headers)

@@ -345,7 +345,7 @@ def _mcp(rt: Runtime, decision: Decision, stage: McpMessages, request: Request, 
             )
         except BadMessage as bad:
             raise post_refusal(bad) from None
-        return check_post(policy, stage.site, caller, data, content_type)
+        return check_post(policy, stage.site, caller, data, content_type, request.headers)
 
     post = checks.run(stage.label, stage.describe(), messages)
     if post.requests("tools/list"):

@@ -4,6 +4,8 @@
       authorization_servers: [https://idp.example.com]   # RFC 9728 metadata; default: jwt.issuer
       resource: https://agents.example.com               # public base URL; default: the request's own
       max_body: 4m                                       # one POST, read whole to be checked; over it: 413
+      allowed_origins: [https://app.example.com]         # browser Origins; default: the resource's own
+      forward_token: false                               # pass the caller's token upstream (default: never)
       endpoints:
         /mcp:
           tools:
@@ -31,6 +33,7 @@ from authproxy.config.fields import (
     Report,
     Section,
     model_keys,
+    read_bool,
     read_choice,
     read_list,
     read_map,
@@ -85,8 +88,10 @@ def read_mcp(
     resource = checks.key(section, "resource", lambda p, n: read_value(report, p, n, _base_url), None)
     max_body = checks.key(section, "max_body", lambda p, n: _read_size(report, p, n), DEFAULT_MAX_BODY)
     endpoints = checks.key(section, "endpoints", lambda p, n: _endpoints(report, p, n, base, preset), base)
+    origins = checks.key(section, "allowed_origins", lambda p, n: _origins(report, p, n), None)
+    forward = checks.key(section, "forward_token", lambda p, n: read_bool(report, p, n), False)
     checks.done()
-    return McpConfig(tuple(endpoints.values()), servers, resource, max_body)
+    return McpConfig(tuple(endpoints.values()), servers, resource, max_body, origins, forward)
 
 
 def endpoint_routes(policy: PolicyConfig, mcp: McpConfig | None) -> PolicyConfig:
@@ -288,6 +293,17 @@ def _urls(report: Report, label: str, node: Node) -> tuple[str, ...]:
     ]
     checks.done()
     return tuple(urls)
+
+
+def _origins(report: Report, label: str, node: Node) -> tuple[str, ...]:
+    items = read_list(report, label, node, allow_empty=True)  # []: no browser origin at all
+    checks = Checks()
+    origins = [
+        checks.attempt(str(i), lambda: read_value(report, f"{label}[{i}]", item, _base_url), "")  # noqa: B023
+        for i, item in enumerate(items)
+    ]
+    checks.done()
+    return tuple(origins)
 
 
 def _server_url(url: str) -> str:

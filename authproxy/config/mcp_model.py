@@ -49,3 +49,7 @@ class McpConfig:
     # The public base URL (`https://agents.example.com`) the metadata names; None: the request's own.
     resource: str | None = None
     max_body: int = DEFAULT_MAX_BODY
+    # Origins (`https://app.example.com`) a browser may call the endpoints from; None: the resource's own.
+    allowed_origins: tuple[str, ...] | None = None
+    # Pass the caller's token (header, cookie) on to the MCP upstream; off: it gets the identity headers only.
+    forward_token: bool = False

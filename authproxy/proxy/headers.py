@@ -6,9 +6,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from authproxy.answers.table import SERVER
 from authproxy.config.headers import HOP_BY_HOP, HeaderPlan, connection_named, normalise
+from authproxy.config.model import JwtConfig
 from authproxy.policy.decision import Decision
 
-__all__ = ["forwarded_headers", "identity_headers", "response_headers"]
+__all__ = ["forwarded_headers", "identity_headers", "response_headers", "without_token"]
 
 
 def forwarded_headers(
@@ -49,6 +50,14 @@ def identity_headers(plan: HeaderPlan, decision: Decision) -> list[tuple[str, st
         if value:
             out.append((name, value))
     return out
+
+
+def without_token(headers: list[tuple[str, str]], jwt: JwtConfig) -> list[tuple[str, str]]:
+    """The upstream request's headers with the caller's token gone from wherever it is read (its header,
+    and its cookie when that is a source): an MCP upstream gets the identity headers, never the token."""
+    header = normalise(jwt.header)
+    out = [(k, v) for k, v in headers if normalise(k) != header]
+    return _without_cookie(out, jwt.cookie) if "cookie" in jwt.sources else out
 
 
 def _without_cookie(headers: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ from yarl import URL
 
 from authproxy.cli.explain import explain, explanation
 from tests.rigs.authz import check_request
-from tests.rigs.config import config_text
+from tests.rigs.config import AUDIENCE, config_text
 from tests.rigs.keys import TokenFactory
 from tests.rigs.proxy import Launch, RunningProxy
 from tests.rigs.upstream import RecordingUpstream
@@ -83,6 +83,8 @@ mcp:
         purge: deny
 """
 JSON = {"Content-Type": "application/json"}
+# MCP_SECTION's endpoint is this resource: its tokens name it beside the deployment's audience (RFC 8707).
+BOUND = [AUDIENCE, "https://notes.example.com/mcp"]
 
 
 def _rpc(ident: int, tool: str, **arguments: str) -> dict[str, object]:
@@ -161,7 +163,7 @@ async def test_a_refusal_after_the_gate_is_explained_byte_for_byte_on_both_ports
     client: aiohttp.ClientSession,
     token: TokenFactory,
 ) -> None:
-    presented = token(*scopes, sub="alice") if scopes is not None else None
+    presented = token(*scopes, sub="alice", aud=BOUND) if scopes is not None else None
     sent = {**headers, **({"Authorization": f"Bearer {presented}"} if presented else {})}
     url = URL(staged.url + target, encoded=True)
     # skip_auto_headers: the body goes with the Content-Type the case gives, or none (as explain sends it)
@@ -188,6 +190,36 @@ async def test_a_refusal_after_the_gate_is_explained_byte_for_byte_on_both_ports
     else:  # the decision port cannot read past the request line: only the proxied port serves it
         assert document["port"] == "proxied"
         assert document["decision_port"]["error"] == json.loads(port_answer)["error"] == "proxied_port_only"
+
+
+@pytest.mark.parametrize("origin", [None, "https://evil.example"])
+async def test_an_mcp_token_for_another_resource_or_a_foreign_origin_is_refused_alike_everywhere(
+    staged: RunningProxy,
+    upstream: RecordingUpstream,
+    client: aiohttp.ClientSession,
+    token: TokenFactory,
+    origin: str | None,
+) -> None:
+    """The audience binding and the Origin check are the gate's: the proxied port, `explain` and the
+    decision port give the same answer, byte for byte."""
+    presented = token("proxy:use", sub="alice", aud=[AUDIENCE, "https://other.example/mcp"])
+    extra = {"Origin": origin} if origin is not None else {}
+    sent = {**JSON, **extra, "Authorization": f"Bearer {presented}"}
+    body = json.dumps(_rpc(1, "whoami")).encode()
+    async with client.post(staged.url + "/mcp", headers=sent, data=body) as resp:
+        status, answer, challenge = resp.status, await resp.read(), resp.headers.get("WWW-Authenticate")
+    assert status == (403 if origin else 401)
+    assert upstream.requests == []
+    given = [f"{k}: {v}" for k, v in {**JSON, **extra}.items()]
+    explained = await explanation(
+        str(staged.config_path), "POST", "/mcp", token=presented, headers=given, body=body
+    )
+    document = explained.document()
+    assert (document["status"], document["port"]) == (status, "any")
+    assert explained.body_bytes == answer
+    assert document["headers"].get("WWW-Authenticate") == challenge
+    port_status, port_answer, port_challenge = await _decision_port(client, staged, "POST", "/mcp", sent)
+    assert (port_status, port_answer, port_challenge) == (status, answer, challenge)
     assert upstream.requests == []
 
 

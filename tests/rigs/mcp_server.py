@@ -13,6 +13,7 @@ import httpx2
 import uvicorn
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server import CacheHint
 from mcp.server.mcpserver import MCPServer
 
 from tests.rigs.proxy import RunningProxy
@@ -45,7 +46,9 @@ class NotesServer:
 
 
 def build_notes(ran: list[tuple[str, dict[str, str]]]) -> MCPServer:
-    server = MCPServer("notes")
+    # Its tool list is the same for everyone, so it says so (2026-07-28 caching): a list the proxy cuts per
+    # caller must not keep that "public".
+    server = MCPServer("notes", cache_hints={"tools/list": CacheHint(ttl_ms=60_000, scope="public")})
 
     @server.tool()
     def read_note(note_id: str) -> str:

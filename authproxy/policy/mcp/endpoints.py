@@ -21,6 +21,9 @@ def _segments(path: str) -> tuple[str, ...]:
 
 
 _DENY = CompiledTool("*", ())
+# Per preset, the tools whose results the upstream cuts to the caller's roster: AgentOS's
+# `get_agentos_config` filters its agents/teams/workflows as `GET /config` does (agno/os/mcp.py).
+_ROSTER_TOOLS = {"agentos": frozenset({"get_agentos_config"})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,9 @@ class McpSite:
     path: str
     tools: Mapping[str, CompiledTool]
     default: CompiledTool  # for tools the table does not name: its "*" rule, else deny
+    # Tools whose result the upstream narrows to the caller's read scopes, as it narrows AgentOS
+    # `GET /config`: the proxy cuts their results the same way (proxy/mcp/results.py).
+    roster_tools: frozenset[str] = frozenset()
 
     def tool(self, name: str) -> CompiledTool:
         return self.tools.get(name) or self.default
@@ -74,7 +80,7 @@ class McpPolicy:
                 except ValueError as bad:
                     problems.append(Problem(rule.file, rule.line, f"MCP tool {rule.name!r}: {bad}"))
             default = tools.pop("*", _DENY)
-            sites.append(McpSite(endpoint.path, tools, default))
+            sites.append(McpSite(endpoint.path, tools, default, _ROSTER_TOOLS.get(preset or "", frozenset())))
         if problems:
             raise ConfigError(problems)
         return cls(config, tuple(sites), admin_scope)

@@ -22,8 +22,8 @@ and `authproxy test` run; here they are carried out around the read of the body.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -31,11 +31,12 @@ from multidict import CIMultiDict
 from authproxy.errors import MalformedBody, PayloadTooLarge, UpstreamError, UpstreamUnavailable
 from authproxy.policy.decision import Decision
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
+from authproxy.policy.roster import roster_filter
 from authproxy.policy.stages import McpMessages
 from authproxy.proxy.forward import Forwarder, Relayed, UpstreamAnswer, read_body, streamed_body
-from authproxy.proxy.headers import response_headers
+from authproxy.proxy.headers import response_headers, without_token
 from authproxy.proxy.listings import filtered_answer_headers, filtered_request_headers
-from authproxy.proxy.mcp.jsonrpc import BadMessage
+from authproxy.proxy.mcp.jsonrpc import BadMessage, Post
 from authproxy.proxy.mcp.listing import MAX_EVENT_BYTES, EventFilter, filter_json
 from authproxy.proxy.mcp.messages import (
     Caller,
@@ -45,6 +46,7 @@ from authproxy.proxy.mcp.messages import (
     refuse_encoding,
     too_large,
 )
+from authproxy.proxy.mcp.results import ResultCut, roster_cut
 from authproxy.runtime import Runtime
 from authproxy.standards.media import Unreadable, parse_media_type
 
@@ -70,6 +72,10 @@ class McpExchange:
         """The relayed answer; raises RequestRejected (a refused message or body) / UpstreamError."""
         assert rt.mcp is not None  # a runtime without MCP has no MCP stage
         check_method(request.method)
+        if not rt.mcp.config.forward_token:
+            # MCP authorization, "Access Token Privilege Restriction": a token minted for this resource is
+            # not passed through to the server behind it, which trusts the identity headers instead.
+            headers = without_token(headers, rt.config.jwt)
         call = _Call(self._forwarder, request, rt, rt.mcp, stage.site, decision, headers)
         if request.method == "GET" and "Last-Event-ID" in request.headers:
             # A resumed stream may replay a tools/list answer: filtered by its shape (listing.py).
@@ -90,6 +96,7 @@ class _Call:
     site: McpSite
     decision: Decision
     headers: list[tuple[str, str]]  # for the upstream
+    results: Mapping[object, ResultCut] = field(default_factory=dict)  # tools/call id -> cut of its result
 
     async def post(self) -> Relayed:
         headers = self.request.headers
@@ -102,13 +109,14 @@ class _Call:
             raise post_refusal(bad) from None
         decision = self.decision
         caller = Caller(frozenset(decision.scopes), decision.subject, decision.session_id)
-        post = check_post(self.policy, self.site, caller, data, content_type)
+        post = check_post(self.policy, self.site, caller, data, content_type, headers)
         # What goes upstream is the proxy's own encoding of the messages it checked, never the client's bytes.
         self.headers = [(n, v) for n, v in self.headers if n.lower() not in _ENCODING_HEADERS]
         self.headers.append(("Content-Type", "application/json"))
         body = post.encode()
         listings = post.requests("tools/list")
-        if not listings:
+        self.results = _result_cuts(self.policy, self.site, caller, post)
+        if not listings and not self.results:
             return await self.relay(body)
         return await self.filtered(body, [m.id for m in listings])
 
@@ -132,17 +140,28 @@ class _Call:
                 raise UpstreamUnavailable("the MCP answer is compressed and cannot be filtered")
             framing = _framing(answer)
             if framing == "text/event-stream":
-                events = EventFilter(ids, listed, status=answer.status)
+                events = EventFilter(ids, listed, status=answer.status, results=self.results)
                 return await _stream_events(self.request, answer, out_headers, events)
             payload = await answer.read_whole(MAX_EVENT_BYTES)
             if framing == "application/json":
-                payload = filter_json(payload, ids, listed, status=answer.status)
+                payload = filter_json(payload, ids, listed, status=answer.status, results=self.results)
             elif payload:
                 # Clients pick JSON or SSE by a prefix of the type (`application/json-rpc` reads as JSON to
                 # the official SDK): an answer of any other type cannot be shown to hold no tool list.
                 raise UpstreamUnavailable("the MCP answer's media type is neither JSON nor SSE")
             response = web.Response(status=answer.status, headers=out_headers, body=payload)
             return Relayed(response, answer.status, "complete")
+
+
+def _result_cuts(policy: McpPolicy, site: McpSite, caller: Caller, post: Post) -> dict[object, ResultCut]:
+    """The calls of the POST whose results the upstream narrows per caller, each with the cut that narrows
+    it the same way (results.py); none when the caller sees the whole roster."""
+    calls = [m for m in post.requests("tools/call") if m.tool in site.roster_tools]
+    roster = roster_filter(caller.scopes, policy.admin_scope) if calls else None
+    if roster is None:
+        return {}
+    cut = roster_cut(roster)
+    return {m.id: cut for m in calls}
 
 
 async def _read_bounded(request: web.BaseRequest, limit: int) -> bytes:

@@ -7,17 +7,20 @@ we re-encode it: JSON strictly (standards.json_text), SSE as the WHATWG standard
 CR, LF or CRLF line ends, a leading byte-order mark); every event and every JSON answer that passes is
 written anew, so the client reads exactly what was checked. Anything we cannot read with certainty fails
 closed: UpstreamUnavailable (502 before the head, an abort after it), never an unfiltered listing. An answer
-other than 200 is not cut: it passes only when it holds no tool list.
+other than 200 is not cut: it passes only when it holds no tool list. A cut list says `cacheScope:
+"private"` (2026-07-28 caching), whatever the upstream said: it is one caller's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from authproxy.errors import UpstreamUnavailable
 from authproxy.proxy.listings import nothing_to_filter, read_answer
+from authproxy.proxy.mcp.results import ResultCut
 from authproxy.standards.json_text import write_json
 from authproxy.standards.media import Unreadable
 from authproxy.standards.sse import Event, EventReader, write_event
@@ -28,6 +31,7 @@ MAX_EVENT_BYTES = 8 * 1024 * 1024  # one JSON answer or one SSE event held to be
 _JSON_SPACE = " \t\r\n"
 
 Listed = Callable[[str], bool]
+_NONE: Mapping[object, ResultCut] = MappingProxyType({})
 
 
 def _filter_message(message: Any, ids: Collection[object] | None, listed: Listed) -> None:
@@ -49,6 +53,28 @@ def _filter_message(message: Any, ids: Collection[object] | None, listed: Listed
         if listed(tool["name"]):
             kept.append(tool)
     result["tools"] = kept
+    # Caching ("Cache Scope Field"): the list is now this caller's; an upstream's "public" would let a
+    # client or shared cache serve it to another authorization context.
+    result["cacheScope"] = "private"
+
+
+def _cut_result(message: Any, results: Mapping[object, ResultCut]) -> None:
+    """Cut the result of a tools/call whose answer the upstream narrows per caller (results.py)."""
+    if not isinstance(message, dict) or not results:
+        return
+    cut = results.get(message.get("id")) if isinstance(message.get("id"), str | int) else None
+    if cut is not None and "result" in message:
+        cut(message["result"])
+
+
+def _holds_cut(document: Any, results: Mapping[object, ResultCut]) -> bool:
+    """Whether `document` holds a tool list, or a result of one of the calls in `results`."""
+    messages = document if isinstance(document, list) else [document]
+    answers = any(
+        isinstance(m, dict) and "result" in m and isinstance(m.get("id"), str | int) and m["id"] in results
+        for m in messages
+    )
+    return answers or _holds_tools(document)
 
 
 def _holds_tools(document: Any) -> bool:
@@ -59,34 +85,57 @@ def _holds_tools(document: Any) -> bool:
     )
 
 
-def _filtered(document: Any, ids: Collection[object] | None, listed: Listed, status: int) -> bytes:
-    if status != 200 and _holds_tools(document):
-        raise UpstreamUnavailable("an MCP answer other than 200 holds a tool list")
+def _filtered(
+    document: Any,
+    ids: Collection[object] | None,
+    listed: Listed,
+    status: int,
+    results: Mapping[object, ResultCut],
+) -> bytes:
+    if status != 200 and _holds_cut(document, results):
+        raise UpstreamUnavailable("an MCP answer other than 200 holds a tool list or a result to cut")
     for message in document if isinstance(document, list) else [document]:
         _filter_message(message, ids, listed)
+        _cut_result(message, results)
     return write_json(document)
 
 
-def filter_json(body: bytes, ids: Collection[object] | None, listed: Listed, *, status: int) -> bytes:
-    """A JSON answer (one message or a batch) with its tools/list results cut, re-encoded.
+def filter_json(
+    body: bytes,
+    ids: Collection[object] | None,
+    listed: Listed,
+    *,
+    status: int,
+    results: Mapping[object, ResultCut] = _NONE,
+) -> bytes:
+    """A JSON answer (one message or a batch) with its tools/list results cut, and the results of the
+    calls in `results` (by JSON-RPC id) cut by theirs, re-encoded.
 
-    An answer other than 200 passes as it came when it holds no tool list, and is refused when it does.
+    An answer other than 200 passes as it came when it holds nothing to cut, and is refused when it does.
     """
     if status != 200:
-        return nothing_to_filter(body, _holds_tools, "the MCP answer")
-    return _filtered(read_answer(body, "the MCP answer"), ids, listed, status)
+        return nothing_to_filter(body, lambda document: _holds_cut(document, results), "the MCP answer")
+    return _filtered(read_answer(body, "the MCP answer"), ids, listed, status, results)
 
 
 class EventFilter:
     """Feed SSE bytes as they come; get back bytes to send: whole events only, each one re-encoded."""
 
-    __slots__ = ("_ids", "_listed", "_reader", "_status")
+    __slots__ = ("_ids", "_listed", "_reader", "_results", "_status")
 
-    def __init__(self, ids: Collection[object] | None, listed: Listed, *, status: int) -> None:
+    def __init__(
+        self,
+        ids: Collection[object] | None,
+        listed: Listed,
+        *,
+        status: int,
+        results: Mapping[object, ResultCut] = _NONE,
+    ) -> None:
         self._reader = EventReader(MAX_EVENT_BYTES)
         self._ids = ids
         self._listed = listed
         self._status = status
+        self._results = results
 
     def feed(self, chunk: bytes) -> bytes:
         try:
@@ -104,6 +153,6 @@ class EventFilter:
         if event.data is not None and event.data.strip(_JSON_SPACE):
             # Every message an MCP client reads is JSON: data no strict reader reads is refused, not passed.
             document = read_answer(event.data.encode("utf-8"), "an MCP event")
-            data = _filtered(document, self._ids, self._listed, self._status)
+            data = _filtered(document, self._ids, self._listed, self._status, self._results)
             event = replace(event, data=data.decode("utf-8"))
         return write_event(event)

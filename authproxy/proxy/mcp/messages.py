@@ -37,6 +37,7 @@ from authproxy.proxy.mcp.jsonrpc import (
     parse_post,
     set_arguments,
 )
+from authproxy.proxy.mcp.routing import Headers, check_routing
 
 __all__ = [
     "TRANSPORT",
@@ -92,14 +93,24 @@ def post_refusal(bad: BadMessage | BadItemId) -> RequestRejected:
     return MalformedBody(bad.reason, body=document)
 
 
-def check_post(policy: McpPolicy, site: McpSite, caller: Caller, data: bytes, content_type: str) -> Post:
+def check_post(
+    policy: McpPolicy,
+    site: McpSite,
+    caller: Caller,
+    data: bytes,
+    content_type: str,
+    routing: Headers | None = None,
+) -> Post:
     """The POST's messages, checked, their pinned arguments written in: what goes upstream is `encode()` of
-    it. Raises the stage's refusal (MalformedBody, PayloadTooLarge, InsufficientScope), its body the
-    JSON-RPC error the proxy answers with."""
+    it. Raises the stage's refusal (MalformedBody, HeaderMismatch, PayloadTooLarge, InsufficientScope), its
+    body the JSON-RPC error the proxy answers with. `routing`: the request's headers, whose routing headers
+    must agree with the body (routing.py) before any call in it is judged."""
     try:
         if len(data) > policy.config.max_body:  # the proxied port stops reading here already
             raise too_large(policy.config.max_body)
         post = parse_post(data, content_type)
+        if routing is not None:
+            check_routing(routing, post)
         pinned = _check_calls(policy, site, caller, post)
     except (BadMessage, BadItemId) as bad:
         raise post_refusal(bad) from None
@@ -125,6 +136,8 @@ def _check_calls(policy: McpPolicy, site: McpSite, caller: Caller, post: Post) -
         if message.method == "tools/call" and message.tool is not None:
             verdict = policy.check(site, message.tool, message.arguments, caller.scopes)
             if verdict.allowed:
+                # A refused batch runs none of it: its challenge names what every call in it needs.
+                required.update(dict.fromkeys(verdict.required))
                 verdict = _pin(policy, site, caller, (index, message.tool, message.arguments), pinned)
             if not verdict.allowed:
                 text = _insufficient(verdict.required)

@@ -15,6 +15,7 @@ import time
 import aiohttp
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult
 
 from tests.rigs.agentos import AgentOSServer, ProxyProcess
 from tests.rigs.keys import Mint
@@ -40,6 +41,8 @@ TOKENS: dict[str, list[str]] = {
     "reader": ["config:read", "sessions:read", "agents:read", "teams:read", "workflows:read"],
     "legacy config reader": ["system:read"],
     "config reader": ["config:read", "agents:agno-agent:read"],
+    "config reader of one team": ["config:read", "teams:research-team:read", "workflows:*:read"],
+    "config reader alone": ["config:read"],
     "no scopes": [],
 }
 WEB, TEAM = {"agent_id": "web-search-agent"}, {"team_id": "research-team"}
@@ -58,21 +61,31 @@ CALLS: tuple[tuple[str, dict[str, str]], ...] = (
     ("cancel_run", {**RUN, **TEAM}),
 )
 REFUSED = "Insufficient permissions"
-# (token, tool) that Agno runs and authproxy refuses (docs/agentos.md): Agno narrows the roster
-# get_agentos_config returns to the caller's read scopes, so the preset asks for family-wide reads.
-STRICTER = {("legacy config reader", "get_agentos_config"), ("config reader", "get_agentos_config")}
 CLIENT = {"name": "differential", "version": "1"}
+ROSTER = ("agents", "teams", "workflows")
 
 
 def bearer(mint: Mint, scopes: list[str], audience: str) -> str:
     return mint({"sub": "user-mcp", "aud": audience, "scopes": scopes, "exp": int(time.time()) + 600})
 
 
-async def outcomes(url: str, token: str) -> tuple[list[str], list[bool]]:
-    """The tools listed, and for each call whether it ran. A refusal says "Insufficient permissions":
-    AgentOS puts it in a tool error result, authproxy in the JSON-RPC error of its 403. (A model's run
-    fails on the closed OpenAI port, sometimes as a stream that ends without an answer: it ran.)"""
+def roster(result: CallToolResult) -> tuple[object, object]:
+    """The ids get_agentos_config shows, per family, in its structured and in its text form."""
+    text = json.loads(getattr(result.content[0], "text", "{}"))
+    structured = result.structured_content or {}
+    return tuple(  # type: ignore[return-value]
+        {family: [item["id"] for item in form.get(family, [])] for family in ROSTER}
+        for form in (structured, text)
+    )
+
+
+async def outcomes(url: str, token: str) -> tuple[list[str], list[bool], object]:
+    """The tools listed, for each call whether it ran, and the roster get_agentos_config answered. A refusal
+    says "Insufficient permissions": AgentOS puts it in a tool error result, authproxy in the JSON-RPC error
+    of its 403. (A model's run fails on the closed OpenAI port, sometimes as a stream that ends without an
+    answer: it ran.)"""
     ran = []
+    shown: object = None
     async with mcp_session(url, token) as session:
         listed = sorted(tool.name for tool in (await session.list_tools()).tools)
         for name, arguments in CALLS:
@@ -82,8 +95,10 @@ async def outcomes(url: str, token: str) -> tuple[list[str], list[bool]]:
                 said = str(error)
             else:
                 said = getattr(result.content[0], "text", "") if result.is_error and result.content else ""
+                if name == "get_agentos_config" and not result.is_error:
+                    shown = roster(result)
             ran.append(REFUSED not in said)
-    return listed, ran
+    return listed, ran, shown
 
 
 @pytest.mark.parametrize("name", list(TOKENS))
@@ -91,12 +106,12 @@ async def test_the_same_tool_calls_run_and_the_list_shows_just_those(
     name: str, agentos_rbac: AgentOSServer, authproxy_agentos: ProxyProcess, mint: Mint
 ) -> None:
     token = bearer(mint, TOKENS[name], agentos_rbac.os_id)
-    agno_listed, agno_ran = await outcomes(agentos_rbac.url + "/mcp", token)
-    listed, ran = await outcomes(authproxy_agentos.url + "/mcp", token)
-    stricter = [(name, tool) in STRICTER for tool, _ in CALLS]
-    assert all(agno_ran[i] for i, s in enumerate(stricter) if s)  # the difference is real: Agno runs it
-    expected = [did and not s for did, s in zip(agno_ran, stricter, strict=True)]
-    assert ran == expected, [c[0] for c, a, b in zip(CALLS, expected, ran, strict=True) if a != b]
+    agno_listed, agno_ran, agno_roster = await outcomes(agentos_rbac.url + "/mcp", token)
+    listed, ran, shown = await outcomes(authproxy_agentos.url + "/mcp", token)
+    assert ran == agno_ran, [c[0] for c, a, b in zip(CALLS, agno_ran, ran, strict=True) if a != b]
+    # get_agentos_config shows the roster Agno shows the same caller, in both of its forms
+    assert shown == agno_roster
+    assert (shown is not None) == ran[0]  # CALLS[0]: whenever it ran, its roster was compared
     assert agno_listed == list(AGNO_TOOLS)  # Agno lists every tool, whatever the token
     assert listed == sorted({tool for (tool, _), did in zip(CALLS, ran, strict=True) if did})
 
@@ -123,4 +138,6 @@ async def test_without_a_token_both_refuse_the_session(
                 challenge = answer.headers.get("WWW-Authenticate", "")
     assert statuses == [401, 401]
     metadata = f"{authproxy_agentos.url}/.well-known/oauth-protected-resource/mcp"
-    assert challenge == f'Bearer realm="authproxy", resource_metadata="{metadata}"'
+    # the scopes the preset's tools need, for the client's first authorization
+    assert challenge.startswith('Bearer realm="authproxy", scope="')
+    assert challenge.endswith(f', resource_metadata="{metadata}"')

@@ -84,7 +84,8 @@ async def test_a_batch_with_one_denied_call_is_refused_whole(
     ]
     status, headers, body = await post(base + "/mcp", batch, token(*READER))
     assert status == 403
-    assert 'scope="proxy:admin"' in headers["WWW-Authenticate"]
+    # refused whole: the challenge names what every call of it needs, not only the refused one's
+    assert 'scope="notes:n1:read proxy:admin"' in headers["WWW-Authenticate"]
     assert [(e["id"], e["error"]["message"]) for e in body] == [
         (1, "not run: another call in this batch was refused"),
         (2, "Insufficient permissions. Required scope(s): proxy:admin"),
@@ -169,7 +170,8 @@ async def test_no_token_bad_token_compressed_body_and_other_methods_are_refused(
     metadata = f'resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"'
     status, headers, body = await post(base + "/mcp", call(1, "whoami"), None)
     assert (status, body["error"]) == (401, "missing_token")
-    assert headers["WWW-Authenticate"] == f'Bearer realm="authproxy", {metadata}'
+    scopes = 'scope="notes:read notes:write"'
+    assert headers["WWW-Authenticate"] == f'Bearer realm="authproxy", {scopes}, {metadata}'
     status, headers, body = await post(base + "/mcp", call(1, "whoami"), token(*READER)[:-4] + "AAAA")
     assert (status, body["error"]) == (401, "invalid_token")
     assert headers["WWW-Authenticate"].startswith('Bearer realm="authproxy", error="invalid_token"')
@@ -262,7 +264,9 @@ async def test_explain_gives_the_same_challenge_when_the_resource_url_is_configu
     status, headers, body = await post(proxy.url + "/mcp", call(1, "whoami"), None)
     report, allowed = await explain(str(proxy.config_path), "POST", "/mcp", token=None)
     metadata = "https://notes.example.com/.well-known/oauth-protected-resource/mcp"
-    assert headers["WWW-Authenticate"] == f'Bearer realm="authproxy", resource_metadata="{metadata}"'
+    scopes = 'scope="notes:read notes:write"'
+    challenge = f'Bearer realm="authproxy", {scopes}, resource_metadata="{metadata}"'
+    assert headers["WWW-Authenticate"] == challenge
     assert (allowed, report["status"]) == (False, str(status))
     assert report["www-authenticate"] == headers["WWW-Authenticate"]
     assert json.loads(report["body"]) == body

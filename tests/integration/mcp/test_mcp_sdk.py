@@ -97,7 +97,8 @@ async def test_a_client_without_a_token_is_challenged_to_discover_the_login(
         async with http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}) as answer:
             assert answer.status == 401
             metadata = f"{base}/.well-known/oauth-protected-resource/mcp"
-            challenge = f'Bearer realm="authproxy", resource_metadata="{metadata}"'
+            scopes = 'scope="notes:read notes:write"'  # what the tools need, asked for at first login
+            challenge = f'Bearer realm="authproxy", {scopes}, resource_metadata="{metadata}"'
             assert answer.headers["WWW-Authenticate"] == challenge
             assert await answer.json() == {
                 "detail": "authentication required: no bearer token",

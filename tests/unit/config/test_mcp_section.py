@@ -69,6 +69,11 @@ def test_discovery_settings_and_the_issuer_default(cfg: ConfigDir, head: str) ->
         "https://api.example.com",
         65536,
     )
+    assert (config.mcp.allowed_origins, config.mcp.forward_token) == (None, False)
+    text = "allowed_origins: [https://app.example.com/]\nforward_token: true\n"
+    config = cfg.config(mcp(head, text + "endpoints: {/mcp: {tools: {}}}\n"))
+    assert config.mcp is not None
+    assert (config.mcp.allowed_origins, config.mcp.forward_token) == (("https://app.example.com",), True)
 
 
 E = "config.yaml:10: mcp.endpoints"
@@ -89,6 +94,12 @@ T = "config.yaml:10: mcp.endpoints['/mcp'].tools['t']"
         ("resource: https://a.example.com/x\n", "config.yaml:9: mcp.resource: must be a base URL"),
         ("authorization_servers: [ftp://x]\n", "config.yaml:9: mcp.authorization_servers[0]: must be an"),
         ("endpoint: {}\n", "config.yaml:9: unknown key 'endpoint' in mcp (did you mean 'endpoints'?)"),
+        (
+            "allowed_origins: [https://a.example.com/app]\n",
+            "config.yaml:9: mcp.allowed_origins[0]: must be a",
+        ),
+        ("allowed_origins: https://a.example.com\n", "config.yaml:9: mcp.allowed_origins: expected a list"),
+        ("forward_token: sometimes\n", "config.yaml:9: mcp.forward_token: expected"),
     ],
 )
 def test_a_bad_mcp_section_is_reported_where_it_is(

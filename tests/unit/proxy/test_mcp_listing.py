@@ -32,6 +32,14 @@ def test_a_json_answer_keeps_only_the_callable_tools_of_the_asked_ids() -> None:
     assert [a["result"].get("tools") for a in filtered] == [[TOOLS[0]], TOOLS, None]
 
 
+def test_a_cut_list_is_private_to_its_caller_whatever_the_upstream_said() -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS, "ttlMs": 60000, "cacheScope": "public"}}
+    filtered = json.loads(filter_json(json.dumps(body).encode(), [1], listed, status=200))
+    assert filtered["result"] == {"tools": [TOOLS[0]], "ttlMs": 60000, "cacheScope": "private"}
+    other = {"jsonrpc": "2.0", "id": 2, "result": {"resultType": "complete", "cacheScope": "public"}}
+    assert json.loads(filter_json(json.dumps(other).encode(), [1], listed, status=200)) == other
+
+
 def test_an_answer_that_does_not_answer_a_listing_is_reencoded_unchanged() -> None:
     body = b'{"jsonrpc": "2.0",  "id": 5, "result": {"content": []}}'
     assert filter_json(body, [1], listed, status=200) == b'{"jsonrpc":"2.0","id":5,"result":{"content":[]}}'
@@ -72,7 +80,9 @@ def test_an_event_stream_is_filtered_and_reencoded_whatever_the_chunks(ending: b
     note = b"event: message" + ending + b"data: " + NOTE + ending * 2
     listing = b"id: e-2" + ending + b"event: message" + ending + b"data: " + json.dumps(answer(9)).encode()
     out = stream(EventFilter([9], listed, status=200), note + listing + ending * 2, size)
-    kept = json.dumps(answer(9, [TOOLS[0]]), separators=(",", ":")).encode()
+    cut = answer(9, [TOOLS[0]])
+    cut["result"] = {"tools": [TOOLS[0]], "cacheScope": "private"}
+    kept = json.dumps(cut, separators=(",", ":")).encode()
     assert out == b"event: message\ndata: " + NOTE + b"\n\nevent: message\nid: e-2\ndata: " + kept + b"\n\n"
 
 
