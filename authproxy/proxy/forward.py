@@ -71,8 +71,13 @@ class UpstreamAnswer:
 
     status: int
     reason: str
-    headers: CIMultiDict[str]  # as the upstream sent them, hop-by-hop ones included
+    raw_headers: list[tuple[str, str]]  # as the upstream sent them, hop-by-hop ones included
     exchange: Exchange
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        # Built when asked (filtered answers): the relay copies the pairs once, straight into its answer.
+        return CIMultiDict(self.raw_headers)
 
     @property
     def compressed(self) -> bool:
@@ -284,7 +289,7 @@ class Forwarder:
                 conn.transport.write(head + body if body else head)  # a known body leaves with its head
                 exchange.request_sent = True
             status, reason, raw_headers = await exchange.response_head()
-            yield UpstreamAnswer(status, reason, CIMultiDict(raw_headers), exchange)
+            yield UpstreamAnswer(status, reason, raw_headers, exchange)
         finally:
             if writer is not None and not writer.done():
                 writer.cancel()  # answered (or failed) before the body was sent: the connection is not reused
@@ -325,7 +330,7 @@ class _CoalescingResponse(web.StreamResponse):
 async def _relay(request: web.BaseRequest, answer: UpstreamAnswer) -> Relayed:
     exchange, status = answer.exchange, answer.status
     response = _CoalescingResponse(
-        status=status, reason=answer.reason or None, headers=response_headers(answer.headers)
+        status=status, reason=answer.reason or None, headers=response_headers(answer.raw_headers)
     )
     try:
         await response.prepare(request)

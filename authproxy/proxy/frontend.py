@@ -156,11 +156,11 @@ class FrontEnd:
 
     def _trial_lines(self, record: AccessRecord) -> None:
         """The `shadow` and `divergence` lines: always written (they are what trying a policy is for)."""
-        where = {"method": record.method, "path": record.path}
         if record.shadow is not None:
-            self._log.info("shadow", **where, **record.shadow.fields())
+            self._log.info("shadow", method=record.method, path=record.path, **record.shadow.fields())
         record.divergence = upstream_divergence(record.decision, record.would, record.upstream_status)
         if record.divergence is not None and record.decision is not None:
+            where = {"method": record.method, "path": record.path}
             ours, upstream = record.divergence
             d = record.would or record.decision
             self._log.warning(

@@ -82,14 +82,15 @@ def _identity_value(field: str, decision: Decision) -> str | None:
     return " ".join(decision.scopes)
 
 
-def response_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+def response_headers(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str] | list[tuple[str, str]],
+) -> CIMultiDict[str]:
     """The upstream response's headers minus hop-by-hop ones and any its `Connection` names.
 
     The upstream's own `Server` is kept; without one, ours stands in for aiohttp's version banner.
     """
-    named = connection_named(headers.getall("Connection", ()))
-    out = CIMultiDict(
-        (k, v) for k, v in headers.items() if (n := normalise(k)) not in HOP_BY_HOP and n not in named
-    )
+    pairs = headers if isinstance(headers, list) else list(headers.items())
+    named = connection_named(v for k, v in pairs if k.lower() == "connection")
+    out = CIMultiDict((k, v) for k, v in pairs if (n := normalise(k)) not in HOP_BY_HOP and n not in named)
     out.setdefault("Server", SERVER)
     return out
