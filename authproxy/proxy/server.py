@@ -157,7 +157,10 @@ class ProxyHandler:
             upstream = rt.config.upstream
             return _relayed(record, await run_content(request, stage, self._forwarder, upstream, headers))
         if isinstance(stage, McpMessages):
-            return _relayed(record, await self._mcp.carry_out(request, rt, stage, decision, headers))
+            relayed, would = await self._mcp.carry_out(request, rt, stage, decision, headers)
+            if would is not None:  # dry run: a refused message went as sent; note what we would have answered
+                record.decision = record.would = deny(decision, would)
+            return _relayed(record, relayed)
         if isinstance(stage, ListingFilter):
             refine = partial(filter_listing, listing=stage)
             return await self._filtered(request, rt, headers, record, refine, MAX_LISTING_BYTES)

@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from multidict import CIMultiDict
 
-from authproxy.errors import MalformedBody, PayloadTooLarge, UpstreamError, UpstreamUnavailable
+from authproxy.errors import (
+    MalformedBody,
+    PayloadTooLarge,
+    RequestRejected,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from authproxy.policy.decision import Decision
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
 from authproxy.policy.roster import roster_filter
@@ -68,8 +74,9 @@ class McpExchange:
         stage: McpMessages,
         decision: Decision,
         headers: list[tuple[str, str]],
-    ) -> Relayed:
-        """The relayed answer; raises RequestRejected (a refused message or body) / UpstreamError."""
+    ) -> tuple[Relayed, RequestRejected | None]:
+        """The relayed answer, and in dry run the refusal we would have answered (the messages then go as the
+        client sent them); raises RequestRejected (a refused message or body) / UpstreamError."""
         assert rt.mcp is not None  # a runtime without MCP has no MCP stage
         check_method(request.method)
         if not rt.mcp.config.forward_token:
@@ -79,10 +86,10 @@ class McpExchange:
         call = _Call(self._forwarder, request, rt, rt.mcp, stage.site, decision, headers)
         if request.method == "GET" and "Last-Event-ID" in request.headers:
             # A resumed stream may replay a tools/list answer: filtered by its shape (listing.py).
-            return await call.filtered(None, None)
+            return await call.filtered(None, None), None
         if request.method != "POST":
-            return await call.relay(None)
-        return await call.post()
+            return await call.relay(None), None
+        return await call.post(dry_run=rt.config.policy.dry_run)
 
 
 @dataclass(slots=True)
@@ -98,7 +105,7 @@ class _Call:
     headers: list[tuple[str, str]]  # for the upstream
     results: Mapping[object, ResultCut] = field(default_factory=dict)  # tools/call id -> cut of its result
 
-    async def post(self) -> Relayed:
+    async def post(self, *, dry_run: bool) -> tuple[Relayed, RequestRejected | None]:
         headers = self.request.headers
         try:
             content_type = refuse_encoding(
@@ -109,7 +116,17 @@ class _Call:
             raise post_refusal(bad) from None
         decision = self.decision
         caller = Caller(frozenset(decision.scopes), decision.subject, decision.session_id)
-        post = check_post(self.policy, self.site, caller, data, content_type, headers)
+        try:
+            post = check_post(self.policy, self.site, caller, data, content_type, headers)
+        except RequestRejected as refused:
+            if not dry_run:
+                raise
+            # Dry run: the upstream decides, so it gets the messages as the client sent them (no pin written
+            # in, nothing re-encoded); the refusal is what the access line says we would have answered.
+            return await self.relay(data), refused
+        return await self.checked(post, caller), None
+
+    async def checked(self, post: Post, caller: Caller) -> Relayed:
         # What goes upstream is the proxy's own encoding of the messages it checked, never the client's bytes.
         self.headers = [(n, v) for n, v in self.headers if n.lower() not in _ENCODING_HEADERS]
         self.headers.append(("Content-Type", "application/json"))
