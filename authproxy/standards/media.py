@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from authproxy.standards.http import HTTP_TOKEN
 
-__all__ = ["MediaType", "Unreadable", "check_charset", "parse_media_type", "quote_param"]
+__all__ = ["MediaType", "Unreadable", "check_charset", "is_utf8_charset", "parse_media_type", "quote_param"]
 
 # The charsets every reader decodes alike: a body declared in any other (utf-7, utf-16, latin-1) would be
 # decoded by some upstream parsers and read as ASCII or UTF-8 by others.
@@ -105,10 +105,15 @@ def _param_value(text: str, what: str) -> tuple[str, str]:
     return token.group(), text[token.end() :]
 
 
+def is_utf8_charset(name: str) -> bool:
+    """Whether a charset name (a `charset` parameter, a form's `_charset_` field) names UTF-8 or ASCII."""
+    return name.lower() in _UTF8_NAMES
+
+
 def check_charset(media: MediaType, what: str = "the body") -> None:
     """Refuse a declared charset other than UTF-8 (or its ASCII subset)."""
     charset = media.param("charset")
-    if charset is not None and charset.lower() not in _UTF8_NAMES:
+    if charset is not None and not is_utf8_charset(charset):
         raise Unreadable(f"{what} must be UTF-8; a declared charset other than UTF-8 or ASCII is refused")
 
 

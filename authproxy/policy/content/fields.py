@@ -17,7 +17,7 @@ from authproxy.config.content import FieldRef
 from authproxy.errors import MalformedBody, NotCallersOwn
 from authproxy.standards.forms import read_urlencoded, write_urlencoded
 from authproxy.standards.json_text import read_json, write_json
-from authproxy.standards.media import MediaType, Unreadable, check_charset, parse_media_type
+from authproxy.standards.media import MediaType, Unreadable, check_charset, is_utf8_charset, parse_media_type
 from authproxy.standards.multipart import Part, boundary_of, read_multipart, write_multipart
 
 __all__ = ["Body", "field_values", "json_value", "malformed", "pin_body", "pin_query", "the_value"]
@@ -25,7 +25,6 @@ __all__ = ["Body", "field_values", "json_value", "malformed", "pin_body", "pin_q
 _URLENCODED = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 _ABSENT = object()
-_UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 
 
 def malformed(reason: str) -> MalformedBody:
@@ -92,7 +91,7 @@ class Body:
 def _check_form_charset(parts: list[Part] | None) -> None:
     # HTML's `_charset_` field names the charset of the rest of the form; some readers honour it.
     for part in parts or ():
-        if part.name == "_charset_" and part.filename is None and part.text.lower() not in _UTF8:
+        if part.name == "_charset_" and part.filename is None and not is_utf8_charset(part.text):
             raise Unreadable("the form names a charset other than UTF-8 in its _charset_ field")
 
 
