@@ -34,6 +34,7 @@ from authproxy.proxy.upstream import (
     write_body,
 )
 from authproxy.proxy.upstream_exchange import Exchange
+from authproxy.standards.http import identity_only
 
 __all__ = [
     "READ_CHUNK",
@@ -81,7 +82,7 @@ class UpstreamAnswer:
 
     @property
     def compressed(self) -> bool:
-        return any(c.strip().lower() != "identity" for c in self.headers.getall("Content-Encoding", ()))
+        return not identity_only(v for k, v in self.raw_headers if k.lower() == "content-encoding")
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (UpstreamError when it breaks off)."""
@@ -169,7 +170,7 @@ async def streamed_body(request: web.BaseRequest) -> Body:
 async def read_body(request: web.BaseRequest, limit: int) -> bytes:
     """The client's whole body, to be checked: MalformedBody when it is compressed (the upstream would read
     other bytes than we checked), PayloadTooLarge over `limit` (before a byte is read when declared)."""
-    if any(c.strip().lower() != "identity" for c in request.headers.getall("Content-Encoding", ())):
+    if not identity_only(request.headers.getall("Content-Encoding", ())):
         raise MalformedBody("a compressed request body cannot be checked on this route")
     declared = request.content_length
     if declared is not None and declared > limit:

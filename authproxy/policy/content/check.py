@@ -27,6 +27,7 @@ from authproxy.policy.content.fields import Body, json_value, malformed, pin_bod
 from authproxy.policy.content.items import check_items
 from authproxy.policy.content.plan import ContentPlan
 from authproxy.policy.content.templates import template_names
+from authproxy.standards.http import identity_only
 from authproxy.standards.json_text import ANSWER_MAX_DEPTH, read_json
 from authproxy.standards.media import Unreadable
 
@@ -70,7 +71,7 @@ def check_target(plan: ContentPlan, method: str, raw_target: str) -> str:
 
 def body_content_type(content_types: Sequence[str], content_encodings: Sequence[str]) -> str:
     """The one Content-Type of a body the plan reads ("" when none), known before a byte of it is read."""
-    if any(coding.strip().lower() != "identity" for coding in content_encodings):
+    if not identity_only(content_encodings):
         raise malformed("a compressed request body cannot be checked on this route")
     if len(content_types) > 1:
         raise malformed("the request gives Content-Type more than once")

@@ -38,6 +38,7 @@ from authproxy.proxy.mcp.jsonrpc import (
     set_arguments,
 )
 from authproxy.proxy.mcp.routing import Headers, check_routing
+from authproxy.standards.http import identity_only
 
 __all__ = [
     "TRANSPORT",
@@ -73,7 +74,7 @@ def refuse_encoding(content_types: Sequence[str], content_encodings: Sequence[st
     """The POST's one Content-Type ("" when none); BadMessage for a compressed body or a repeated type."""
     if len(content_types) > 1:
         raise BadMessage("the request gives Content-Type more than once")
-    if (content_encodings[0] if content_encodings else "identity").lower() != "identity":
+    if not identity_only(content_encodings):
         raise BadMessage("a compressed MCP request cannot be checked; send it uncompressed")
     return content_types[0] if content_types else ""
 
