@@ -23,13 +23,12 @@ from authproxy.policy.content.check import (
 from authproxy.policy.content.fields import Body
 from authproxy.policy.content.plan import ContentPlan
 from authproxy.proxy.forward import Forwarder, Headers, Relayed, read_body, streamed_body
+from authproxy.proxy.headers import with_own_body
 from authproxy.proxy.listings import filtered_request_headers
 
 __all__ = ["run_content"]
 
 _BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
-# The body forwarded on a content route is the proxy's own encoding: the client's framing headers go.
-_ENCODING_HEADERS = _BODY_HEADERS | {"content-type", "content-encoding"}
 
 
 async def run_content(
@@ -50,8 +49,7 @@ async def run_content(
     if plan.reads_body:
         body = await _checked_body(request, plan)
         content_type, data = body.encode()
-        headers = [(n, v) for n, v in headers if n.lower() not in _ENCODING_HEADERS]
-        headers += [("Content-Type", content_type), ("Content-Length", str(len(data)))]
+        headers = with_own_body(headers, content_type)  # the proxy's encoding, never the client's bytes
     lookup = owner_lookup(plan, request.raw_path, body)
     if lookup is not None:
         await _owner_lookup(lookup, plan, (forwarder, upstream, headers))

@@ -9,7 +9,7 @@ from authproxy.config.headers import HOP_BY_HOP, HeaderPlan, connection_named, n
 from authproxy.config.model import JwtConfig
 from authproxy.policy.decision import Decision
 
-__all__ = ["forwarded_headers", "identity_headers", "response_headers", "without_token"]
+__all__ = ["forwarded_headers", "identity_headers", "response_headers", "with_own_body", "without_token"]
 
 
 def forwarded_headers(
@@ -39,6 +39,17 @@ def forwarded_headers(
         out.append(("X-Forwarded-Host", host))
     out += identity_headers(plan, decision)
     return out
+
+
+# What frames the client's body: gone when the proxy forwards its own encoding of what it read (the
+# Forwarder writes the length of the bytes it sends).
+_BODY_FRAMING = frozenset({"content-type", "content-length", "transfer-encoding", "content-encoding"})
+
+
+def with_own_body(headers: list[tuple[str, str]], content_type: str) -> list[tuple[str, str]]:
+    """The upstream request's headers for a body the proxy re-encoded: the client's framing headers gone,
+    the proxy's `Content-Type` set (content rules and MCP messages alike)."""
+    return [(n, v) for n, v in headers if n.lower() not in _BODY_FRAMING] + [("Content-Type", content_type)]
 
 
 def identity_headers(plan: HeaderPlan, decision: Decision) -> list[tuple[str, str]]:

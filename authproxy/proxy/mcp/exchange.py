@@ -40,7 +40,7 @@ from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
 from authproxy.policy.roster import roster_filter
 from authproxy.policy.stages import McpMessages
 from authproxy.proxy.forward import Forwarder, Relayed, UpstreamAnswer, read_body, streamed_body
-from authproxy.proxy.headers import response_headers, without_token
+from authproxy.proxy.headers import response_headers, with_own_body, without_token
 from authproxy.proxy.listings import filtered_answer_headers, filtered_request_headers
 from authproxy.proxy.mcp.jsonrpc import BadMessage, Post
 from authproxy.proxy.mcp.listing import MAX_EVENT_BYTES, EventFilter, filter_json
@@ -57,8 +57,6 @@ from authproxy.runtime import Runtime
 from authproxy.standards.media import Unreadable, parse_media_type
 
 __all__ = ["McpExchange"]
-
-_ENCODING_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding", "content-encoding"})
 
 
 class McpExchange:
@@ -128,8 +126,7 @@ class _Call:
 
     async def checked(self, post: Post, caller: Caller) -> Relayed:
         # What goes upstream is the proxy's own encoding of the messages it checked, never the client's bytes.
-        self.headers = [(n, v) for n, v in self.headers if n.lower() not in _ENCODING_HEADERS]
-        self.headers.append(("Content-Type", "application/json"))
+        self.headers = with_own_body(self.headers, "application/json")
         body = post.encode()
         listings = post.requests("tools/list")
         self.results = _result_cuts(self.policy, self.site, caller, post)
