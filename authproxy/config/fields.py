@@ -201,6 +201,26 @@ def read_map(report: Report, path: str, node: Node) -> MapNode:
     return node
 
 
+def read_yaml_file(
+    report: Report, line: int, cannot: str, path: str, env: Mapping[str, str]
+) -> tuple[Report, Node, bool]:
+    """Another YAML file the config names (a preset, a shadow policy), its problems filed under it: (its
+    report, its root, whether it parsed without problems). Invalid when it cannot be read at all, reported
+    at `line` of the user's file as `{cannot} {path}: {reason}`."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise report.invalid(line, f"{cannot} {path}: {reason}") from None
+    there = report.at(path)
+    root, problems = parse(text, path, env)
+    there.errors.extend(problems)
+    if root is None:
+        raise Invalid
+    return there, root, not problems
+
+
 def read_preset_file(
     report: Report,
     line: int,
@@ -215,19 +235,8 @@ def read_preset_file(
     Invalid when it cannot be read or is no map (the reason is reported at `line` of the user's file, or
     in the preset); otherwise (its report, its section, whether it parsed without problems).
     """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-        raise report.invalid(line, f"policy.preset: cannot read the {what} {path}: {reason}") from None
-    there = report.at(path)
-    root, problems = parse(text, path, env)
-    there.errors.extend(problems)
-    if root is None:
-        raise Invalid
-    section = read_section(there, "", 1, root, known, required)
-    return there, section, not problems
+    there, root, parsed = read_yaml_file(report, line, f"policy.preset: cannot read the {what}", path, env)
+    return there, read_section(there, "", 1, root, known, required), parsed
 
 
 def read_str(

@@ -16,10 +16,10 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
-from authproxy.config.fields import Checks, Invalid, Report, read_bool, read_str
+from authproxy.config.fields import Checks, Invalid, Report, read_bool, read_str, read_yaml_file
 from authproxy.config.model import PolicyConfig, ShadowPolicy
 from authproxy.config.rules import read_policy
-from authproxy.config.source import MapNode, Node, parse
+from authproxy.config.source import MapNode, Node
 from authproxy.errors import ConfigError
 
 __all__ = ["TRIAL_KEYS", "load_shadow", "read_trial"]
@@ -72,21 +72,11 @@ def _shadow(
 def _shadow_file(
     report: Report, line: int, path: str, file: str, preset_dir: str, env: Mapping[str, str]
 ) -> ShadowPolicy:
-    try:
-        with open(file, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-        raise report.invalid(line, f"{path}: cannot read {file}: {reason}") from None
-    there = report.at(file)
-    root, problems = parse(text, file, env)
-    there.errors.extend(problems)
-    if root is None:
-        raise Invalid
+    there, root, parsed = read_yaml_file(report, line, f"{path}: cannot read", file, env)
     if isinstance(root, MapNode) and (nested := [k for k, _ in root.items if k.text in TRIAL_KEYS]):
         # A shadow of a shadow, or a dry run inside one, would mean nothing: say so rather than ignore it.
         raise there.invalid(nested[0].line, f"{nested[0].text}: belongs in the main policy, not a shadow")
     shadow = read_policy(there, 1, root, preset_dir, env)
-    if problems:
+    if not parsed:
         raise Invalid
     return ShadowPolicy(file, shadow)
