@@ -8,9 +8,7 @@ clients need to act on the refusal: on an MCP endpoint the challenge names the p
 
 from __future__ import annotations
 
-from aiohttp import web
-
-from authproxy.answers.mcp_metadata import mcp_challenge
+from authproxy.answers.mcp_metadata import Origin, mcp_challenge
 from authproxy.answers.table import Rendered, render_decision
 from authproxy.errors import RequestRejected
 from authproxy.policy.decision import Decision
@@ -23,7 +21,7 @@ __all__ = ["render_denial"]
 def render_denial(
     rt: Runtime,
     decision: Decision,
-    request: web.BaseRequest | None,
+    request: Origin | None,
     refusal: RequestRejected | None = None,
 ) -> Rendered:
     """`request` names the resource by its Host when `mcp.resource` is unset (None: no Host to name it by);

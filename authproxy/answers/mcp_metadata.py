@@ -11,20 +11,32 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from typing import Protocol
 
-from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from authproxy.answers.table import SERVER, OwnAnswer, Rendered, render_answer
 from authproxy.config.mcp_model import METADATA_PATH
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
 
-__all__ = ["mcp_challenge", "metadata_document", "metadata_url", "with_resource_metadata"]
+__all__ = ["Origin", "mcp_challenge", "metadata_document", "metadata_url", "with_resource_metadata"]
+
+
+class Origin(Protocol):
+    """What of a request names the resource: its Host, and the scheme it came in with."""
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+
+    @property
+    def scheme(self) -> str: ...
+
 
 # One Host header value that is a host name or address and an optional port, nothing else.
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
 
 
-def _base(policy: McpPolicy, request: web.BaseRequest | None) -> str | None:
+def _base(policy: McpPolicy, request: Origin | None) -> str | None:
     if policy.config.resource is not None:
         return policy.config.resource
     if request is None:
@@ -35,7 +47,7 @@ def _base(policy: McpPolicy, request: web.BaseRequest | None) -> str | None:
     return f"{request.scheme}://{hosts[0]}"
 
 
-def metadata_url(policy: McpPolicy, site: McpSite, request: web.BaseRequest | None) -> str | None:
+def metadata_url(policy: McpPolicy, site: McpSite, request: Origin | None) -> str | None:
     base = _base(policy, request)
     return None if base is None else f"{base}{METADATA_PATH}{site.path.rstrip('/')}"
 
@@ -45,9 +57,7 @@ def with_resource_metadata(rendered: Rendered, url: str | None) -> Rendered:
     return rendered if url is None else _with_param(rendered, f'resource_metadata="{url}"')
 
 
-def mcp_challenge(
-    rendered: Rendered, policy: McpPolicy, site: McpSite, request: web.BaseRequest | None
-) -> Rendered:
+def mcp_challenge(rendered: Rendered, policy: McpPolicy, site: McpSite, request: Origin | None) -> Rendered:
     """A refusal on an MCP endpoint, its challenge naming the resource metadata and, on a 401, the scopes
     the endpoint's tools need (MCP authorization, "Protected Resource Metadata Discovery Requirements": the
     client asks for them at its first authorization, rather than meeting a 403 per tool). A 403 names
@@ -67,7 +77,7 @@ def _with_param(rendered: Rendered, param: str) -> Rendered:
     return replace(rendered, headers=headers)
 
 
-def metadata_document(policy: McpPolicy, site: McpSite | None, request: web.BaseRequest) -> Rendered:
+def metadata_document(policy: McpPolicy, site: McpSite | None, request: Origin) -> Rendered:
     """The metadata of one endpoint (path-suffixed form) or of the origin (the root form)."""
     base = _base(policy, request)
     if base is None:

@@ -18,11 +18,12 @@ from authproxy.answers.table import SERVER, OwnAnswer, Rendered, render_answer, 
 from authproxy.authz.answer import CheckAnswer
 from authproxy.authz.decide import Decider
 from authproxy.authz.original import BadCheck, Frontend, UnknownEndpoint, original_request
+from authproxy.authz.protocol import CheckServer
 from authproxy.config.model import AuthzConfig
 from authproxy.errors import DenialCode
 from authproxy.policy.decision import Decision
 from authproxy.proxy.frontend import AccessRecord, Observer
-from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
+from authproxy.proxy.protocol import HEAD_TIMEOUT
 from authproxy.runtime import Runtime, RuntimeHolder
 from authproxy.tls import peer_subject
 
@@ -105,7 +106,7 @@ class DecisionListener:
     ) -> None:
         self._decider = Decider(holder, observers)
         self.handler = DecisionHandler(self._decider)
-        server = ProxyServer(
+        server = CheckServer(
             self.handler, head_timeout=head_timeout, access_log=None, handler_cancellation=True
         )
         self._runner = web.ServerRunner(server, shutdown_timeout=grace)

@@ -8,8 +8,6 @@ answer is read whole, bounded (over the bound: 502), and a 2xx whose field is no
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from authproxy.config.model import UpstreamConfig
 from authproxy.policy.content.check import (
     Lookup,
@@ -22,6 +20,7 @@ from authproxy.policy.content.check import (
 )
 from authproxy.policy.content.fields import Body
 from authproxy.policy.content.plan import ContentPlan
+from authproxy.proxy.client_exchange import ClientExchange
 from authproxy.proxy.forward import Forwarder, Headers, Relayed, read_body, streamed_body
 from authproxy.proxy.headers import with_own_body
 from authproxy.proxy.listings import filtered_request_headers
@@ -32,7 +31,7 @@ _BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
 
 async def run_content(
-    request: web.BaseRequest,
+    request: ClientExchange,
     plan: ContentPlan,
     forwarder: Forwarder,
     upstream: UpstreamConfig,
@@ -66,15 +65,15 @@ async def run_content(
         reads=_success,
     )
     check_answer(plan, answer.status, answer.body)
-    response = web.Response(status=answer.status, headers=answer.headers, body=answer.body)
-    return Relayed(response, answer.status, "complete")
+    await request.respond(answer.status, answer.headers.items(), answer.body)
+    return Relayed(answer.status, "complete")
 
 
 def _success(status: int) -> bool:
     return 200 <= status < 300  # the statuses whose answer a response check reads
 
 
-async def _checked_body(request: web.BaseRequest, plan: ContentPlan) -> Body:
+async def _checked_body(request: ClientExchange, plan: ContentPlan) -> Body:
     content_type = body_content_type(
         request.headers.getall("Content-Type", ()), request.headers.getall("Content-Encoding", ())
     )

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
-from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.config.model import UpstreamConfig
 from authproxy.errors import MalformedBody, PayloadTooLarge, UpstreamError, UpstreamUnavailable
-from authproxy.proxy.headers import response_headers
+from authproxy.proxy.client_body import BodyStream
+from authproxy.proxy.client_exchange import ClientExchange
+from authproxy.proxy.headers import relayed_headers, response_headers
 from authproxy.proxy.upstream import (
     KEEPALIVE,
     UpstreamPool,
@@ -51,12 +52,13 @@ _WS_MAX_MESSAGE = 16 * 1024 * 1024
 
 Outcome = Literal["complete", "upstream_failed", "client_gone"]
 Headers = list[tuple[str, str]]
-Body = bytes | aiohttp.StreamReader | None  # a whole body, the client's stream, or none
+Body = bytes | BodyStream | None  # a whole body, the client's stream, or none
 
 
 @dataclass(frozen=True, slots=True)
 class Relayed:
-    response: web.StreamResponse
+    """How an answer went: the upstream's status, and whether it reached the client whole."""
+
     upstream_status: int
     outcome: Outcome
 
@@ -155,19 +157,14 @@ class _Upstream:
         return URL(self.base + raw_target, encoded=True)
 
 
-async def _continue_upload(request: web.BaseRequest) -> None:
-    """Answer `Expect: 100-continue` only now, when the body is wanted: a denied client never uploads it."""
-    if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= HttpVersion11:
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-
-async def streamed_body(request: web.BaseRequest) -> Body:
-    """The client's body, to be streamed upstream as it arrives (None when it has none)."""
-    await _continue_upload(request)
+async def streamed_body(request: ClientExchange) -> Body:
+    """The client's body, to be streamed upstream as it arrives (None when it has none). `Expect:
+    100-continue` is answered only now, when the body is wanted: a denied client never uploads it."""
+    await request.send_continue()
     return request.content if request.body_exists else None
 
 
-async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+async def read_body(request: ClientExchange, limit: int) -> bytes:
     """The client's whole body, to be checked: MalformedBody when it is compressed (the upstream would read
     other bytes than we checked), PayloadTooLarge over `limit` (before a byte is read when declared)."""
     if not identity_only(request.headers.getall("Content-Encoding", ())):
@@ -175,18 +172,13 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"the request body is over {limit} bytes")
-    await _continue_upload(request)
+    await request.send_continue()
     data = bytearray()
     while chunk := await request.content.read(limit + 1 - len(data)):
         data += chunk
         if len(data) > limit:
             raise PayloadTooLarge(f"the request body is over {limit} bytes")
     return bytes(data)
-
-
-def _abort(request: web.BaseRequest) -> None:
-    if request.transport is not None:
-        request.transport.abort()
 
 
 class Forwarder:
@@ -227,7 +219,7 @@ class Forwarder:
 
     async def forward(
         self,
-        request: web.BaseRequest,
+        request: ClientExchange,
         config: UpstreamConfig,
         headers: Headers,
         raw_target: str | None = None,
@@ -239,8 +231,12 @@ class Forwarder:
         target and the whole body its checks left.
         """
         sent: Body = body if body is not None else await streamed_body(request)
-        async with self.send(config, request.method, raw_target or request.raw_path, headers, sent) as answer:
+        target = raw_target or request.raw_path
+        answer, writer = await self._open(config, request.method, target, headers, sent)
+        try:
             return await _relay(request, answer)
+        finally:
+            _close(answer.exchange, writer)
 
     async def fetch(
         self,
@@ -269,13 +265,24 @@ class Forwarder:
         """The one way a request goes upstream: the head at once, a streamed body alongside; yields the
         answer once its head has arrived. Raises UpstreamError. The connection is pooled again (or closed)
         when the block ends."""
+        answer, writer = await self._open(config, method, raw_target, headers, body)
+        try:
+            yield answer
+        finally:
+            _close(answer.exchange, writer)
+
+    async def _open(
+        self, config: UpstreamConfig, method: str, raw_target: str, headers: Headers, body: Body
+    ) -> tuple[UpstreamAnswer, asyncio.Task[None] | None]:
+        """`send` without the context manager (the streamed relay calls it once per request): the answer
+        and the task writing a streamed body, for `_close`."""
         _, upstream = self._prepare(config)
         if isinstance(body, bytes):
             # A body read (and maybe rewritten) here goes with its own length, whatever the client declared.
             headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")]
             headers.append(("Content-Length", str(len(body))))
         # A streamed body without a declared length goes chunked, as the client sent it.
-        chunked = isinstance(body, aiohttp.StreamReader) and not any(
+        chunked = isinstance(body, BodyStream) and not any(
             name.lower() == "content-length" for name, _ in headers
         )
         head = upstream.request_head(method, raw_target, headers, chunked)
@@ -283,18 +290,17 @@ class Forwarder:
         writer: asyncio.Task[None] | None = None
         try:
             assert conn.transport is not None
-            if isinstance(body, aiohttp.StreamReader):
+            if isinstance(body, BodyStream):
                 conn.transport.write(head)
                 writer = asyncio.ensure_future(write_body(conn, exchange, body, chunked))
             else:
                 conn.transport.write(head + body if body else head)  # a known body leaves with its head
                 exchange.request_sent = True
             status, reason, raw_headers = await exchange.response_head()
-            yield UpstreamAnswer(status, reason, raw_headers, exchange)
-        finally:
-            if writer is not None and not writer.done():
-                writer.cancel()  # answered (or failed) before the body was sent: the connection is not reused
-            exchange.release()
+        except BaseException:
+            _close(exchange, writer)
+            raise
+        return UpstreamAnswer(status, reason, raw_headers, exchange), writer
 
     async def open_websocket(
         self, config: UpstreamConfig, raw_target: str, headers: Headers, protocols: tuple[str, ...]
@@ -322,40 +328,36 @@ class Forwarder:
             raise UpstreamUnavailable("the upstream closed the connection before answering") from error
 
 
-class _CoalescingResponse(web.StreamResponse):
-    # aiohttp keeps the header block in its buffer until the first body bytes, so the head and the body
-    # of a small answer leave in one socket write; _relay sends the head at once when no body is waiting.
-    _send_headers_immediately = False
+def _close(exchange: Exchange, writer: asyncio.Task[None] | None) -> None:
+    if writer is not None and not writer.done():
+        writer.cancel()  # answered (or failed) before the body was sent: the connection is not reused
+    exchange.release()
 
 
-async def _relay(request: web.BaseRequest, answer: UpstreamAnswer) -> Relayed:
+async def _relay(request: ClientExchange, answer: UpstreamAnswer) -> Relayed:
     exchange, status = answer.exchange, answer.status
-    response = _CoalescingResponse(
-        status=status, reason=answer.reason or None, headers=response_headers(answer.raw_headers)
-    )
+    headers = relayed_headers(answer.raw_headers)
+    reason = answer.reason or None
     try:
-        await response.prepare(request)
         ready = exchange.read_nowait()  # what arrived with the head, without waiting
         if exchange.at_eof():
-            await response.write_eof(ready)  # head, body and end together
-            return Relayed(response, status, "complete")
-        if ready:
-            await response.write(ready)
-        else:
-            request.writer.send_headers()  # nothing yet (an SSE stream): the client gets its head now
+            await request.respond(status, headers, ready, reason, sized=False)  # head, body, end: one write
+            return Relayed(status, "complete")
+        # Nothing yet (an SSE stream): the client gets its head now; else with the first bytes.
+        await request.start(status, headers, reason, ready)
     except ConnectionError:
-        return Relayed(response, status, "client_gone")
+        return Relayed(status, "client_gone")
     while True:
         try:
             chunk = await exchange.read()
         except UpstreamError:
-            _abort(request)
-            return Relayed(response, status, "upstream_failed")
+            request.abort()
+            return Relayed(status, "upstream_failed")
         try:
             if not chunk:
-                await response.write_eof()
-                return Relayed(response, status, "complete")
+                await request.finish()
+                return Relayed(status, "complete")
             # Written as it arrives: the transport sends at once, so SSE events are never held back.
-            await response.write(chunk)
+            await request.write(chunk)
         except ConnectionError:
-            return Relayed(response, status, "client_gone")
+            return Relayed(status, "client_gone")

@@ -9,7 +9,14 @@ from authproxy.config.headers import HOP_BY_HOP, HeaderPlan, connection_named, n
 from authproxy.config.model import JwtConfig
 from authproxy.policy.decision import Decision
 
-__all__ = ["forwarded_headers", "identity_headers", "response_headers", "with_own_body", "without_token"]
+__all__ = [
+    "forwarded_headers",
+    "identity_headers",
+    "relayed_headers",
+    "response_headers",
+    "with_own_body",
+    "without_token",
+]
 
 
 def forwarded_headers(
@@ -93,15 +100,20 @@ def _identity_value(field: str, decision: Decision) -> str | None:
     return " ".join(decision.scopes)
 
 
+def relayed_headers(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The upstream answer's headers minus hop-by-hop ones and any its `Connection` names.
+
+    The upstream's own `Server` is kept; without one, ours stands in (no server software banner).
+    """
+    named = connection_named(v for k, v in pairs if k.lower() == "connection")
+    out = [(k, v) for k, v in pairs if (n := normalise(k)) not in HOP_BY_HOP and n not in named]
+    if not any(k.lower() == "server" for k, _ in out):
+        out.append(("Server", SERVER))
+    return out
+
+
 def response_headers(
     headers: CIMultiDictProxy[str] | CIMultiDict[str] | list[tuple[str, str]],
 ) -> CIMultiDict[str]:
-    """The upstream response's headers minus hop-by-hop ones and any its `Connection` names.
-
-    The upstream's own `Server` is kept; without one, ours stands in for aiohttp's version banner.
-    """
-    pairs = headers if isinstance(headers, list) else list(headers.items())
-    named = connection_named(v for k, v in pairs if k.lower() == "connection")
-    out = CIMultiDict((k, v) for k, v in pairs if (n := normalise(k)) not in HOP_BY_HOP and n not in named)
-    out.setdefault("Server", SERVER)
-    return out
+    """relayed_headers as a multidict, for answers read whole (filtered or checked) before they go."""
+    return CIMultiDict(relayed_headers(headers if isinstance(headers, list) else list(headers.items())))

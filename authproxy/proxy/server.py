@@ -1,4 +1,4 @@
-"""The proxied port: a router-less aiohttp web.Server (the admin application is authproxy.serve.admin).
+"""The proxied port's handler: each request of a ClientConnection (protocol.py), answered in order.
 
 The proxied port serves nothing of its own: every request goes through the gate, then to the upstream or to
 a rendered denial. It runs in the skeleton every port shares (proxy/frontend.py: timing, the one broad
@@ -11,19 +11,18 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from authproxy.answers.denials import render_denial
 from authproxy.answers.mcp_metadata import metadata_document
-from authproxy.answers.table import OwnAnswer, Rendered, render_answer, render_upstream_error, respond
+from authproxy.answers.table import OwnAnswer, Rendered, render_answer, render_upstream_error
 from authproxy.errors import RequestRejected, UpstreamError, UpstreamTimeout
+from authproxy.limits.headers import allowed_fields
 from authproxy.policy.content.plan import ContentPlan
 from authproxy.policy.decision import Decision, deny
 from authproxy.policy.listing import ListingFilter
 from authproxy.policy.roster import RosterFilter
 from authproxy.policy.stages import McpMessages, McpMetadata
 from authproxy.policy.ws_messages import MessageGrant
-from authproxy.proxy.answer_headers import make_request, set_rate_limit_fields
+from authproxy.proxy.client_exchange import ClientExchange
 from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.content import run_content
 from authproxy.proxy.forward import Forwarder, Relayed
@@ -36,7 +35,7 @@ from authproxy.proxy.listings import (
     filtered_request_headers,
 )
 from authproxy.proxy.mcp.exchange import McpExchange
-from authproxy.proxy.protocol import HEAD_TIMEOUT, ProxyServer
+from authproxy.proxy.protocol import HEAD_TIMEOUT, Listener
 from authproxy.proxy.trial import dry_run_passes
 from authproxy.proxy.trial_content import body_touched, dry_run_checks, unverified_token
 from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
@@ -46,15 +45,12 @@ from authproxy.tls import peer_subject
 if TYPE_CHECKING:
     from authproxy.proxy.trace import RequestTrace, Tracing
 
-__all__ = ["ProxyHandler", "build_proxy_server"]
-
-READ_BUFSIZE = 256 * 1024
+__all__ = ["ProxyHandler", "build_listener"]
 
 
-def _relayed(record: AccessRecord, relayed: Relayed) -> web.StreamResponse:
+def _relayed(record: AccessRecord, relayed: Relayed) -> None:
     record.status = record.upstream_status = relayed.upstream_status
     record.outcome = relayed.outcome
-    return relayed.response
 
 
 class ProxyHandler:
@@ -74,7 +70,7 @@ class ProxyHandler:
         self.in_flight = 0  # read by metrics at scrape time
         self.websockets_open = 0
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: ClientExchange) -> None:
         record = AccessRecord(request.method, request.raw_path.partition("?")[0])
         self.in_flight += 1
         trace = None
@@ -82,30 +78,32 @@ class ProxyHandler:
             trace = self._tracing.begin(request.method, record.path, request.headers, request.remote)
         try:
             handle = partial(self._handle, request, record, trace)
-            return await self._frontend.serve(record, handle, partial(self._fail, request, record))
+            await self._frontend.serve(record, handle, partial(self._fail, request, record))
         finally:
             self.in_flight -= 1
             if trace is not None:
                 trace.finish(record.status, record.outcome)
 
     async def _handle(
-        self, request: web.BaseRequest, record: AccessRecord, trace: RequestTrace | None, rt: Runtime
-    ) -> web.StreamResponse:
+        self, request: ClientExchange, record: AccessRecord, trace: RequestTrace | None, rt: Runtime
+    ) -> None:
         if rt.config.tls is not None and rt.config.tls.client_ca_file is not None:
-            record.client_cert = peer_subject(request.get_extra_info("ssl_object"))
+            record.client_cert = peer_subject(request.ssl_object)
         decision = await self._frontend.decide(
             rt, record, request.method, request.raw_path, request.headers, peer=request.remote
         )
         if trace is not None:
             trace.decided(decision, record.decision_ms / 1000)
         if not self._passes(rt, record, decision):
-            return self._answer(record, render_denial(rt, decision, request))
-        set_rate_limit_fields(request, decision)  # on every answer from here on, over any upstream copy
+            return await self._answer(request, record, render_denial(rt, decision, request))
+        # on every answer from here on, over any upstream copy
+        request.answer_headers = allowed_fields(decision.rate_limit)
         if isinstance(decision.stage, McpMetadata) and rt.mcp is not None and record.would is None:
-            return self._answer(record, metadata_document(rt.mcp, decision.stage.site, request))
+            document = metadata_document(rt.mcp, decision.stage.site, request)
+            return await self._answer(request, record, document)
         websocket = is_websocket_upgrade(request.method, request.headers)
         if websocket and not valid_handshake(request):
-            return self._answer(record, render_answer(OwnAnswer.BAD_WEBSOCKET_HANDSHAKE))
+            return await self._answer(request, record, render_answer(OwnAnswer.BAD_WEBSOCKET_HANDSHAKE))
         headers = forwarded_headers(
             rt.header_plan,
             request.headers,
@@ -125,7 +123,7 @@ class ProxyHandler:
         except UpstreamError as error:
             record.upstream_status = None  # no answer from the upstream (or a refused upgrade)
             record.upstream_error = "timeout" if isinstance(error, UpstreamTimeout) else "unavailable"
-            return self._answer(record, render_upstream_error(error))
+            return await self._answer(request, record, render_upstream_error(error))
 
     @staticmethod
     def _passes(rt: Runtime, record: AccessRecord, decision: Decision) -> bool:
@@ -139,12 +137,12 @@ class ProxyHandler:
 
     async def _carry_out(
         self,
-        request: web.BaseRequest,
+        request: ClientExchange,
         rt: Runtime,
         headers: list[tuple[str, str]],
         record: AccessRecord,
         websocket: bool,
-    ) -> web.StreamResponse:
+    ) -> None:
         """The allowed request's way upstream, the one place a decision's stage is dispatched on: streamed
         when it has none; raises RequestRejected when the stage refuses, UpstreamError."""
         decision = record.decision
@@ -174,27 +172,27 @@ class ProxyHandler:
 
     async def _refused(
         self,
-        request: web.BaseRequest,
+        request: ClientExchange,
         rt: Runtime,
         headers: list[tuple[str, str]],
         record: AccessRecord,
         decision: Decision,
         refused: RequestRejected,
-    ) -> web.StreamResponse:
+    ) -> None:
         record.decision = decision
         if rt.config.policy.dry_run and not body_touched(request):
             record.would = decision  # the request is whole still: it goes as the client sent it
             return await self._as_sent(request, rt, headers, record, None)
-        return self._answer(record, render_denial(rt, decision, request, refused))
+        return await self._answer(request, record, render_denial(rt, decision, request, refused))
 
     async def _as_sent(
         self,
-        request: web.BaseRequest,
+        request: ClientExchange,
         rt: Runtime,
         headers: list[tuple[str, str]],
         record: AccessRecord,
         plan: ContentPlan | None,
-    ) -> web.StreamResponse:
+    ) -> None:
         """Dry run: the client's request forwarded as it came (target and body unchanged, never rewritten
         by a pin), after `plan`'s checks that need no upstream noted what we would have answered."""
         body = None
@@ -207,13 +205,13 @@ class ProxyHandler:
 
     async def _filtered(
         self,
-        request: web.BaseRequest,
+        request: ClientExchange,
         rt: Runtime,
         headers: list[tuple[str, str]],
         record: AccessRecord,
         refine: Callable[..., bytes],
         limit: int,
-    ) -> web.StreamResponse:
+    ) -> None:
         """An answer read whole (at most `limit` bytes), cut to what the caller may see before it leaves.
 
         `refine(body, status=…)` cuts a 200 and passes any other status only when it holds nothing to cut.
@@ -231,47 +229,37 @@ class ProxyHandler:
         body = refine(fetched.body, status=status)
         record.status = status
         record.outcome = "complete"
-        return web.Response(status=status, headers=filtered_answer_headers(fetched.headers), body=body)
+        await request.respond(status, filtered_answer_headers(fetched.headers).items(), body)
 
     async def _relay_websocket(
         self,
-        request: web.BaseRequest,
+        request: ClientExchange,
         rt: Runtime,
         headers: list[tuple[str, str]],
         record: AccessRecord,
         grant: MessageGrant | None,
-    ) -> web.StreamResponse:
+    ) -> None:
         record.status = record.upstream_status = 101
         self.websockets_open += 1
         try:
-            response = await relay_websocket(request, self._forwarder, rt.config.upstream, headers, grant)
+            await relay_websocket(request, self._forwarder, rt.config.upstream, headers, grant)
         finally:
             self.websockets_open -= 1
         record.outcome = "complete"
-        return response
 
     @staticmethod
-    def _answer(record: AccessRecord, rendered: Rendered) -> web.Response:
+    async def _answer(request: ClientExchange, record: AccessRecord, rendered: Rendered) -> None:
         record.status = rendered.status
-        return respond(rendered)
+        await request.render(rendered)
 
-    def _fail(self, request: web.BaseRequest, record: AccessRecord) -> web.StreamResponse:
-        if request.writer.output_size == 0:
-            return self._answer(record, render_answer(OwnAnswer.INTERNAL_ERROR))
-        # Bytes already went out: only an abort tells the client the answer is not whole.
-        if request.transport is not None:
-            request.transport.abort()
-        return respond(render_answer(OwnAnswer.INTERNAL_ERROR))
+    def _fail(self, request: ClientExchange, record: AccessRecord) -> None:
+        if not request.started:
+            record.status = 500
+            request.render_now(render_answer(OwnAnswer.INTERNAL_ERROR))
+        else:
+            request.abort()  # bytes already went out: only an abort tells the client the answer is not whole
 
 
-def build_proxy_server(handler: ProxyHandler, *, head_timeout: float = HEAD_TIMEOUT) -> web.Server:
-    # ProxyServer: parser refusals answer our JSON (431/414/400), and a head must arrive within head_timeout.
-    return ProxyServer(
-        handler,
-        head_timeout=head_timeout,
-        handler_cancellation=True,  # a client that hangs up releases its upstream connection at once
-        access_log=None,  # the handler writes the one access line itself
-        auto_decompress=False,  # request bodies pass as sent, Content-Encoding included
-        read_bufsize=READ_BUFSIZE,
-        request_factory=make_request,  # answers carry the headers set_rate_limit_fields gives them
-    )
+def build_listener(handler: ProxyHandler, *, head_timeout: float = HEAD_TIMEOUT) -> Listener:
+    """The proxied port's protocol factory: every request of every connection goes to `handler`."""
+    return Listener(handler.handle, head_timeout=head_timeout)

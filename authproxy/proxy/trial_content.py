@@ -11,20 +11,20 @@ without dry run (a declared length over it is refused before a byte is read, and
 
 from __future__ import annotations
 
-from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from authproxy.config.model import Config
 from authproxy.errors import RequestRejected
 from authproxy.policy.content.check import body_content_type, check_body, check_target
 from authproxy.policy.content.plan import ContentPlan
+from authproxy.proxy.client_exchange import ClientExchange
 from authproxy.proxy.forward import read_body
 
 __all__ = ["body_touched", "dry_run_checks", "unverified_token"]
 
 
 async def dry_run_checks(
-    request: web.BaseRequest, plan: ContentPlan
+    request: ClientExchange, plan: ContentPlan
 ) -> tuple[bytes | None, RequestRejected | None]:
     """(the body read, or None when it still streams; the refusal we would have answered, or None).
 
@@ -47,9 +47,9 @@ async def dry_run_checks(
     return data, None
 
 
-def body_touched(request: web.BaseRequest) -> bool:
+def body_touched(request: ClientExchange) -> bool:
     """Whether a byte of the client's body was read: past that, the request cannot go as it came."""
-    return int(getattr(request.content, "total_bytes", 0)) > 0
+    return request.content.total_bytes > 0
 
 
 def unverified_token(config: Config, headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:

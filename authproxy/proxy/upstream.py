@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import cast
 
 import httptools
-from aiohttp import StreamReader
 
 from authproxy.errors import UpstreamError, UpstreamTimeout, UpstreamTlsError, UpstreamUnavailable
+from authproxy.proxy.client_body import BodyStream
 from authproxy.proxy.upstream_exchange import Broken, Exchange
 
 __all__ = ["KEEPALIVE", "UpstreamPool", "UpstreamTarget", "connect_failure", "request_head", "write_body"]
@@ -264,7 +264,7 @@ def request_head(method: str, target: str, host: str, headers: RawHeaders, chunk
     return (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
 
-async def write_body(conn: _Connection, exchange: Exchange, chunks: StreamReader, chunked: bool) -> None:
+async def write_body(conn: _Connection, exchange: Exchange, chunks: BodyStream, chunked: bool) -> None:
     """Stream the request body; stops early when the upstream has already answered in full."""
     transport = conn.transport
     assert transport is not None
@@ -282,3 +282,8 @@ async def write_body(conn: _Connection, exchange: Exchange, chunks: StreamReader
         exchange.request_sent = True
     except Broken:
         return  # the exchange reports the failure to the reader
+    except ConnectionError:
+        # The client's body broke off (it went away, or its framing was malformed): the upstream must not
+        # take what came as a whole request, so its connection ends here and the exchange fails.
+        exchange.fail(Broken("the client's body broke off"))
+        transport.abort()

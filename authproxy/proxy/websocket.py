@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 
 import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType
 from multidict import CIMultiDictProxy
 
-from authproxy.answers.table import SERVER
 from authproxy.config.model import UpstreamConfig
 from authproxy.logs import get_logger
 from authproxy.policy.ws_messages import MessageGrant, judge_message
+from authproxy.proxy.client_exchange import ClientExchange
+from authproxy.proxy.client_websocket import ClientSocket, valid_handshake
 from authproxy.proxy.forward import Forwarder
 
 __all__ = ["is_websocket_upgrade", "relay_websocket", "valid_handshake"]
@@ -26,17 +27,12 @@ __all__ = ["is_websocket_upgrade", "relay_websocket", "valid_handshake"]
 _UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
 _ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR})
 
-Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+Socket = ClientSocket | aiohttp.ClientWebSocketResponse
 _log = get_logger("authproxy.websocket")
 
 
 def is_websocket_upgrade(method: str, headers: CIMultiDictProxy[str]) -> bool:
     return method == "GET" and headers.get("Upgrade", "").strip().lower() == "websocket"
-
-
-def valid_handshake(request: web.BaseRequest) -> bool:
-    """Whether the client's handshake can be accepted; checked before the upstream is dialled."""
-    return web.WebSocketResponse().can_prepare(request).ok
 
 
 def _protocols(headers: CIMultiDictProxy[str]) -> tuple[str, ...]:
@@ -45,39 +41,29 @@ def _protocols(headers: CIMultiDictProxy[str]) -> tuple[str, ...]:
 
 
 async def relay_websocket(
-    request: web.BaseRequest,
+    request: ClientExchange,
     forwarder: Forwarder,
     upstream: UpstreamConfig,
     headers: list[tuple[str, str]],
     grant: MessageGrant | None = None,
-) -> web.WebSocketResponse:
+) -> None:
     """Connect upstream (raises UpstreamError), accept the client, pump until one side closes."""
     remote = await forwarder.open_websocket(upstream, request.raw_path, headers, _protocols(request.headers))
     try:
-        client = web.WebSocketResponse(
-            protocols=(remote.protocol,) if remote.protocol else (),
-            autoclose=False,
-        )
-        client.headers["Server"] = SERVER  # the 101 is ours: no aiohttp version banner
-        await client.prepare(request)
-        await _Relay(client, remote, grant, request).run()
-        return client
+        client = ClientSocket(request)
+        await client.accept(remote.protocol)  # the upstream's choice among the client's subprotocols
+        await _Relay(client, remote, grant).run()
     finally:
         await remote.close(code=WSCloseCode.GOING_AWAY)  # a no-op unless the relay was cut short
 
 
 class _Relay:
     def __init__(
-        self,
-        client: web.WebSocketResponse,
-        remote: aiohttp.ClientWebSocketResponse,
-        grant: MessageGrant | None,
-        request: web.BaseRequest,
+        self, client: ClientSocket, remote: aiohttp.ClientWebSocketResponse, grant: MessageGrant | None
     ) -> None:
         self.client = client
         self.remote = remote
         self.grant = grant
-        self.request = request
 
     async def run(self) -> None:
         # If a side vanishes without a close frame, the other learns why: the client went away, or the
@@ -110,8 +96,7 @@ class _Relay:
         else:
             # Unreadable: Agno's handler dies and the connection ends without a close frame; so does this one.
             await self.remote.close(code=WSCloseCode.GOING_AWAY)
-            if self.request.transport is not None:
-                self.request.transport.abort()
+            self.client.abort()
             return False
         return True
 

@@ -23,7 +23,7 @@ from authproxy.logs import configure_logging, get_logger
 from authproxy.proxy.forward import Forwarder
 from authproxy.proxy.frontend import Observer
 from authproxy.proxy.protocol import HEAD_TIMEOUT
-from authproxy.proxy.server import ProxyHandler, build_proxy_server
+from authproxy.proxy.server import ProxyHandler, build_listener
 from authproxy.runtime import Runtime, RuntimeHolder, load_runtime
 from authproxy.serve.admin import ServiceState, build_admin_app
 from authproxy.serve.metrics import Metrics
@@ -79,8 +79,9 @@ class ProxyService:
         self.handler = ProxyHandler(holder, self._forwarder, (self.metrics.observe, *observers), tracing)
         self.metrics.count_live(self.handler)
         self.reloader = Reloader(holder, reload or ReloadOptions(), self.metrics)
-        server = build_proxy_server(self.handler, head_timeout=head_timeout)
-        self._proxy = web.ServerRunner(server, shutdown_timeout=grace)
+        self._listener = build_listener(self.handler, head_timeout=head_timeout)
+        self._proxy: asyncio.Server | None = None
+        self._grace = grace
         admin = build_admin_app(holder, self.state, [self.metrics.route(), *admin_routes])
         self._admin = web.AppRunner(admin, access_log=None, shutdown_timeout=_ADMIN_GRACE)
         self.proxy_address: tuple[str, int] = ("", 0)
@@ -103,19 +104,18 @@ class ProxyService:
         else:
             await web.TCPSite(self._admin, config.admin_listen.host, config.admin_listen.port).start()
             self.admin_address = _bound(self._admin)
-        await self._proxy.setup()
         if config.listen is not None:  # None: no upstream, the decision port alone runs
             # Workers each bind the same port; the kernel spreads new connections across them.
-            site = web.TCPSite(
-                self._proxy,
-                config.listen.host,
+            self._proxy = await asyncio.get_running_loop().create_server(
+                self._listener,
+                config.listen.host or None,
                 config.listen.port,
                 backlog=_BACKLOG,
                 reuse_port=self._worker is not None,
-                ssl_context=follow_reloads(lambda: self.holder.current.config.tls),
+                ssl=follow_reloads(lambda: self.holder.current.config.tls),
             )
-            await site.start()
-            self.proxy_address = _bound(self._proxy)
+            host, port = self._proxy.sockets[0].getsockname()[:2]
+            self.proxy_address = (str(host), int(port))
         if self.decisions is not None:
             await self.decisions.start(
                 config.authz,
@@ -131,7 +131,10 @@ class ProxyService:
         try:
             if self.decisions is not None:
                 await self.decisions.stop()
-            await self._proxy.cleanup()
+            if self._proxy is not None:
+                self._proxy.close()  # no new connections; those open finish their answer (drain)
+                await self._listener.drain(self._grace)
+                await self._proxy.wait_closed()
         finally:
             await self._forwarder.close()
             await self.holder.current.keys.close()

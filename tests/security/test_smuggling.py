@@ -63,6 +63,7 @@ async def test_two_content_lengths_are_refused(
         "Transfer-Encoding : chunked",
         "Transfer-Encoding: identity",
         "Transfer-Encoding: gzip",
+        "Transfer-Encoding: gzip, chunked",
         "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
         "Transfer-Encoding: \x0bchunked",
     ],
@@ -72,6 +73,7 @@ async def test_two_content_lengths_are_refused(
         "space-before-colon",
         "identity",
         "gzip-only",
+        "gzip-then-chunked",
         "twice",
         "vertical-tab",
     ],
@@ -206,7 +208,7 @@ async def test_expect_continue_is_not_granted_to_a_denied_request(
     upstream.assert_nothing_forwarded()
 
 
-@pytest.mark.parametrize("version", ["HTTP/1.2", "HTTP/3.0", "HTTP/1.1x", "HTTPS/1.1", "HTTP/1"])
+@pytest.mark.parametrize("version", ["HTTP/1.2", "HTTP/2.0", "HTTP/3.0", "HTTP/1.1x", "HTTPS/1.1", "HTTP/1"])
 async def test_unknown_http_version_is_refused(
     proxy: RunningProxy, upstream: TappedUpstream, version: str
 ) -> None:

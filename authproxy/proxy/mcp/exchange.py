@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from aiohttp import web
 from multidict import CIMultiDict
 
 from authproxy.errors import (
@@ -39,6 +38,7 @@ from authproxy.policy.decision import Decision
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
 from authproxy.policy.roster import roster_filter
 from authproxy.policy.stages import McpMessages
+from authproxy.proxy.client_exchange import ClientExchange
 from authproxy.proxy.forward import Forwarder, Relayed, UpstreamAnswer, read_body, streamed_body
 from authproxy.proxy.headers import response_headers, with_own_body, without_token
 from authproxy.proxy.listings import filtered_answer_headers, filtered_request_headers
@@ -67,7 +67,7 @@ class McpExchange:
 
     async def carry_out(
         self,
-        request: web.BaseRequest,
+        request: ClientExchange,
         rt: Runtime,
         stage: McpMessages,
         decision: Decision,
@@ -95,7 +95,7 @@ class _Call:
     """One allowed request to an MCP endpoint."""
 
     forwarder: Forwarder
-    request: web.BaseRequest
+    request: ClientExchange
     rt: Runtime
     policy: McpPolicy
     site: McpSite
@@ -163,8 +163,8 @@ class _Call:
                 # Clients pick JSON or SSE by a prefix of the type (`application/json-rpc` reads as JSON to
                 # the official SDK): an answer of any other type cannot be shown to hold no tool list.
                 raise UpstreamUnavailable("the MCP answer's media type is neither JSON nor SSE")
-            response = web.Response(status=answer.status, headers=out_headers, body=payload)
-            return Relayed(response, answer.status, "complete")
+            await self.request.respond(answer.status, out_headers.items(), payload)
+            return Relayed(answer.status, "complete")
 
 
 def _result_cuts(policy: McpPolicy, site: McpSite, caller: Caller, post: Post) -> dict[object, ResultCut]:
@@ -178,7 +178,7 @@ def _result_cuts(policy: McpPolicy, site: McpSite, caller: Caller, post: Post) -
     return {m.id: cut for m in calls}
 
 
-async def _read_bounded(request: web.BaseRequest, limit: int) -> bytes:
+async def _read_bounded(request: ClientExchange, limit: int) -> bytes:
     """The whole request body (forward.read_body), its refusals in MCP's words: JSON-RPC errors follow."""
     try:
         return await read_body(request, limit)
@@ -198,20 +198,16 @@ def _framing(answer: UpstreamAnswer) -> str | None:
 
 
 async def _stream_events(
-    request: web.BaseRequest, answer: UpstreamAnswer, headers: CIMultiDict[str], events: EventFilter
+    request: ClientExchange, answer: UpstreamAnswer, headers: CIMultiDict[str], events: EventFilter
 ) -> Relayed:
-    response = web.StreamResponse(status=answer.status, reason=answer.reason or None, headers=headers)
-    await response.prepare(request)
     try:
+        await request.start(answer.status, headers.items(), answer.reason or None)
         async for chunk in answer.chunks():
-            out = events.feed(chunk)
-            if out:
-                await response.write(out)
-        await response.write_eof(events.close())
+            await request.write(events.feed(chunk))
+        await request.finish(events.close())
     except UpstreamError:
-        if request.transport is not None:
-            request.transport.abort()  # a stream we cannot filter must not look complete
-        return Relayed(response, answer.status, "upstream_failed")
+        request.abort()  # a stream we cannot filter must not look complete
+        return Relayed(answer.status, "upstream_failed")
     except ConnectionError:
-        return Relayed(response, answer.status, "client_gone")
-    return Relayed(response, answer.status, "complete")
+        return Relayed(answer.status, "client_gone")
+    return Relayed(answer.status, "complete")

@@ -1,4 +1,5 @@
-"""parse_error_answer: aiohttp's parser exceptions -> our JSON answers, never quoting the request's bytes."""
+"""The decision port's parse_error_answer: aiohttp's parser exceptions -> our JSON answers, never quoting the
+request's bytes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from aiohttp.http_exceptions import (
 from aiohttp.http_parser import HttpRequestParserC, HttpRequestParserPy
 
 from authproxy.answers.table import SERVER, OwnAnswer, render_answer
-from authproxy.proxy.protocol import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE, parse_error_answer
+from authproxy.authz.protocol import parse_error_answer
+from authproxy.proxy.protocol import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE
 
 SECRET = b"eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.c2ln"
 
