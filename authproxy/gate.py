@@ -7,8 +7,9 @@ one place those become a denial Decision. Nothing here raises for a bad request.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -24,7 +25,7 @@ from authproxy.errors import (
 )
 from authproxy.limits.check import apply_limits
 from authproxy.policy.agentos_content import preset_stage
-from authproxy.policy.conditions import REFUSED, judge, request_variables
+from authproxy.policy.conditions import REFUSED, Judged, judge, request_variables
 from authproxy.policy.decision import Decision, deny
 from authproxy.policy.mcp.resource import check_audience, check_origin
 from authproxy.policy.scopes import evaluate
@@ -155,15 +156,21 @@ def _authorize_identity(
     needed = match.requirement.scopes_for(match.params)
     if not result.allowed:
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
-    decision = _allow(match, identity, "scopes satisfied", needed, stage or result.listing)
-    if rt.mcp is not None:  # an MCP tool rule's `when` reads the claims after the gate
-        decision = replace(decision, claims=verified.claims)
+    # An MCP tool rule's `when` reads the claims after the gate.
+    claims = verified.claims if rt.mcp is not None else None
+    judged: Judged | None = None
     pending: _Pending = None
     if match.condition is not None:  # after the scopes, for the admin scope too: it does not bypass a `when`
         try:
-            decision, pending = _condition(match.condition, request, match, verified, decision)
+            judged, pending = _condition(match.condition, request, match, verified)
         except ConditionFailed as failed:
-            return deny(decision, failed)
+            allowed = _allow(
+                match, identity, "scopes satisfied", needed, stage or result.listing, claims=claims
+            )
+            return deny(allowed, failed)
+    decision = _allow(
+        match, identity, "scopes satisfied", needed, stage or result.listing, claims=claims, condition=judged
+    )
     return _with_stage(rt, decision, pending, (method, match.route), identity)
 
 
@@ -171,21 +178,17 @@ _Pending = tuple["Condition", dict[str, object]] | None  # a condition on the bo
 
 
 def _condition(
-    condition: Condition,
-    request: tuple[str, Target, Headers],
-    match: RouteMatch,
-    verified: VerifiedToken,
-    decision: Decision,
-) -> tuple[Decision, _Pending]:
-    """The allow with the route's condition judged (ConditionFailed when it is not true), or, for a
-    condition on the body, the allow as it is and the condition left to the content stage."""
+    condition: Condition, request: tuple[str, Target, Headers], match: RouteMatch, verified: VerifiedToken
+) -> tuple[Judged | None, _Pending]:
+    """The route's condition judged (ConditionFailed when it is not true), or, for a condition on the body,
+    left to the content stage with its other variables built."""
     method, target, headers = request
     variables = request_variables(
         condition, verified.claims, method, target.segments, target.query, headers.items(), match.params
     )
     if condition.reads_body:
-        return decision, (condition, variables)
-    return replace(decision, condition=judge(condition, variables)), None
+        return None, (condition, variables)
+    return judge(condition, variables), None
 
 
 def _with_stage(
@@ -217,6 +220,9 @@ def _allow(
     reason: str,
     required: tuple[str, ...] = (),
     stage: Stage | None = None,
+    *,
+    claims: Mapping[str, Any] | None = None,
+    condition: Judged | None = None,
 ) -> Decision:
     return Decision(
         allowed=True,
@@ -230,6 +236,8 @@ def _allow(
         jti=identity.jti,
         params=match.params if match is not None else (),
         stage=stage,
+        condition=condition,
+        claims=claims,
     )
 
 

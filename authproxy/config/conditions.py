@@ -4,7 +4,7 @@ it): compiled and type-checked at load, located in its file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from authproxy.standards.cel import Expression
 
@@ -18,6 +18,11 @@ class Condition:
     expression: Expression
     file: str
     line: int
+    # The expression and where it is written, as explain and the access line name it (made once).
+    described: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "described", f"{self.expression.source} ({self.file}:{self.line})")
 
     @property
     def source(self) -> str:
@@ -36,4 +41,4 @@ class Condition:
 
     def describe(self) -> str:
         """The expression and where it is written, as explain and the access line name it."""
-        return f"{self.source} ({self.where})"
+        return self.described

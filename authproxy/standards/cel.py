@@ -112,19 +112,25 @@ def _message(text: str) -> str:
     return f"{where}: {message.removesuffix(_NO_CONTAINER).strip()}"
 
 
+_PASSED = Outcome(True, "true")
+_FALSE = Outcome(False, "false")
+
+
 def evaluate(expression: Expression, variables: Mapping[str, Any]) -> Outcome:
     """The expression's outcome on `variables` (name -> plain Python value, as JSON gives them)."""
     try:
         result = expression.program.eval(data=variables)
     except RuntimeError as bad:  # a value CEL cannot hold (a mapping proxy, a type it does not know)
         return Outcome(False, f"error: {_runtime_message(str(bad))}")
+    value = result.value()
+    if value is True:  # only a BOOL's value is the object True (an error's is its status text)
+        return _PASSED
     kind = result.type()
     if kind == _T.ERROR:
-        return Outcome(False, f"error: {_runtime_message(str(result.value()))}")
-    value = result.value()
+        return Outcome(False, f"error: {_runtime_message(str(value))}")
     if kind != _T.BOOL:
         return Outcome(False, f"error: the condition gave a {kind.name().lower()}, not a boolean")
-    return Outcome(True, "true") if value is True else Outcome(False, "false")
+    return _FALSE
 
 
 def _runtime_message(text: str) -> str:
