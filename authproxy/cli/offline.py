@@ -236,6 +236,10 @@ def _gate_checks(decision: Decision) -> list[Check]:
     return checks
 
 
+def _failed_condition(failed: ConditionFailed) -> Check:
+    return Check("condition", f"{failed.condition} = {failed.value}", "refused")
+
+
 def _result(passed: bool) -> Result:
     return "passed" if passed else "refused"
 
@@ -301,7 +305,7 @@ def _content(plan: ContentPlan, request: Request, checks: _Checks) -> Canned | N
     try:
         _, body = checks.run(plan.label, plan.describe(), request_checks)
     except ConditionFailed as failed:  # the route's `when` on the body: its expression and value
-        checks.done.append(Check("condition", f"{failed.condition} = {failed.value}", "refused"))
+        checks.done.append(_failed_condition(failed))
         raise
     if plan.when is not None and body is not None:
         checks.done.append(Check("condition", f"{plan.when.condition.describe()} = true", "passed"))
@@ -360,6 +364,14 @@ def _mcp(rt: Runtime, decision: Decision, stage: McpMessages, request: Request, 
             raise post_refusal(bad) from None
         return check_post(policy, stage.site, caller, data, content_type, request.headers)
 
-    post = checks.run(stage.label, stage.describe(), messages)
+    try:
+        post = checks.run(stage.label, stage.describe(), messages)
+    except ConditionFailed as failed:  # a tool rule's `when`: its expression and value
+        checks.done.append(_failed_condition(failed))
+        raise
+    for message in post.messages:  # every call ran its tool's condition, and each held
+        when = stage.site.tool(message.tool).when if message.method == "tools/call" and message.tool else None
+        if when is not None:
+            checks.done.append(Check("condition", f"{when.describe()} = true", "passed"))
     if post.requests("tools/list"):
         checks.pending("tools/list answer", "cut to the tools the caller may call (needs the upstream)")
