@@ -12,6 +12,7 @@ __all__ = [
     "AnswerCode",
     "BadItemId",
     "BadTarget",
+    "ConditionFailed",
     "ConfigError",
     "DenialCode",
     "EntityForbidden",
@@ -43,6 +44,7 @@ DenialCode: TypeAlias = Literal[
     "missing_token",
     "invalid_token",
     "insufficient_scope",
+    "condition_failed",  # a rule's `when` condition is not true for this request
     "rate_limited",  # the gate's rate-limit step (authproxy.limits.check)
     "rate_limit_unavailable",
     # the stages after the gate (policy/stages.py): what the request's body or named entity holds
@@ -161,6 +163,22 @@ class InsufficientScope(RequestRejected):
         super().__init__(reason, body=body)
         self.required = required
         self.missing = missing
+
+
+class ConditionFailed(RequestRejected):
+    """A rule's `when` condition was false, failed to evaluate, or was not a boolean; never an allow.
+
+    `condition` names the expression and where it is written, for the access line and `explain` only: the
+    answer's body says no more than `reason` (a policy's internals are not told to callers).
+    """
+
+    code: ClassVar[DenialCode] = "condition_failed"
+    status: ClassVar[int] = 403
+
+    def __init__(self, reason: str, condition: str, value: str, *, body: object = None) -> None:
+        super().__init__(reason, body=body)
+        self.condition = condition
+        self.value = value
 
 
 class UpstreamError(Exception):

@@ -7,8 +7,9 @@ one place those become a denial Decision. Nothing here raises for a bad request.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -16,6 +17,7 @@ from authproxy.auth.claims import Identity, check_forwardable
 from authproxy.auth.extract import extract_token
 from authproxy.errors import (
     BadTarget,
+    ConditionFailed,
     InsufficientScope,
     KeyNotFound,
     MissingToken,
@@ -23,14 +25,16 @@ from authproxy.errors import (
 )
 from authproxy.limits.check import apply_limits
 from authproxy.policy.agentos_content import preset_stage
+from authproxy.policy.conditions import REFUSED, Judged, judge, request_variables
 from authproxy.policy.decision import Decision, deny
 from authproxy.policy.mcp.resource import check_audience, check_origin
 from authproxy.policy.scopes import evaluate
 from authproxy.policy.stages import McpMessages, McpMetadata
-from authproxy.policy.target import parse_target
+from authproxy.policy.target import Target, parse_target
 
 if TYPE_CHECKING:
     from authproxy.auth.verified import VerifiedToken
+    from authproxy.config.conditions import Condition
     from authproxy.policy.stages import Stage
     from authproxy.policy.table import RouteMatch
     from authproxy.runtime import Runtime
@@ -53,10 +57,11 @@ async def _verify(rt: Runtime, token: str) -> VerifiedToken:
         raise
 
 
-async def authenticate(
-    rt: Runtime, headers: CIMultiDictProxy[str] | CIMultiDict[str], stage: Stage | None = None
-) -> Identity:
-    """The caller's identity from the configured token sources; raises MissingToken / InvalidToken.
+Headers = CIMultiDictProxy[str] | CIMultiDict[str]
+
+
+async def authenticate(rt: Runtime, headers: Headers, stage: Stage | None = None) -> VerifiedToken:
+    """The caller's verified token from the configured token sources; raises MissingToken / InvalidToken.
 
     An identity the identity headers cannot carry is refused here, so no later stage turns an allow into
     a deny: `explain`, `authproxy test` and the proxy see the same 401. On an MCP endpoint the token must
@@ -68,9 +73,8 @@ async def authenticate(
     verified = await _verify(rt, token)
     if isinstance(stage, McpMessages) and rt.mcp is not None:
         check_audience(rt.mcp, stage.site, verified.claims)
-    identity = verified.identity
-    check_forwardable(identity, rt.header_plan.identity)
-    return identity
+    check_forwardable(verified.identity, rt.header_plan.identity)
+    return verified
 
 
 async def authorize(
@@ -106,13 +110,16 @@ async def authorize(
         )
         return await apply_limits(rt.limits, public, None, consume=consume, peer=peer, headers=headers)
     try:
-        identity = await authenticate(rt, headers, stage)
+        verified = await authenticate(rt, headers, stage)
     except RequestRejected as rejected:
         return _deny(rejected, match, stage)
+    identity = verified.identity
     try:
-        allowed = _authorize_identity(rt, method, match, identity, stage)
+        allowed = _authorize_identity(rt, (method, target, headers), match, verified, stage)
     except InsufficientScope as short:
         return _with_identity(_deny(short, match, stage), identity)
+    if not allowed.allowed:  # its condition refused: no rate-limit tokens are spent on a refusal
+        return allowed
     return await apply_limits(rt.limits, allowed, identity, consume=consume, peer=peer, headers=headers)
 
 
@@ -127,8 +134,14 @@ def _refused_method(method: str) -> str | None:
 
 
 def _authorize_identity(
-    rt: Runtime, method: str, match: RouteMatch | None, identity: Identity, stage: Stage | None
+    rt: Runtime,
+    request: tuple[str, Target, Headers],
+    match: RouteMatch | None,
+    verified: VerifiedToken,
+    stage: Stage | None,
 ) -> Decision:
+    method = request[0]
+    identity = verified.identity
     policy = rt.config.policy
     admin = policy.admin_scope
     if match is None:
@@ -143,15 +156,58 @@ def _authorize_identity(
     needed = match.requirement.scopes_for(match.params)
     if not result.allowed:
         raise InsufficientScope("insufficient scope for this route", needed, result.missing)
-    decision = _allow(match, identity, "scopes satisfied", needed, stage or result.listing)
-    if decision.stage is not None:
-        return decision
+    # An MCP tool rule's `when` reads the claims after the gate.
+    claims = verified.claims if rt.mcp is not None else None
+    judged: Judged | None = None
+    pending: _Pending = None
+    if match.condition is not None:  # after the scopes, for the admin scope too: it does not bypass a `when`
+        try:
+            judged, pending = _condition(match.condition, request, match, verified)
+        except ConditionFailed as failed:
+            allowed = _allow(
+                match, identity, "scopes satisfied", needed, stage or result.listing, claims=claims
+            )
+            return deny(allowed, failed)
+    decision = _allow(
+        match, identity, "scopes satisfied", needed, stage or result.listing, claims=claims, condition=judged
+    )
+    return _with_stage(rt, decision, pending, (method, match.route), identity)
+
+
+_Pending = tuple["Condition", dict[str, object]] | None  # a condition on the body, its other variables built
+
+
+def _condition(
+    condition: Condition, request: tuple[str, Target, Headers], match: RouteMatch, verified: VerifiedToken
+) -> tuple[Judged | None, _Pending]:
+    """The route's condition judged (ConditionFailed when it is not true), or, for a condition on the body,
+    left to the content stage with its other variables built."""
+    method, target, headers = request
+    variables = request_variables(
+        condition, verified.claims, method, target.segments, target.query, headers.items(), match.params
+    )
+    if condition.reads_body:
+        return None, (condition, variables)
+    return judge(condition, variables), None
+
+
+def _with_stage(
+    rt: Runtime, decision: Decision, pending: _Pending, request: tuple[str, str], identity: Identity
+) -> Decision:
+    """The allow with the stage that carries it out, if its route has one (`request`: method and route)."""
+    method, route = request
+    admin = rt.config.policy.admin_scope
     # At most one stage per route: runtime.py refuses a policy whose route would have two.
-    if rt.content is not None:  # one identity test when no rule of the policy reads content
-        content = rt.content.bind(decision, admin)
+    if decision.stage is None and rt.content is not None:  # one test when no rule reads content
+        content = rt.content.bind(decision, admin, pending)
         if content is not None:
             return replace(decision, stage=content)
-    kind = rt.preset_routes.get(match.route) if rt.preset_routes else None
+    if pending is not None:  # no stage of this request reads the body (runtime.py refuses that): fail closed
+        unread = "error: the body is not read on this request"
+        return deny(decision, ConditionFailed(REFUSED, pending[0].describe(), unread))
+    if decision.stage is not None:
+        return decision
+    kind = rt.preset_routes.get(route) if rt.preset_routes else None
     if kind is None:
         return decision
     found = preset_stage(kind, method, identity.scopes, admin, identity.user_id)
@@ -164,6 +220,9 @@ def _allow(
     reason: str,
     required: tuple[str, ...] = (),
     stage: Stage | None = None,
+    *,
+    claims: Mapping[str, Any] | None = None,
+    condition: Judged | None = None,
 ) -> Decision:
     return Decision(
         allowed=True,
@@ -177,6 +236,8 @@ def _allow(
         jti=identity.jti,
         params=match.params if match is not None else (),
         stage=stage,
+        condition=condition,
+        claims=claims,
     )
 
 

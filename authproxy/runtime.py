@@ -16,7 +16,7 @@ from authproxy.auth.keys import KeyRing, RemoteKeys
 from authproxy.auth.verify import Verifier
 from authproxy.config import Overrides, load_with_warnings
 from authproxy.config.headers import HeaderPlan
-from authproxy.config.model import Config, JwksUrl, OidcIssuer, PolicyConfig
+from authproxy.config.model import Config, JwksUrl, OidcIssuer, PolicyConfig, RouteRule
 from authproxy.errors import ConfigError, Problem
 from authproxy.limits.plan import NO_LIMITS, Limits, build_limits
 from authproxy.policy.agentos_content import preset_routes
@@ -158,13 +158,13 @@ def _path_stages(mcp: McpPolicy | None) -> dict[tuple[str, ...], Stage]:
 def _one_stage_per_route(
     policy: PolicyConfig, marks: Mapping[tuple[str, ...], Stage], presets: Mapping[str, str]
 ) -> None:
-    """A route carries one stage: a content rule cannot also be an MCP endpoint or a preset-checked route
-    (one of them would silently not run)."""
+    """A route carries one stage: a content rule, or a condition reading the body (the content stage judges
+    it), cannot also be an MCP endpoint or a preset-checked route (one of them would silently not run)."""
     listings = {f"GET /{family}" for family in AGENTOS_FAMILIES} if policy.preset == "agentos" else set()
     problems = [
-        Problem(rule.file, rule.line, f"route {rule.key!r}: its content rule cannot run where {why}")
+        Problem(rule.file, rule.line, f"route {rule.key!r}: its {_reader(rule)} cannot run where {why}")
         for rule in policy.routes
-        if rule.content is not None
+        if (rule.content is not None or (rule.when is not None and rule.when.reads_body))
         and (
             why := "the MCP endpoint checks each message"
             if _literal_path(rule.key) in marks
@@ -175,6 +175,10 @@ def _one_stage_per_route(
     ]
     if problems:
         raise ConfigError(problems)
+
+
+def _reader(rule: RouteRule) -> str:
+    return "content rule" if rule.content is not None else "condition on the body"
 
 
 def load_runtime(

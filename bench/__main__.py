@@ -114,6 +114,7 @@ def _decisions(res: Results, stack: Stack, keys: KeySet) -> None:
     cases = (
         ("RS256 + agentos preset, warm", "ap-rs256", [keys.token("RS256")], 20_000),
         ("HS256 + preset, warm", "ap-hs256", [keys.token("HS256")], 20_000),
+        ("HS256 + preset + one claims condition, warm", "ap-hs256-when", [keys.token("HS256")], 20_000),
         ("ES256 + preset, warm", "ap-es256", [keys.token("ES256")], 20_000),
         ("RS256 + preset, cache miss", "ap-rs256", list(keys.distinct_rs256(2_000)), 1),
     )

@@ -160,9 +160,13 @@ def authproxy_yaml(
     key_line: str,
     public: bool = False,
     tls: tuple[Path, Path] | None = None,
+    when: str | None = None,
 ) -> str:
-    """An authproxy config: the agentos preset, or (public) a policy where the bench route needs no token."""
+    """An authproxy config: the agentos preset, or (public) a policy where the bench route needs no token;
+    `when`: the preset's rule for the bench route again, with this condition."""
     policy = '  public: ["/agents/**"]\n' if public else "  preset: agentos\n"
+    if when is not None:
+        policy += f'  routes:\n    "GET /agents/{{agent_id}}": {{scopes: [agents:read], when: "{when}"}}\n'
     return f"""listen: 127.0.0.1:{port}
 admin_listen: 127.0.0.1:{admin_port}
 upstream:

@@ -42,6 +42,9 @@ class _ProxySpec:
     upstream: str  # a service name
     public: bool = False
     tls: bool = False  # terminate TLS on the proxied port
+    when: str | None = (
+        None  # a `when:` on the bench route (the preset's rule, same scopes): a condition's cost
+    )
 
 
 _PROXIES: dict[str, _ProxySpec] = {
@@ -51,6 +54,7 @@ _PROXIES: dict[str, _ProxySpec] = {
     "ap-rs256-tls": _ProxySpec("RS256", "static", tls=True),
     "ap-rs256-miss": _ProxySpec("RS256", "static"),
     "ap-es256": _ProxySpec("ES256", "static"),
+    "ap-hs256-when": _ProxySpec("HS256", "static", when="claims.sub == 'bench-user'"),
     "ap-fastapi": _ProxySpec("RS256", "fastapi"),
     "ap-sse": _ProxySpec("RS256", "sse"),
 }
@@ -187,6 +191,7 @@ class Stack:
                 key_line=self._key_line(spec.alg),
                 public=spec.public,
                 tls=self._tls() if spec.tls else None,
+                when=spec.when,
             )
         )
         return conf

@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 from authproxy.answers.denials import render_denial
 from authproxy.answers.table import Rendered, render_upstream_error
 from authproxy.authz.answer import check_answer as decision_port_answer
-from authproxy.errors import RequestRejected, UpstreamError
+from authproxy.errors import ConditionFailed, RequestRejected, UpstreamError
 from authproxy.policy.content.check import (
     check_answer,
     check_lookup_answer,
@@ -219,18 +219,29 @@ class _Checks:
 
 
 def _gate_checks(decision: Decision) -> list[Check]:
-    limited = decision.error in ("rate_limited", "rate_limit_unavailable")
+    # Refused after the scopes held: by the rate limits, or by the route's condition (its own line below).
+    limited = decision.error in ("rate_limited", "rate_limit_unavailable", "condition_failed")
     needs = " ".join(decision.required_scopes) or "no scope"
     route = decision.route or ("public" if decision.public else "no route")
     gate = Check(
         "gate", f"{route}: needs {needs}", "refused" if not (decision.allowed or limited) else "passed"
     )
     checks = [gate]
+    judged = decision.condition
+    if judged is not None:  # the route's `when`, as the gate judged it
+        checks.append(Check("condition", f"{judged.condition} = {judged.value}", _result(judged.passed)))
     if decision.rate_limit is not None:
-        checks.append(
-            Check("rate limits", decision.rate_limit.describe(), "refused" if limited else "passed")
-        )
+        refused = decision.error in ("rate_limited", "rate_limit_unavailable")
+        checks.append(Check("rate limits", decision.rate_limit.describe(), _result(not refused)))
     return checks
+
+
+def _failed_condition(failed: ConditionFailed) -> Check:
+    return Check("condition", f"{failed.condition} = {failed.value}", "refused")
+
+
+def _result(passed: bool) -> Result:
+    return "passed" if passed else "refused"
 
 
 def after_the_gate(
@@ -291,9 +302,15 @@ def _content(plan: ContentPlan, request: Request, checks: _Checks) -> Canned | N
             request.headers.getall("Content-Encoding", ()),
         )
 
-    _, body = checks.run(plan.label, plan.describe(), request_checks)
+    try:
+        _, body = checks.run(plan.label, plan.describe(), request_checks)
+    except ConditionFailed as failed:  # the route's `when` on the body: its expression and value
+        checks.done.append(_failed_condition(failed))
+        raise
+    if plan.when is not None and body is not None:
+        checks.done.append(Check("condition", f"{plan.when.condition.describe()} = true", "passed"))
     if plan.reads_body and request.body is None:
-        checks.pending("request body", "its pins and item scopes need the body (--body, or a case's body:)")
+        checks.pending("request body", "its checks on the body need the body (--body, or a case's body:)")
     if plan.rule.owner is not None:
         _owner(plan, request, body, checks)
     if not plan.rule.response:
@@ -336,7 +353,7 @@ def _mcp(rt: Runtime, decision: Decision, stage: McpMessages, request: Request, 
         checks.pending(stage.label, f"{stage.describe()} (needs the body: --body, or a case's body:)")
         return
     data = request.body
-    caller = Caller(frozenset(decision.scopes), decision.subject, decision.session_id)
+    caller = Caller(frozenset(decision.scopes), decision.subject, decision.session_id, decision.claims or {})
 
     def messages() -> Post:
         try:
@@ -347,6 +364,14 @@ def _mcp(rt: Runtime, decision: Decision, stage: McpMessages, request: Request, 
             raise post_refusal(bad) from None
         return check_post(policy, stage.site, caller, data, content_type, request.headers)
 
-    post = checks.run(stage.label, stage.describe(), messages)
+    try:
+        post = checks.run(stage.label, stage.describe(), messages)
+    except ConditionFailed as failed:  # a tool rule's `when`: its expression and value
+        checks.done.append(_failed_condition(failed))
+        raise
+    for message in post.messages:  # every call ran its tool's condition, and each held
+        when = stage.site.tool(message.tool).when if message.method == "tools/call" and message.tool else None
+        if when is not None:
+            checks.done.append(Check("condition", f"{when.describe()} = true", "passed"))
     if post.requests("tools/list"):
         checks.pending("tools/list answer", "cut to the tools the caller may call (needs the upstream)")

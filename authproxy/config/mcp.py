@@ -13,6 +13,7 @@
             run_agent: ["agents:{agent_id}:run"]         # {agent_id} binds arguments.agent_id
             cancel_run: {any_of: [["agents:{agent_id}:run"], ["teams:{team_id}:run"]]}
             my_notes: {scopes: [notes:read], pin: {user_id: user_id}}  # arguments.user_id := the caller's
+            migrate: {scopes: [db:write], when: "tool.arguments.dry_run == true"}  # CEL, also for admins
             drop_tables: deny                            # only the admin scope
             "*": deny                                    # every tool not named (the default)
 
@@ -27,6 +28,7 @@ import re
 from collections.abc import Mapping as EnvMap
 from dataclasses import replace
 
+from authproxy.config.conditions import Condition
 from authproxy.config.fields import (
     Checks,
     Invalid,
@@ -46,6 +48,7 @@ from authproxy.config.mcp_model import DEFAULT_MAX_BODY, METADATA_PATH, McpConfi
 from authproxy.config.model import OidcIssuer, PolicyConfig, PublicRule, RouteRule
 from authproxy.config.source import MapNode, Node, Scalar
 from authproxy.config.values import split_http_url
+from authproxy.config.when import read_when
 from authproxy.errors import BadTarget
 from authproxy.policy.mcp.tools import compile_tool
 from authproxy.policy.patterns import parse_pattern
@@ -56,7 +59,7 @@ __all__ = ["endpoint_routes", "issuers_of", "read_mcp"]
 _KEYS = model_keys(McpConfig)
 _ENDPOINT_KEYS = model_keys(McpEndpoint, skip=("path",))  # the path is the endpoint's own key
 # Not ToolRule's fields: `scopes` (one alternative) or `any_of` (several) are read into `alternatives`.
-_TOOL_KEYS = ("any_of", "scopes", "pin")
+_TOOL_KEYS = ("any_of", "scopes", "pin", "when")
 _PRESET_KEYS = ("endpoints",)
 _PIN_FIELDS = ("user_id", "session_id")  # the caller's identity fields (jwt.claims)
 _SIZE = re.compile(r"(\d+)\s*([kKmM]?)(i?[bB])?")
@@ -209,27 +212,28 @@ def _tools(report: Report, label: str, node: Node, preset: str | None) -> list[T
 
 
 def _tool(report: Report, label: str, key: Scalar, node: Node, preset: str | None) -> ToolRule:
-    alternatives, pins = _rule(report, label, node)
+    alternatives, pins, when = _rule(report, label, node)
     try:
         compile_tool(key.text, alternatives, preset=preset)
     except ValueError as bad:
         raise report.invalid(key.line, f"{label}: {bad}") from None
-    return ToolRule(key.text, alternatives, report.file, key.line, pins)
+    return ToolRule(key.text, alternatives, report.file, key.line, pins, when)
 
 
-_Rule = tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, str], ...]]  # (alternatives, pins)
+# (alternatives, pins, when)
+_Rule = tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, str], ...], Condition | None]
 
 
 def _rule(report: Report, label: str, node: Node) -> _Rule:
     if isinstance(node, Scalar) and node.value == "deny":
-        return (), ()
+        return (), (), None
     if isinstance(node, MapNode):
         return _rule_map(report, label, node)
     if isinstance(node, Scalar) and not node.failed:
         raise report.invalid(
             node.line, f"{label}: expected a list of scopes, deny, or {{any_of: [[scopes], ...]}}"
         )
-    return (_scopes(report, label, node),), ()
+    return (_scopes(report, label, node),), (), None
 
 
 def _rule_map(report: Report, label: str, node: MapNode) -> _Rule:
@@ -244,8 +248,9 @@ def _rule_map(report: Report, label: str, node: MapNode) -> _Rule:
         alternatives = checks.key(section, "any_of", lambda p, n: _any_of(report, p, n), no_alternatives)
     no_pins: tuple[tuple[str, str], ...] = ()
     pins = checks.key(section, "pin", lambda p, n: _pins(report, p, n), no_pins)
+    when = checks.key(section, "when", lambda p, n: read_when(report, p, n, "tool"), None)
     checks.done()
-    return alternatives, pins
+    return alternatives, pins, when
 
 
 def _any_of(report: Report, label: str, node: Node) -> tuple[tuple[str, ...], ...]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authproxy.config.conditions import Condition
+
 __all__ = ["DEFAULT_MAX_BODY", "METADATA_PATH", "McpConfig", "McpEndpoint", "ToolRule"]
 
 METADATA_PATH = "/.well-known/oauth-protected-resource"  # RFC 9728, section 3
@@ -17,7 +19,7 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024  # one JSON-RPC POST; tool arguments are smal
 
 @dataclass(frozen=True, slots=True)
 class ToolRule:
-    """`name: [scopes]`, `name: deny` or `name: {scopes | any_of, pin}`, located in its file.
+    """`name: [scopes]`, `name: deny` or `name: {scopes | any_of, pin, when}`, located in its file.
 
     `alternatives` is empty for `deny` (only the admin scope passes). Each alternative is all-of; a
     `{param}` in a scope binds the tool call's `arguments.param`, and an alternative whose arguments are
@@ -31,6 +33,8 @@ class ToolRule:
     # (argument, identity field): the call's `arguments.<argument>` is set to the caller's `user_id` or
     # `session_id` when absent, and a different value is refused; the admin scope is not pinned.
     pins: tuple[tuple[str, str], ...] = ()
+    # `when: <CEL>` over `claims`, `tool.name` and `tool.arguments`: the call runs only when it is true too.
+    when: Condition | None = None
 
 
 @dataclass(frozen=True, slots=True)

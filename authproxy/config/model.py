@@ -9,6 +9,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Literal
 
+from authproxy.config.conditions import Condition
 from authproxy.config.content import ContentRule
 from authproxy.config.limits_model import RateLimitsConfig
 from authproxy.config.mcp_model import McpConfig
@@ -169,6 +170,7 @@ class RouteRule:
     file: str
     line: int
     content: ContentRule | None = None  # the mapping form's body/query/response checks (config/content.py)
+    when: Condition | None = None  # the mapping form's `when:` CEL condition (config/conditions.py)
 
 
 @dataclass(frozen=True, slots=True)

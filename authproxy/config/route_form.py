@@ -1,4 +1,4 @@
-"""The mapping form of a route rule: `"METHOD PATH": {scopes, pin, items, response, owner, max_body}`.
+"""The mapping form of a route rule: `"METHOD PATH": {scopes, when, pin, items, response, owner, max_body}`.
 
 A route value that is a list stays what it always was (scopes only). The mapping adds content checks,
 each validated here with its location, so a typo fails `authproxy check` instead of a request.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from authproxy.config.conditions import Condition
 from authproxy.config.content import (
     CLAIMS,
     Claim,
@@ -21,11 +22,12 @@ from authproxy.config.content import (
 )
 from authproxy.config.fields import Checks, Invalid, Report, model_keys, read_map, read_section, read_str
 from authproxy.config.source import MapNode, Node, Scalar
+from authproxy.config.when import read_when
 
 __all__ = ["read_route_form"]
 
 # The route's scopes, then the ContentRule; `pins` is written `pin` (one field per entry, like `items`).
-_KEYS = ("scopes", *model_keys(ContentRule, rename={"pins": "pin"}))
+_KEYS = ("scopes", "when", *model_keys(ContentRule, rename={"pins": "pin"}))
 _OWNER_KEYS = model_keys(OwnerLookup, rename={"target": "get"})  # `get: /path`: the lookup's request
 _MAX_BODY_LIMIT = 1024 * 1024 * 1024
 _DEFAULT = ContentRule()
@@ -38,12 +40,14 @@ ScopeReader = Callable[[Report, str, Node], tuple[str, ...]]
 
 def read_route_form(
     report: Report, label: str, node: MapNode, read_scopes: ScopeReader
-) -> tuple[tuple[str, ...], ContentRule | None]:
-    """(scopes, content rule or None when the mapping asks for no content check); Invalid after reporting."""
+) -> tuple[tuple[str, ...], ContentRule | None, Condition | None]:
+    """(scopes, content rule or None when the mapping asks for no content check, `when` condition or None);
+    Invalid after reporting."""
     section = read_section(report, label, node.line, node, _KEYS, required=("scopes",))
     checks = Checks()
     d = _DEFAULT
     scopes = checks.key(section, "scopes", lambda p, n: read_scopes(report, p, n), None)
+    when = checks.key(section, "when", lambda p, n: read_when(report, p, n, "route"), None)
     pins = checks.key(section, "pin", lambda p, n: _pairs(report, p, n, _claim, _field_claim), d.pins)
     items = checks.key(
         section, "items", lambda p, n: _pairs(report, p, n, _item_scopes(read_scopes), ItemScopes), d.items
@@ -60,8 +64,8 @@ def read_route_form(
     if scopes is None:
         raise Invalid  # missing (reported by read_section)
     if not (pins or items or response or owner):
-        return scopes, None
-    return scopes, ContentRule(pins, items, response, owner, max_body)
+        return scopes, None, when
+    return scopes, ContentRule(pins, items, response, owner, max_body), when
 
 
 def _pairs(

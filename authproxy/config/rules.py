@@ -9,6 +9,7 @@ from collections.abc import Mapping as EnvMap
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
+from authproxy.config.conditions import Condition
 from authproxy.config.content import ContentRule
 from authproxy.config.fields import (
     Checks,
@@ -176,14 +177,15 @@ def _route(
     canonical = checks.attempt("key", lambda: _canonical(report, label, key.line, key.text, seen), "")
     scopes: tuple[str, ...] = ()
     content: ContentRule | None = None
-    if isinstance(value, MapNode):  # the general form: {scopes, pin, items, response, owner}
-        scopes, content = checks.attempt(
-            "value", lambda: read_route_form(report, label, value, _scopes), (scopes, content)
+    when: Condition | None = None
+    if isinstance(value, MapNode):  # the general form: {scopes, when, pin, items, response, owner}
+        scopes, content, when = checks.attempt(
+            "value", lambda: read_route_form(report, label, value, _scopes), (scopes, content, when)
         )
     else:
         scopes = checks.attempt("value", lambda: _scopes(report, label, value), scopes)
     checks.done()
-    return canonical, RouteRule(key.text, scopes, report.file, key.line, content)
+    return canonical, RouteRule(key.text, scopes, report.file, key.line, content, when)
 
 
 def _canonical(report: Report, label: str, line: int, key: str, seen: dict[str, str]) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from authproxy.errors import DenialCode, InsufficientScope, RequestRejected
+from authproxy.errors import ConditionFailed, DenialCode, InsufficientScope, RequestRejected
+from authproxy.policy.conditions import Judged
 from authproxy.policy.rate_limit import RateLimitState
 from authproxy.policy.reads import Reads
 from authproxy.policy.stages import Stage
@@ -30,6 +33,11 @@ class Decision:
     # What follows the allow (policy/stages.py), the caller's ids bound. On a denial it is kept when the
     # route has one, so an answer can say which kind of route refused (an MCP challenge names its metadata).
     stage: Stage | None = None
+    # The route's `when`, as judged at the gate or by the stage that refused on it (explain, access line).
+    condition: Judged | None = None
+    # The verified token's claims, for the conditions judged after the gate (an MCP tool rule's `when`);
+    # never logged nor rendered.
+    claims: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def reads(self) -> Reads:
@@ -52,4 +60,7 @@ def deny(decision: Decision, error: RequestRejected) -> Decision:
             required_scopes=error.required,
             missing_scopes=error.missing,
         )
+    if isinstance(error, ConditionFailed):
+        judged = Judged(error.condition, error.value, False)
+        return replace(decision, allowed=False, error=error.code, reason=error.reason, condition=judged)
     return replace(decision, allowed=False, error=error.code, reason=error.reason)

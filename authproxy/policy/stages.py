@@ -6,7 +6,7 @@ The gate decides; a stage carries out, for one request, what its route asks beyo
 |---|---|---|
 | ListingFilter | agentos `GET /agents` (teams, workflows), per-item read scopes only | the answer |
 | RosterFilter | agentos `GET /config` | the answer |
-| ContentPlan | a route value with `pin`, `items`, `owner` or `response` | query, body, lookup, answer |
+| ContentPlan | a route's `pin`, `items`, `owner`, `response`, or body `when` | query, body, lookup, answer |
 | MessageGrant | agentos `GET /workflows/ws` | each message |
 | McpMessages | an MCP endpoint (`mcp.endpoints`) | the body, each message, the answer |
 | McpMetadata | its RFC 9728 protected-resource metadata | nothing: the proxy answers |

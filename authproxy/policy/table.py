@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from authproxy.config.conditions import Condition
 from authproxy.config.model import PublicRule, RouteRule
 from authproxy.errors import ConfigError, Problem
 from authproxy.policy.patterns import (
@@ -39,6 +40,7 @@ class RouteMatch(NamedTuple):
     public: bool
     requirement: ScopeRequirement | None  # None for a public rule
     params: tuple[tuple[str, str], ...]  # {name} -> decoded segment, in path order
+    condition: Condition | None = None  # the rule's `when`, judged once its scopes hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class _Rule:
     requirement: ScopeRequirement | None
     file: str
     line: int
+    condition: Condition | None = None
 
     def key(self, rank: int) -> tuple[int, ...]:
         return (*self.pattern.specificity[:3], rank)
@@ -55,22 +58,23 @@ class _Rule:
 class _Entry:
     """One rule as reached by one kind of method; `order` compares entries across the whole table."""
 
-    __slots__ = ("fixed", "order", "requirement", "route", "slots")
+    __slots__ = ("condition", "fixed", "order", "requirement", "route", "slots")
 
     def __init__(self, rule: _Rule, order: int) -> None:
         self.order = order
         self.route = rule.pattern.key
         self.requirement = rule.requirement
+        self.condition = rule.condition
         names = rule.pattern.param_names
         self.slots = tuple((n, i) for i, n in enumerate(names) if n is not None)
         # Rules that bind nothing answer with one shared, prebuilt value.
-        self.fixed = RouteMatch(self.route, rule.requirement is None, rule.requirement, ())
+        self.fixed = RouteMatch(self.route, rule.requirement is None, rule.requirement, (), rule.condition)
 
     def result(self, segments: tuple[str, ...]) -> RouteMatch:
         if not self.slots:
             return self.fixed
         params = tuple([(name, segments[i]) for name, i in self.slots])
-        return RouteMatch(self.route, self.requirement is None, self.requirement, params)
+        return RouteMatch(self.route, self.requirement is None, self.requirement, params, self.condition)
 
 
 class _Choice:
@@ -133,12 +137,14 @@ class RouteTable:
             try:
                 pattern = parse_pattern(rule.key)
                 requirement = None
+                condition = None
                 if isinstance(rule, RouteRule):
+                    condition = rule.when
                     requirement = compile_requirement(rule.scopes, pattern, preset=preset)
             except ValueError as bad:
                 problems.append(Problem(rule.file, rule.line, f"{kind} {rule.key!r}: {bad}"))
                 continue
-            rules.append(_Rule(pattern, requirement, rule.file, rule.line))
+            rules.append(_Rule(pattern, requirement, rule.file, rule.line, condition))
         problems.extend(cls.find_ties(rules))
         if problems:
             raise ConfigError(problems)

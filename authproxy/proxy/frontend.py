@@ -82,6 +82,10 @@ class AccessRecord:
             out.update(d.rate_limit.log_fields())
         if (would := self.would) is not None:
             out.update(dry_run=True, would={"status": verdict(would), "error": would.error})
+        refused = would if would is not None else d
+        if refused is not None and refused.error == "condition_failed" and refused.condition is not None:
+            # The operator learns which `when` refused, and what it gave; the caller's answer does not.
+            out.update(condition=refused.condition.condition, condition_value=refused.condition.value)
         return out
 
 

@@ -69,6 +69,7 @@ CONTENT_RULES = """\
     "POST /runs/{run_id}/cancel":
       scopes: [items:write]
       owner: {get: "/lookup/{run_id}?session={query.session_id}&user={caller.user_id}"}
+    "POST /payments": {scopes: [items:write], when: "body.amount <= 1000"}
 """
 MCP_SECTION = """\
 mcp:
@@ -81,6 +82,7 @@ mcp:
         read_note: ["notes:{note_id}:read"]
         whoami: []
         purge: deny
+        migrate: {scopes: [], when: "tool.arguments.dry_run == true"}
 """
 JSON = {"Content-Type": "application/json"}
 # MCP_SECTION's endpoint is this resource: its tokens name it beside the deployment's audience (RFC 8707).
@@ -123,6 +125,15 @@ STAGE_CASES: list[tuple[str, str, str, tuple[str, ...] | None, dict[str, str], b
         json.dumps([_rpc(1, "read_note", note_id="n1"), _rpc(2, "purge")]).encode(),
     ),
     ("mcp without a token", "POST", "/mcp", None, JSON, json.dumps(_rpc(1, "whoami")).encode()),
+    ("body condition false", "POST", "/payments", ("items:write",), JSON, b'{"amount": 5000}'),
+    (
+        "mcp tool condition false",
+        "POST",
+        "/mcp",
+        ("proxy:use",),
+        JSON,
+        json.dumps(_rpc(3, "migrate")).encode(),
+    ),
 ]
 
 

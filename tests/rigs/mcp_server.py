@@ -84,10 +84,13 @@ def build_notes(ran: list[tuple[str, dict[str, str]]]) -> MCPServer:
 
 
 @asynccontextmanager
-async def notes_server(*, json_response: bool) -> AsyncIterator[NotesServer]:
-    """The notes server under uvicorn in this event loop, on an OS-chosen port; stopped on exit."""
+async def notes_server(
+    *, json_response: bool, build: Callable[[list[tuple[str, dict[str, str]]]], MCPServer] | None = None
+) -> AsyncIterator[NotesServer]:
+    """The notes server (or what `build` makes, recording into the list it is given) under uvicorn in this
+    event loop, on an OS-chosen port; stopped on exit."""
     ran: list[tuple[str, dict[str, str]]] = []
-    app = build_notes(ran).streamable_http_app(json_response=json_response)
+    app = (build or build_notes)(ran).streamable_http_app(json_response=json_response)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

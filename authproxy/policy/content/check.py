@@ -23,6 +23,7 @@ from authproxy.errors import (
     PayloadTooLarge,
     UpstreamUnavailable,
 )
+from authproxy.policy.conditions import judge
 from authproxy.policy.content.fields import Body, json_value, malformed, pin_body, pin_query
 from authproxy.policy.content.items import check_items
 from authproxy.policy.content.plan import ContentPlan
@@ -79,8 +80,9 @@ def body_content_type(content_types: Sequence[str], content_encodings: Sequence[
 
 
 def check_body(plan: ContentPlan, data: bytes, content_type: str) -> Body:
-    """The body read strictly, its item scopes checked and its pins held; what goes upstream is its
-    `encode()`. Raises PayloadTooLarge, MalformedBody, InsufficientScope, NotCallersOwn."""
+    """The body read strictly, its item scopes checked, its pins held, then the route's body condition
+    judged on it (on what the upstream will receive); what goes upstream is its `encode()`. Raises
+    PayloadTooLarge, MalformedBody, InsufficientScope, NotCallersOwn, ConditionFailed."""
     if len(data) > plan.rule.max_body:  # the proxied port stops reading here already
         raise PayloadTooLarge(f"the request body is over {plan.rule.max_body} bytes")
     body = Body(data, content_type)
@@ -88,6 +90,8 @@ def check_body(plan: ContentPlan, data: bytes, content_type: str) -> Body:
     for pin in plan.rule.pins:
         if pin.field.where != "query":
             pin_body(body, pin.field, _caller(plan, pin.claim))
+    if plan.when is not None:
+        judge(plan.when.condition, {**plan.when.variables, "body": body.value()})
     return body
 
 

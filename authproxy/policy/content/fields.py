@@ -78,6 +78,16 @@ class Body:
         """(name, value) of every plain field (file parts are not fields a rule can read)."""
         return [(p.name, p.text) for p in self.parts() if p.filename is None]
 
+    def value(self) -> Any:
+        """The body as a condition reads it: a JSON document as parsed, a form as name -> list of its plain
+        field values (file parts are not fields)."""
+        if self._parts is None:
+            return self._document
+        fields: dict[str, list[str]] = {}
+        for name, text in self.form():
+            fields.setdefault(name, []).append(text)
+        return fields
+
     def encode(self) -> tuple[str, bytes]:
         """(Content-Type, body): the canonical encoding of what was read, pins included."""
         if self._parts is None:

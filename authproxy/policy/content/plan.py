@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
+from authproxy.config.conditions import Condition
 from authproxy.config.content import ContentRule
 from authproxy.config.model import RouteRule
 from authproxy.errors import ConfigError, InsufficientScope, Problem
@@ -20,7 +21,18 @@ from authproxy.policy.content.templates import template_names
 from authproxy.policy.patterns import parse_pattern
 from authproxy.policy.reads import Reads
 
-__all__ = ["ContentPlan", "ContentPlans"]
+__all__ = ["BodyCondition", "ContentPlan", "ContentPlans"]
+
+_NO_RULE = ContentRule()  # a plan that only judges a body condition (or an admin's: content rules skip it)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyCondition:
+    """A route's `when` that reads `body`: judged once the body is read, with the other variables it reads
+    already built by the gate."""
+
+    condition: Condition
+    variables: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +41,7 @@ class ContentPlan:
     caller: tuple[tuple[str, str | None], ...]  # ("user_id", id), ("session_id", id)
     params: tuple[tuple[str, str], ...]  # path parameters bound by the route
     granted: frozenset[str]  # the caller's scopes, for item scopes named in the body
+    when: BodyCondition | None = None  # the route's condition on the body, judged after the pins are held
 
     label: ClassVar[str] = "content checks"
 
@@ -48,7 +61,8 @@ class ContentPlan:
     def reads_body(self) -> bool:
         owner = self.rule.owner
         form_lookup = owner is not None and any(n.startswith("form.") for n in template_names(owner.target))
-        return form_lookup or bool(self.rule.items) or any(p.field.where != "query" for p in self.rule.pins)
+        pinned = any(p.field.where != "query" for p in self.rule.pins)
+        return form_lookup or bool(self.rule.items) or pinned or self.when is not None
 
     def claim(self, name: str) -> str | None:
         for key, value in self.caller:
@@ -62,6 +76,8 @@ class ContentPlan:
         if self.rule.owner is not None:
             parts.append(f"owner lookup GET {self.rule.owner.target} before forwarding")
         parts += [f"response {r.field} must be {self.claim(r.claim)}" for r in self.rule.response]
+        if self.when is not None:
+            parts.append(f"when {self.when.condition.describe()} on the body")
         read = [w for w, on in (("body", self.reads_body), ("response", bool(self.rule.response))) if on]
         bound = [f"{' and '.join(read)} read up to {self.rule.max_body} bytes"] if read else []
         return "; ".join(parts + bound)
@@ -70,19 +86,21 @@ class ContentPlan:
 class ContentPlans:
     """Route key (as written) -> content rule, for the rules that have one; built with the runtime."""
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_body_conditions", "_rules")
 
-    def __init__(self, rules: Mapping[str, ContentRule]) -> None:
+    def __init__(self, rules: Mapping[str, ContentRule], body_conditions: bool = False) -> None:
         self._rules = dict(rules)
+        self._body_conditions = body_conditions  # some route's `when` reads the body: its plans bind here
 
     def __bool__(self) -> bool:
-        return bool(self._rules)
+        return bool(self._rules) or self._body_conditions
 
     @classmethod
     def build(cls, routes: Sequence[RouteRule]) -> ContentPlans:
         """Check every template against its route; raise ConfigError listing what is wrong."""
         problems: list[Problem] = []
         rules: dict[str, ContentRule] = {}
+        body_conditions = any(r.when is not None and r.when.reads_body for r in routes)
         for route in routes:
             if route.content is None:
                 continue
@@ -93,22 +111,31 @@ class ContentPlans:
             rules[route.key] = route.content
         if problems:
             raise ConfigError(problems)
-        return cls(rules)
+        return cls(rules, body_conditions)
 
-    def bind(self, allowed: Allowed, admin_scope: str | None) -> ContentPlan | None:
-        """The content plan of the allowed route, bound to its caller; None when it has none (or for admins).
+    def bind(
+        self,
+        allowed: Allowed,
+        admin_scope: str | None,
+        condition: tuple[Condition, Mapping[str, Any]] | None = None,
+    ) -> ContentPlan | None:
+        """The content plan of the allowed route, bound to its caller; None when it has none. The admin scope
+        skips the content rule, never the route's body `condition` (its other variables already built).
 
         Raises InsufficientScope when the rule pins to a user id the token does not carry (Agno: 403).
         """
         rule = self._rules.get(allowed.route or "")
-        if rule is None or (admin_scope is not None and admin_scope in allowed.scopes):
+        if admin_scope is not None and admin_scope in allowed.scopes:
+            rule = None
+        if rule is None and condition is None:
             return None
-        if not allowed.subject and _uses_user_id(rule):  # an empty id names nobody (Agno: 403 too)
+        if rule is not None and not allowed.subject and _uses_user_id(rule):  # an empty id names nobody
             raise InsufficientScope(
                 "the token carries no user id, and this route is scoped to its caller", (), ()
             )
         caller = (("user_id", allowed.subject), ("session_id", allowed.session_id))
-        return ContentPlan(rule, caller, allowed.params, frozenset(allowed.scopes))
+        when = BodyCondition(*condition) if condition is not None else None
+        return ContentPlan(rule or _NO_RULE, caller, allowed.params, frozenset(allowed.scopes), when)
 
 
 class Allowed(Protocol):

@@ -75,7 +75,7 @@ class McpPolicy:
             for rule in endpoint.tools:
                 try:
                     tools[rule.name] = compile_tool(
-                        rule.name, rule.alternatives, preset=preset, pins=rule.pins
+                        rule.name, rule.alternatives, preset=preset, pins=rule.pins, when=rule.when
                     )
                 except ValueError as bad:
                     problems.append(Problem(rule.file, rule.line, f"MCP tool {rule.name!r}: {bad}"))

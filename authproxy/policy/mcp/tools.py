@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from authproxy.config.conditions import Condition
 from authproxy.errors import BadItemId
 from authproxy.policy.patterns import parse_pattern
 from authproxy.policy.scopes import ScopeRequirement, compile_requirement, evaluate, is_item_id
@@ -37,6 +38,7 @@ class CompiledTool:
     name: str
     alternatives: tuple[_Alternative, ...]  # empty: denied to all but the admin scope
     pins: tuple[tuple[str, str], ...] = ()  # (argument, identity field) set to the caller's own
+    when: Condition | None = None  # judged after the scopes and pins hold (proxy/mcp/messages.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +55,11 @@ def compile_tool(
     *,
     preset: str | None,
     pins: tuple[tuple[str, str], ...] = (),
+    when: Condition | None = None,
 ) -> CompiledTool:
     """Compile one rule; raise ValueError for a malformed scope (the message names it)."""
-    return CompiledTool(name, tuple(_compile_alternative(scopes, preset) for scopes in alternatives), pins)
+    compiled = tuple(_compile_alternative(scopes, preset) for scopes in alternatives)
+    return CompiledTool(name, compiled, pins, when)
 
 
 def _compile_alternative(scopes: tuple[str, ...], preset: str | None) -> _Alternative:

@@ -113,7 +113,9 @@ class _Call:
         except BadMessage as bad:
             raise post_refusal(bad) from None
         decision = self.decision
-        caller = Caller(frozenset(decision.scopes), decision.subject, decision.session_id)
+        caller = Caller(
+            frozenset(decision.scopes), decision.subject, decision.session_id, decision.claims or {}
+        )
         try:
             post = check_post(self.policy, self.site, caller, data, content_type, headers)
         except RequestRejected as refused:

@@ -13,18 +13,20 @@ runs unless all of it may run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from authproxy.errors import (
     BadItemId,
+    ConditionFailed,
     InsufficientScope,
     MalformedBody,
     MethodNotAllowed,
     PayloadTooLarge,
     RequestRejected,
 )
+from authproxy.policy.conditions import judge, tool_variables
 from authproxy.policy.mcp.endpoints import McpPolicy, McpSite
 from authproxy.policy.mcp.tools import ToolVerdict
 from authproxy.proxy.mcp.jsonrpc import (
@@ -32,6 +34,7 @@ from authproxy.proxy.mcp.jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     BadMessage,
+    Id,
     Post,
     error_object,
     parse_post,
@@ -61,6 +64,7 @@ class Caller:
     scopes: frozenset[str]
     subject: str | None
     session_id: str | None
+    claims: Mapping[str, Any] = field(default_factory=dict)  # for a tool rule's `when`
 
 
 def check_method(method: str) -> None:
@@ -125,41 +129,93 @@ class _TooLarge(BadMessage):
 
 def _check_calls(policy: McpPolicy, site: McpSite, caller: Caller, post: Post) -> list[tuple[int, str, str]]:
     """The argument pins to write into the POST; InsufficientScope, with one JSON-RPC error per request
-    as its body, when any call in it is refused."""
-    errors: list[dict[str, Any]] = []
-    required: dict[str, None] = {}
-    missing: dict[str, None] = {}
-    reasons: list[str] = []
+    as its body, when any call in it is refused for its scopes or pins, else ConditionFailed when a call's
+    `when` is not true."""
+    refusals = _Refusals()
     pinned: list[tuple[int, str, str]] = []
     for index, message in enumerate(post.messages):
         if message.kind != "request":
             continue
         if message.method == "tools/call" and message.tool is not None:
+            call = (index, message.tool, message.arguments)
             verdict = policy.check(site, message.tool, message.arguments, caller.scopes)
             if verdict.allowed:
                 # A refused batch runs none of it: its challenge names what every call in it needs.
-                required.update(dict.fromkeys(verdict.required))
-                verdict = _pin(policy, site, caller, (index, message.tool, message.arguments), pinned)
+                refusals.required.update(dict.fromkeys(verdict.required))
+                verdict = _pin(policy, site, caller, call, pinned)
             if not verdict.allowed:
-                text = _insufficient(verdict.required)
-                data = {
-                    "error": "insufficient_scope",
-                    "tool": message.tool,
-                    "reason": verdict.reason,
-                    "required_scopes": list(verdict.required),
-                    "missing_scopes": list(verdict.missing),
-                }
-                errors.append(error_object(message.id, FORBIDDEN, text, data))
-                required.update(dict.fromkeys(verdict.required))
-                missing.update(dict.fromkeys(verdict.missing))
-                reasons.append(f"tool {message.tool!r}: {verdict.reason}")
+                refusals.scopes(message.id, message.tool, verdict)
                 continue
-        errors.append(error_object(message.id, FORBIDDEN, _NOT_RUN, {"error": "insufficient_scope"}))
-    if not reasons:
-        return pinned
-    refused = [e for e in errors if e["error"]["message"] != _NOT_RUN] if not post.batch else errors
-    document: Any = errors if post.batch else refused[0]
-    raise InsufficientScope("; ".join(reasons), tuple(required), tuple(missing), body=document)
+            failed = _condition(site, caller, call, pinned)
+            if failed is not None:
+                refusals.condition(message.id, message.tool, failed)
+                continue
+        refusals.errors.append(error_object(message.id, FORBIDDEN, _NOT_RUN, {}))
+    refusals.raise_any(post.batch)
+    return pinned
+
+
+@dataclass(slots=True)
+class _Refusals:
+    """The JSON-RPC errors of one POST's requests, and what its one HTTP refusal says."""
+
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    required: dict[str, None] = field(default_factory=dict)
+    missing: dict[str, None] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    failed: list[ConditionFailed] = field(default_factory=list)
+
+    def scopes(self, ident: Id | None, tool: str, verdict: ToolVerdict) -> None:
+        data = {
+            "error": InsufficientScope.code,
+            "tool": tool,
+            "reason": verdict.reason,
+            "required_scopes": list(verdict.required),
+            "missing_scopes": list(verdict.missing),
+        }
+        self.errors.append(error_object(ident, FORBIDDEN, _insufficient(verdict.required), data))
+        self.required.update(dict.fromkeys(verdict.required))
+        self.missing.update(dict.fromkeys(verdict.missing))
+        self.reasons.append(f"tool {tool!r}: {verdict.reason}")
+
+    def condition(self, ident: Id | None, tool: str, failed: ConditionFailed) -> None:
+        # As the other per-tool refusals, with the condition's code; the expression is not told.
+        data = {"error": ConditionFailed.code, "tool": tool, "reason": failed.reason}
+        self.errors.append(error_object(ident, FORBIDDEN, failed.reason, data))
+        self.failed.append(failed)
+
+    def raise_any(self, batch: bool) -> None:
+        if not self.reasons and not self.failed:
+            return
+        # One code for the whole answer: a scope refusal (with its challenge) outranks a condition's.
+        code = InsufficientScope.code if self.reasons else ConditionFailed.code
+        for error in self.errors:
+            if error["error"]["message"] == _NOT_RUN:
+                error["error"]["data"]["error"] = code
+        refused = [e for e in self.errors if e["error"]["message"] != _NOT_RUN]
+        document: Any = self.errors if batch else refused[0]
+        if self.reasons:
+            reason = "; ".join(self.reasons)
+            raise InsufficientScope(reason, tuple(self.required), tuple(self.missing), body=document)
+        first = self.failed[0]
+        raise ConditionFailed(first.reason, first.condition, first.value, body=document)
+
+
+def _condition(
+    site: McpSite, caller: Caller, call: tuple[int, str, dict[str, Any]], pinned: list[tuple[int, str, str]]
+) -> ConditionFailed | None:
+    """The tool rule's `when` judged on the call's arguments as the upstream receives them (pins written
+    in); the admin scope does not skip it. The refusal, or None when it holds or the rule has none."""
+    index, tool, arguments = call
+    when = site.tool(tool).when
+    if when is None:
+        return None
+    sent = {**arguments, **{name: value for at, name, value in pinned if at == index}}
+    try:
+        judge(when, tool_variables(when, caller.claims, tool, sent))
+    except ConditionFailed as refused:
+        return refused
+    return None
 
 
 def _pin(
