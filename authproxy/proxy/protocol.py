@@ -162,10 +162,12 @@ class ClientConnection(asyncio.Protocol):
         self._refused = False  # a head was refused: nothing after it is read
         self._closing = False
         self._queue_held = False
+        self._next: asyncio.Future[None] | None = None  # the answering task waits on it for a request
         self._holds = 0  # reasons reading is paused (a full body buffer, a queue)
         self._writable = True
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._head_due: float | None = None
 
     @property
     def busy(self) -> bool:
@@ -212,7 +214,7 @@ class ClientConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
+        self._stop_timer()
         self.transport = None
         if self._body is not None and not self._body.complete:
             self._body.fail(ConnectionResetError("the client went away"))
@@ -325,7 +327,7 @@ class ClientConnection(asyncio.Protocol):
         exchange = self._upgrade
         self._upgrade = None
         self._switched, self._switched_closed = receive, closed
-        self._cancel_timer()
+        self._stop_timer()
         return (exchange.upgrade_tail or b"") if exchange is not None else b""
 
     def hold(self, on: bool) -> None:
@@ -352,13 +354,24 @@ class ClientConnection(asyncio.Protocol):
         self._cancel_timer()  # a whole head (or a refusal) came: the head timer stops until the queue is done
         if self.task is None:
             self.task = self._loop.create_task(self._answer_queue())
+        elif (waiter := self._next) is not None:
+            self._next = None
+            waiter.set_result(None)  # the task answering this connection waits for its next request
         elif len(self._queue) == 2 and not self._queue_held:
             self._queue_held = True
             self._hold(True)  # one answer ahead of it: read no more until it is done
 
     async def _answer_queue(self) -> None:
+        """The connection's requests in order, for as long as it is kept alive: one task per connection."""
         try:
-            while self._queue:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        break
+                    self._arm_timer()
+                    self._next = self._loop.create_future()
+                    await self._next
+                    continue
                 item = self._queue[0]
                 if isinstance(item, OwnAnswer):
                     await self._answer_refusal(item)
@@ -377,10 +390,8 @@ class ClientConnection(asyncio.Protocol):
                         self.data_received(item.upgrade_tail)
         finally:
             self.task = None
-        if self._closing:
-            self._close()
-        else:
-            self._arm_timer()
+            self._next = None
+        self._close()
 
     def _serves_on(self, exchange: ClientExchange) -> bool:
         """Whether the connection serves another request after `exchange`'s answer; closes it if not."""
@@ -448,22 +459,33 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def _arm_timer(self) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(self._listener.head_timeout, self._head_timed_out)
+        """A head is due within head_timeout from now. One timer per connection, not one per request: it is
+        moved by setting the deadline, and re-armed when it fires early."""
+        self._head_due = self._loop.time() + self._listener.head_timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._head_due, self._head_timed_out)
 
     def _cancel_timer(self) -> None:
+        self._head_due = None  # nothing is due: the timer, if it fires, does nothing but end
+
+    def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _head_timed_out(self) -> None:
         self._timer = None
-        if not self.busy:
-            self._close()
+        due = self._head_due
+        if due is None or self.busy:
+            return
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._head_timed_out)  # moved since it was set
+            return
+        self._close()
 
     def _close(self) -> None:
         self._closing = True
-        self._cancel_timer()
+        self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 
