@@ -18,7 +18,7 @@ from bench.configs import BENCH_PATH
 from bench.decision import DecisionTiming, combine, time_decision
 from bench.limit_cost import time_limit_checks
 from bench.load import LoadSettings, run_load, write_scripts
-from bench.plan import VARIANTS, Variant
+from bench.plan import SCALING, VARIANTS, Variant
 from bench.procs import ServiceError, Services, peak_rss_kib, rss_kib
 from bench.profile import profile_under_load
 from bench.report import Results, machine_facts, render
@@ -46,6 +46,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--workers", type=int, default=1, help="proxy workers (authproxy if it has --workers; Envoy)"
     )
+    p.add_argument(
+        "--scaling", action="store_true", help="also authproxy-rs256 with --workers 2 against one worker"
+    )
     p.add_argument("--soak-seconds", type=float, default=60.0)
     p.add_argument("--soak-streams", type=int, default=500)
     p.add_argument("--profile", metavar="VARIANT", help="py-spy the authproxy of VARIANT under load")
@@ -60,6 +63,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"unknown names in --only: {', '.join(sorted(unknown))} (known: {', '.join(sorted(names))})")
     if args.quick and not args.only:
         args.selected.discard("soak")
+    if args.scaling:
+        args.selected |= set(SCALING)
+    if args.workers != 1 and SCALING[1] in args.selected:
+        # The scaling row compares two workers with one: any other base would print a wrong ratio.
+        if args.scaling or args.only:
+            p.error(f"--scaling / {SCALING[1]} compares --workers 2 with one worker: run it with --workers 1")
+        args.selected.discard(SCALING[1])
     return args
 
 
