@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RATIOS", "SCALING", "VARIANTS", "Ratio", "Variant"]
+__all__ = ["FIXED_RATE_VARIANTS", "P99_GAP", "RATIOS", "SCALING", "VARIANTS", "P99Gap", "Ratio", "Variant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +60,17 @@ RATIOS: tuple[Ratio, ...] = (
 
 # --scaling: the same proxy started twice, one worker and two, measured in the same interleaved rounds.
 SCALING: tuple[str, str] = ("authproxy-rs256", "authproxy-rs256-w2")
+
+# The fixed-rate part: these variants paced to one request rate, their latency compared at that rate.
+FIXED_RATE_VARIANTS: tuple[str, ...] = ("nginx-hop", "envoy-rs256", "authproxy-rs256")
+
+
+@dataclass(frozen=True, slots=True)
+class P99Gap:
+    label: str
+    variant: str
+    reference: str
+    target_ms: float  # variant's p99 minus reference's p99 at the fixed rate must be at most this
+
+
+P99_GAP = P99Gap("authproxy-RS256 p99 - nginx hop p99", "authproxy-rs256", "nginx-hop", 1.0)
