@@ -16,9 +16,10 @@ from types import FrameType
 
 from bench.configs import BENCH_PATH
 from bench.decision import DecisionTiming, combine, time_decision
+from bench.fixed_rate import write_paced_script
 from bench.limit_cost import time_limit_checks
 from bench.load import LoadSettings, run_load, write_scripts
-from bench.plan import VARIANTS, Variant
+from bench.plan import FIXED_RATE_VARIANTS, SCALING, VARIANTS, Variant
 from bench.procs import ServiceError, Services, peak_rss_kib, rss_kib
 from bench.profile import profile_under_load
 from bench.report import Results, machine_facts, render
@@ -29,7 +30,7 @@ from bench.tokens import KeySet, make_keys
 
 _RESULTS = REPO / "bench" / "results"
 _BIN = Path(sys.executable).parent
-_EXTRA = ("decision", "soak", "limits")
+_EXTRA = ("decision", "soak", "limits", "fixed-rate")
 _DECISION_PASSES = 3
 _MISS_TOKENS = 15_000  # more than authproxy's 10,000-entry verification cache: cycling them, every one misses
 
@@ -46,13 +47,20 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--workers", type=int, default=1, help="proxy workers (authproxy if it has --workers; Envoy)"
     )
+    p.add_argument(
+        "--scaling", action="store_true", help="also authproxy-rs256 with --workers 2 against one worker"
+    )
+    p.add_argument("--rate", type=float, default=1000.0, help="req/s of the fixed-rate part")
+    p.add_argument("--rate-seconds", type=float, default=10.0, help="seconds per measured fixed-rate run")
     p.add_argument("--soak-seconds", type=float, default=60.0)
     p.add_argument("--soak-streams", type=int, default=500)
     p.add_argument("--profile", metavar="VARIANT", help="py-spy the authproxy of VARIANT under load")
     p.add_argument("--keep", action="store_true", help="keep the work folder (configs, logs, keys)")
     args = p.parse_args(argv)
     if args.quick:
-        args.duration, args.rounds, args.warmup = 3.0, 1, 1.0
+        args.duration, args.rounds, args.warmup, args.rate_seconds = 3.0, 1, 1.0, 3.0
+    if args.rate <= 0:
+        p.error("--rate must be above 0")
     names = {v.name for v in VARIANTS} | set(_EXTRA)
     args.selected = set(args.only.split(",")) if args.only else names
     unknown = args.selected - names
@@ -60,6 +68,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"unknown names in --only: {', '.join(sorted(unknown))} (known: {', '.join(sorted(names))})")
     if args.quick and not args.only:
         args.selected.discard("soak")
+    if args.scaling:
+        args.selected |= set(SCALING)
+    if args.workers != 1 and SCALING[1] in args.selected:
+        # The scaling row compares two workers with one: any other base would print a wrong ratio.
+        if args.scaling or args.only:
+            p.error(f"--scaling / {SCALING[1]} compares --workers 2 with one worker: run it with --workers 1")
+        args.selected.discard(SCALING[1])
     return args
 
 
@@ -175,6 +190,26 @@ def _measure(
         res.peak_rss_kib[v.name] = peak_rss_kib(stack.get(v.service).pid)
 
 
+def _fixed_rate(
+    args: argparse.Namespace, stack: Stack, work: Path, res: Results, tokens: dict[str, str]
+) -> None:
+    """The fixed-rate part: each variant paced to args.rate, interleaved over the rounds."""
+    settings = LoadSettings(args.rate_seconds, args.warmup, args.threads, args.connections)
+    script = write_paced_script(work / "paced.lua", args.rate, args.threads)
+    res.fixed_rate = args.rate
+    res.fixed_settings = (
+        f"wrk -t{args.threads} -c{args.connections} -d{args.rate_seconds:g}s after {args.warmup:g}s warm-up, "
+        f"paced by its Lua delay() hook to {args.rate:,.0f} req/s, {args.rounds} interleaved round(s), "
+        "median reported"
+    )
+    live = [v for v in VARIANTS if v.name in FIXED_RATE_VARIANTS and v.name not in res.failed]
+    for r in range(args.rounds):
+        for v in live:
+            sample = run_load(stack.url(v.service, BENCH_PATH), settings, script, token=tokens[v.name])
+            res.fixed.setdefault(v.name, []).append(sample)
+            print(f"bench: fixed rate round {r + 1}/{args.rounds} {v.name}: {sample}", file=sys.stderr)
+
+
 def _profile(name: str, stack: Stack, settings: LoadSettings, work: Path, keys: KeySet) -> list[str]:
     variant = next(v for v in VARIANTS if v.name == name)
     pid = stack.get(variant.service).pid
@@ -212,9 +247,12 @@ def _run(args: argparse.Namespace, work: Path, res: Results) -> None:
         if "limits" in args.selected:
             res.decisions.extend(time_limit_checks(stack.write_config("ap-hs256"), work, keys.token("HS256")))
         variants = [v for v in VARIANTS if v.name in args.selected]
+        paced = [v for v in VARIANTS if "fixed-rate" in args.selected and v.name in FIXED_RATE_VARIANTS]
         settings = LoadSettings(args.duration, args.warmup, args.threads, args.connections)
-        tokens = _prepare(variants, stack, keys, work, res)
+        tokens = _prepare([v for v in VARIANTS if v in variants or v in paced], stack, keys, work, res)
         _measure(variants, stack, settings, args.rounds, work, res, tokens)
+        if paced:
+            _fixed_rate(args, stack, work, res, tokens)
         if args.profile:
             res.profile = _profile(args.profile, stack, settings, work, keys)
         if "soak" in args.selected:

@@ -9,10 +9,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LoadSettings", "Sample", "WrkError", "run_load", "write_scripts"]
+__all__ = ["REPORT_LUA", "LoadSettings", "Sample", "WrkError", "run_load", "write_scripts"]
 
 _MARK = "BENCH-JSON "
-_REPORT_LUA = """
+REPORT_LUA = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -61,8 +61,8 @@ class Sample:
 def write_scripts(folder: Path) -> tuple[Path, Path]:
     """(report.lua, cycle.lua): the plain run's script and the token-cycling run's script."""
     report, cycle = folder / "report.lua", folder / "cycle.lua"
-    report.write_text(_REPORT_LUA)
-    cycle.write_text(_CYCLE_LUA + _REPORT_LUA)
+    report.write_text(REPORT_LUA)
+    cycle.write_text(_CYCLE_LUA + REPORT_LUA)
     return report, cycle
 
 

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.decision import DecisionTiming
+from bench.fixed_rate import p99_gap_ms, rate_reached
 from bench.load import Sample
-from bench.plan import RATIOS, VARIANTS
+from bench.plan import FIXED_RATE_VARIANTS, P99_GAP, RATIOS, VARIANTS
 from bench.soak import SoakResult
 
 __all__ = ["DECISION_TARGET_US", "Results", "machine_facts", "render"]
@@ -32,10 +33,16 @@ class Results:
     decisions: list[DecisionTiming] = field(default_factory=list)
     soak: SoakResult | None = None
     profile: list[str] = field(default_factory=list)
+    fixed_rate: float = 0.0  # req/s of the fixed-rate part; 0: not run
+    fixed_settings: str = ""
+    fixed: dict[str, list[Sample]] = field(default_factory=dict)  # the fixed-rate part's runs
 
     def median(self, name: str, attr: str) -> float | None:
-        runs = self.samples.get(name)
-        return statistics.median(getattr(s, attr) for s in runs) if runs else None
+        return _median(self.samples.get(name), attr)
+
+
+def _median(runs: Sequence[Sample] | None, attr: str) -> float | None:
+    return statistics.median(getattr(s, attr) for s in runs) if runs else None
 
 
 def _tool_version(argv: Sequence[str]) -> str:
@@ -96,11 +103,7 @@ def _load_table(res: Results) -> list[str]:
         runs = res.samples.get(v.name)
         if not runs:
             continue
-        bad = sum(s.non_2xx for s in runs)
-        errors = sum(s.socket_errors for s in runs)
-        notes = ", ".join(
-            n for n in (f"{bad} non-2xx" if bad else "", f"{errors} socket errors" if errors else "") if n
-        )
+        notes = _notes(runs)
         rss = res.peak_rss_kib.get(v.name)
         lines.append(
             f"| {v.name} | {v.upstream} | {_fmt(res.median(v.name, 'rps'), ',.0f')} "
@@ -138,6 +141,47 @@ def _ratio_table(res: Results) -> list[str]:
     return lines
 
 
+def _notes(runs: Sequence[Sample]) -> str:
+    bad = sum(s.non_2xx for s in runs)
+    errors = sum(s.socket_errors for s in runs)
+    return ", ".join(
+        n for n in (f"{bad} non-2xx" if bad else "", f"{errors} socket errors" if errors else "") if n
+    )
+
+
+def _fixed_table(res: Results) -> list[str]:
+    rate = res.fixed_rate
+    lines = [
+        f"Fixed rate: {res.fixed_settings}",
+        "",
+        f"| variant at {rate:,.0f} req/s | achieved req/s | p50 ms | p99 ms | notes |",
+        "|---|---:|---:|---:|---|",
+    ]
+    short = False
+    for name in FIXED_RATE_VARIANTS:
+        runs = res.fixed.get(name)
+        if name in res.failed or not runs:
+            lines.append(f"| {name} | - | - | - | {'FAILED' if name in res.failed else 'not measured'} |")
+            continue
+        achieved = _median(runs, "rps") or 0.0
+        reached = rate_reached(achieved, rate)
+        short = short or not reached
+        notes = ", ".join(n for n in (_notes(runs), "" if reached else "**rate not reached**") if n)
+        lines.append(
+            f"| {name} | {achieved:,.0f} | {_fmt(_median(runs, 'p50_ms'), '.2f')} "
+            f"| {_fmt(_median(runs, 'p99_ms'), '.2f')} | {notes} |"
+        )
+    gap = p99_gap_ms(res.fixed, P99_GAP.variant, P99_GAP.reference)
+    verdict = _verdict(gap, P99_GAP.target_ms, below=True) if not short else "**rate not reached**"
+    lines += [
+        "",
+        f"| latency at {rate:,.0f} req/s | value | target | |",
+        "|---|---:|---:|---|",
+        f"| {P99_GAP.label} | {_fmt(gap, '+.2f')} ms | ≤ {P99_GAP.target_ms:g} ms | {verdict} |",
+    ]
+    return lines
+
+
 def _soak_lines(soak: SoakResult) -> list[str]:
     growth = soak.growth()
     flat = "flat" if abs(growth) <= _SOAK_FLAT else "**not flat**"
@@ -154,6 +198,8 @@ def _soak_lines(soak: SoakResult) -> list[str]:
 def render(res: Results, facts: Sequence[str]) -> str:
     out = ["# authproxy benchmark", "", *(f"- {f}" for f in facts), f"- {res.settings}", ""]
     out += [*_load_table(res), "", *_ratio_table(res), ""]
+    if res.fixed_rate:
+        out += [*_fixed_table(res), ""]
     if res.soak is not None:
         out += [*_soak_lines(res.soak), ""]
     if res.profile:

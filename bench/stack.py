@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.configs import authproxy_yaml, envoy_yaml, nginx_hop_conf, nginx_static_conf
-from bench.procs import Service, Services, free_port
+from bench.procs import Service, ServiceError, Services, free_port
 from bench.tls_material import bench_tls
 from bench.tokens import AUDIENCE, KeySet
 
@@ -45,12 +45,14 @@ class _ProxySpec:
     when: str | None = (
         None  # a `when:` on the bench route (the preset's rule, same scopes): a condition's cost
     )
+    workers: int | None = None  # fixed worker count (the scaling variant); None: the run's --workers
 
 
 _PROXIES: dict[str, _ProxySpec] = {
     "ap-public": _ProxySpec("RS256", "static", public=True),
     "ap-hs256": _ProxySpec("HS256", "static"),
     "ap-rs256": _ProxySpec("RS256", "static"),
+    "ap-rs256-w2": _ProxySpec("RS256", "static", workers=2),
     "ap-rs256-tls": _ProxySpec("RS256", "static", tls=True),
     "ap-rs256-miss": _ProxySpec("RS256", "static"),
     "ap-es256": _ProxySpec("ES256", "static"),
@@ -202,7 +204,11 @@ class Stack:
         argv = [str(_BIN / "authproxy"), "serve", "-c", str(conf)]
         if authproxy_workers_supported():
             # Always explicit: without the flag authproxy starts one worker per CPU.
-            argv += ["--workers", str(self.proxy_workers)]
+            argv += ["--workers", str(spec.workers or self.proxy_workers)]
+        elif spec.workers is not None:
+            raise ServiceError(
+                f"{name}: `authproxy serve` has no --workers, so {spec.workers} cannot be asked"
+            )
         service = self._services.start(
             name, argv, port=port, ready_url=f"http://127.0.0.1:{admin}/readyz", cwd=REPO
         )
