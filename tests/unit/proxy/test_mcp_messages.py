@@ -3,7 +3,6 @@ around its read of a POST, and what `explain`/`authproxy test` run on a given bo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from authproxy.errors import InsufficientScope, MalformedBody, MethodNotAllowed,
 from authproxy.policy.mcp.endpoints import McpPolicy
 from authproxy.proxy.mcp.jsonrpc import BadMessage
 from authproxy.proxy.mcp.messages import Caller, check_method, check_post, post_refusal, refuse_encoding
-from authproxy.runtime import load_runtime
+from tests.rigs.mcp_checks import checked_post, load_mcp_policy, tool_call
 
 CONFIG = """\
 upstream:
@@ -41,25 +40,14 @@ ALICE = Caller(frozenset({"notes:n1:read", "notes:read"}), "alice", "s1")
 
 @pytest.fixture
 def policy(tmp_path: Path) -> McpPolicy:
-    path = tmp_path / "mcp.yaml"
-    path.write_text(CONFIG.format(secret="s" * 40))
-    mcp = load_runtime(path).mcp
-    assert mcp is not None
-    return mcp
+    return load_mcp_policy(tmp_path, CONFIG.format(secret="s" * 40))
 
 
-def call(ident: int, tool: str, **arguments: Any) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": ident,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
+call = tool_call
 
 
 def post(policy: McpPolicy, document: Any, caller: Caller = ALICE) -> Any:
-    data = json.dumps(document).encode()
-    return json.loads(check_post(policy, policy.sites[0], caller, data, "application/json").encode())
+    return checked_post(policy, document, caller)
 
 
 def test_an_allowed_call_passes_and_its_pinned_argument_is_written_in(policy: McpPolicy) -> None:

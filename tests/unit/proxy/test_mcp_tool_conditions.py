@@ -3,7 +3,6 @@ on the arguments as the upstream receives them, for the admin scope too; refused
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,9 @@ import pytest
 
 from authproxy.errors import ConditionFailed, ConfigError, InsufficientScope
 from authproxy.policy.mcp.endpoints import McpPolicy
-from authproxy.proxy.mcp.messages import Caller, check_post
+from authproxy.proxy.mcp.messages import Caller
 from authproxy.runtime import load_runtime
+from tests.rigs.mcp_checks import checked_post, load_mcp_policy, tool_call
 
 CONFIG = """\
 upstream:
@@ -39,25 +39,14 @@ ADMIN = Caller(frozenset({"ops:admin"}), "root", None, {"sub": "root"})
 
 @pytest.fixture
 def policy(tmp_path: Path) -> McpPolicy:
-    path = tmp_path / "mcp.yaml"
-    path.write_text(CONFIG.format(secret="s" * 40))
-    mcp = load_runtime(path).mcp
-    assert mcp is not None
-    return mcp
+    return load_mcp_policy(tmp_path, CONFIG.format(secret="s" * 40))
 
 
-def call(ident: int, tool: str, **arguments: Any) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": ident,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
+call = tool_call
 
 
 def post(policy: McpPolicy, document: Any, caller: Caller = WRITER) -> Any:
-    data = json.dumps(document).encode()
-    return json.loads(check_post(policy, policy.sites[0], caller, data, "application/json").encode())
+    return checked_post(policy, document, caller)
 
 
 @pytest.mark.parametrize("caller", [WRITER, ADMIN])
