@@ -105,9 +105,10 @@ def relayed_headers(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
     The upstream's own `Server` is kept; without one, ours stands in (no server software banner).
     """
-    named = connection_named(v for k, v in pairs if k.lower() == "connection")
-    out = [(k, v) for k, v in pairs if (n := normalise(k)) not in HOP_BY_HOP and n not in named]
-    if not any(k.lower() == "server" for k, _ in out):
+    folded = [(normalise(k), k, v) for k, v in pairs]
+    named = connection_named(v for n, _, v in folded if n == "connection")
+    out = [(k, v) for n, k, v in folded if n not in HOP_BY_HOP and n not in named]
+    if not any(n == "server" for n, _, _ in folded):
         out.append(("Server", SERVER))
     return out
 

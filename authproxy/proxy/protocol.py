@@ -262,7 +262,7 @@ class ClientConnection(asyncio.Protocol):
             raise _Refused(OwnAnswer.MALFORMED_REQUEST)
         # Trailing whitespace is not part of a value (RFC 9110 §5.5); llhttp drops only the leading.
         headers: CIMultiDict[str] = CIMultiDict(
-            (_field_name(n), v.rstrip(b" \t").decode("utf-8", "surrogateescape")) for n, v in self._fields
+            [(_field_name(n), v.rstrip(b" \t").decode("utf-8", "surrogateescape")) for n, v in self._fields]
         )
         if repeats_a_singleton(n for n, _ in self._fields):
             raise _Refused(OwnAnswer.MALFORMED_REQUEST)

@@ -254,7 +254,7 @@ class UpstreamPool:
 def request_head(method: str, target: str, host: str, headers: RawHeaders, chunked: bool) -> bytes:
     """The request line and headers in one buffer. Refuses a CR or LF inside a name or value."""
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
+    lines += [f"{name}: {value}" for name, value in headers]
     if chunked:
         lines.append("Transfer-Encoding: chunked")
     text = "\r\n".join(lines)
