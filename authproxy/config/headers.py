@@ -28,8 +28,13 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection"}
     | {"te", "trailer", "transfer-encoding", "upgrade"}
 )
-# Client copies of what we set ourselves: we are the first hop and trust none of them.
-_FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
+# Client copies of what we set ourselves: we are the first hop and trust none of them. The other names a
+# client's address is claimed under are dropped too: an upstream (or a realip module) that trusts its proxy
+# would take a client's own `X-Real-IP` as the proxy's word.
+_FORWARDING = frozenset(
+    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"}
+    | {"x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip"}
+)
 # The gate decided on the real method; an override would let the upstream run another one.
 _METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-method-override", "x-http-method"})
 # host: the client session sends the upstream's own; expect: the proxy answers 100-continue itself.

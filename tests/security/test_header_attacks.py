@@ -161,6 +161,10 @@ async def test_spoofed_forwarding_headers_are_replaced(proxy: RunningProxy, upst
         ("Forwarded", "for=10.0.0.3"),
         ("X-Forwarded-Proto", "https"),
         ("X-Forwarded-Host", "admin.internal"),
+        ("X-Real-IP", "10.0.0.4"),
+        ("True-Client-IP", "10.0.0.5"),
+        ("X-Client-IP", "10.0.0.6"),
+        ("X-Cluster-Client-IP", "10.0.0.7"),
     ]
     answer = await _one(proxy, request_bytes("/public/x", headers=spoof))
     assert answer.status == 200
@@ -170,6 +174,8 @@ async def test_spoofed_forwarding_headers_are_replaced(proxy: RunningProxy, upst
     assert received.header("X-Forwarded-Host") == ["proxy.test"]
     assert received.header("Forwarded") == []
     assert received.header("X_Forwarded_For") == []
+    for claimed in ("X-Real-IP", "True-Client-IP", "X-Client-IP", "X-Cluster-Client-IP"):
+        assert received.header(claimed) == []
 
 
 # --- where the token comes from -------------------------------------------------------------------------
