@@ -4,7 +4,8 @@ they go upstream, and the fixed answer to a head that is refused.
 llhttp (in its strict mode) refuses Content-Length with Transfer-Encoding, a repeated Content-Length,
 obs-fold, bare CR or LF and a malformed chunk size. On top: the request target (414), one field and the
 field count (431), a head that cannot fit them (431), an HTTP version other than 1.0 and 1.1, a repeated
-singleton field, a missing Host on HTTP/1.1, and a transfer coding other than a lone `chunked` (400).
+singleton field, a missing Host on HTTP/1.1, a transfer coding on HTTP/1.0, and a transfer coding other than
+a lone `chunked` (400).
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def read_fields(
     if "Host" not in headers and version != (1, 0):
         raise HeadRefused(OwnAnswer.MALFORMED_REQUEST)  # RFC 9112 §3.2: an HTTP/1.1 request names its host
     coding = headers.get("Transfer-Encoding")  # one at most (SINGLETON_FIELDS)
+    if coding is not None and version == (1, 0):
+        # RFC 9112 §6.1: HTTP/1.0 has no transfer codings; such a message's framing is faulty.
+        raise HeadRefused(OwnAnswer.MALFORMED_REQUEST)
     if coding is not None and [t.strip().lower() for t in coding.split(",")] != ["chunked"]:
         # RFC 9112 §6.3: a request whose final coding is not chunked cannot be framed; and chunked is the
         # only coding we read, so anything else is a body the upstream might frame otherwise.

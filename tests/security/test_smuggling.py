@@ -213,3 +213,12 @@ async def test_unknown_http_version_is_refused(
     proxy: RunningProxy, upstream: TappedUpstream, version: str
 ) -> None:
     await _refused_400(proxy, upstream, _head(f"GET /public/x {version}", "Connection: close"))
+
+
+async def test_transfer_encoding_on_http10_is_refused(proxy: RunningProxy, upstream: TappedUpstream) -> None:
+    # RFC 9112 §6.1: HTTP/1.0 has no transfer codings; a server that reads the body by Content-Length (or to
+    # the end of the connection) would see other requests in it.
+    request = b"POST /public/x HTTP/1.0\r\nHost: proxy.test\r\nTransfer-Encoding: chunked\r\n\r\n" + _chunked(
+        SMUGGLED
+    )
+    await _refused_400(proxy, upstream, request)

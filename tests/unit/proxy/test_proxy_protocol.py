@@ -90,8 +90,9 @@ def _get(path: str = "/x", *extra: str, close: bool = False) -> bytes:
         (b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "malformed HTTP request"),  # no Host
         (_get("/x", "Content-Length: 1", "Transfer-Encoding: chunked"), 400, "malformed HTTP request"),
         (_get("/x", "Transfer-Encoding: gzip, chunked"), 400, "malformed HTTP request"),
+        (b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "malformed HTTP request"),
     ],
-    ids=["line", "field", "count", "method", "two-hosts", "no-host", "cl-te", "te-coding"],
+    ids=["line", "field", "count", "method", "two-hosts", "no-host", "cl-te", "te-coding", "te-http10"],
 )
 async def test_refused_heads_get_our_answer_and_the_connection_closes(
     request_bytes: bytes, status: int, detail: str
