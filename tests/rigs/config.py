@@ -139,3 +139,19 @@ def attack_config_text(upstream_url: str, public_key: str, **options: Any) -> st
     }
     values.update(options)
     return ATTACK_CONFIG.format(**values)
+
+
+def hs256_head(audience: str | None = None, *, upstream: str = "http://127.0.0.1:9") -> str:
+    """The head of a unit test's config text: an upstream and HS256 keyed by a `{secret}` placeholder (the
+    caller's `.format` fills it, and `{audience}` when that is passed as the audience), then the audience."""
+    lines = [
+        "upstream:",
+        f"  url: {upstream}",
+        "jwt:",
+        "  algorithms: [HS256]",
+        "  keys:",
+        '    - secret: "{secret}"',
+    ]
+    if audience is not None:
+        lines.append(f"  audience: {audience}")
+    return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
+from multidict import CIMultiDict
 
 from authproxy.auth.keys import KeyEntry
 
@@ -244,3 +245,19 @@ class StaticRemote:
             return False
         self.replace(self.next_entries)
         return True
+
+
+class Bearer(Protocol):
+    """`bearer(*scopes, sub=..., **claims)`: the headers of a request carrying a fresh token."""
+
+    def __call__(self, *scopes: str, sub: str = "alice", **claims: Any) -> CIMultiDict[str]: ...
+
+
+def bearer_headers(mint: Mint, audience: str) -> Bearer:
+    """Request headers with an `Authorization: Bearer` token minted for `audience` (gate unit tests)."""
+
+    def make(*scopes: str, sub: str = "alice", **claims: Any) -> CIMultiDict[str]:
+        token = mint({"sub": sub, "aud": audience, "scopes": list(scopes), **claims})
+        return CIMultiDict({"Authorization": f"Bearer {token}"})
+
+    return make

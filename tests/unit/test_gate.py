@@ -14,17 +14,13 @@ from authproxy.errors import BadTarget, InsufficientScope, InvalidToken, Missing
 from authproxy.gate import authorize
 from authproxy.policy.decision import Decision
 from authproxy.runtime import Runtime, build_runtime
-from tests.rigs.keys import Mint
+from tests.rigs.config import hs256_head
+from tests.rigs.keys import Bearer, Mint, bearer_headers
 
 AUDIENCE = "gate-test"
-POLICY = """\
-upstream:
-  url: http://127.0.0.1:7777
-jwt:
-  algorithms: [HS256]
-  keys:
-    - secret: "{secret}"
-  audience: {audience}
+POLICY = (
+    hs256_head("{audience}", upstream="http://127.0.0.1:7777")
+    + """\
 policy:
   admin_scope: proxy:admin
   public: [GET /health]
@@ -33,6 +29,7 @@ policy:
     "GET /a2a/agents/{{agent_id}}/card": [agents:read]
     "GET /reports": [reports:read]
 {forward}"""
+)
 
 
 def runtime(secret: bytes, forward: str = "") -> Runtime:
@@ -46,12 +43,8 @@ def rt(hs_secret: bytes) -> Runtime:
 
 
 @pytest.fixture
-def bearer(mint: Mint) -> Any:
-    def make(*scopes: str, sub: str = "alice", **claims: Any) -> CIMultiDict[str]:
-        token = mint({"sub": sub, "aud": AUDIENCE, "scopes": list(scopes), **claims})
-        return CIMultiDict({"Authorization": f"Bearer {token}"})
-
-    return make
+def bearer(mint: Mint) -> Bearer:
+    return bearer_headers(mint, AUDIENCE)
 
 
 async def decide(rt: Runtime, method: str, target: str, headers: CIMultiDict[str] | None = None) -> Decision:

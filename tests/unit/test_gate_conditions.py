@@ -18,21 +18,18 @@ from authproxy.gate import authorize
 from authproxy.policy.conditions import REFUSED, request_variables
 from authproxy.policy.decision import Decision
 from authproxy.runtime import Runtime, build_runtime
-from tests.rigs.keys import Mint
+from tests.rigs.config import hs256_head
+from tests.rigs.keys import Bearer, Mint, bearer_headers
 
 AUDIENCE = "when-test"
-CONFIG = """\
-upstream:
-  url: http://127.0.0.1:7777
-jwt:
-  algorithms: [HS256]
-  keys:
-    - secret: "{secret}"
-  audience: {audience}
+CONFIG = (
+    hs256_head("{audience}", upstream="http://127.0.0.1:7777")
+    + """\
 policy:
   admin_scope: proxy:admin
   routes:
 {routes}"""
+)
 ROUTES = """\
 "GET /tenants/{tenant}/reports": {scopes: [reports:read], when: "claims.tenant == params.tenant"}
 "* /orders/**": {scopes: [], when: "!('read-only' in claims.roles) || request.method == 'GET'"}
@@ -57,12 +54,8 @@ def rt(hs_secret: bytes) -> Runtime:
 
 
 @pytest.fixture
-def bearer(mint: Mint) -> Any:
-    def make(*scopes: str, sub: str = "alice", **claims: Any) -> CIMultiDict[str]:
-        token = mint({"sub": sub, "aud": AUDIENCE, "scopes": list(scopes), **claims})
-        return CIMultiDict({"Authorization": f"Bearer {token}"})
-
-    return make
+def bearer(mint: Mint) -> Bearer:
+    return bearer_headers(mint, AUDIENCE)
 
 
 async def decide(rt: Runtime, method: str, target: str, headers: CIMultiDict[str]) -> Decision:

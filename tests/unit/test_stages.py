@@ -22,17 +22,13 @@ from authproxy.policy.roster import RosterFilter
 from authproxy.policy.stages import McpMessages, McpMetadata
 from authproxy.policy.ws_messages import MessageGrant
 from authproxy.runtime import Runtime, build_runtime
+from tests.rigs.config import hs256_head
 from tests.rigs.keys import Mint
 
 AUDIENCE = "stage-test"
-POLICY = """\
-upstream:
-  url: http://127.0.0.1:7777
-jwt:
-  algorithms: [HS256]
-  keys:
-    - secret: "{secret}"
-  audience: {audience}
+POLICY = (
+    hs256_head("{audience}", upstream="http://127.0.0.1:7777")
+    + """\
 policy:
   admin_scope: proxy:admin
   routes:
@@ -45,6 +41,7 @@ mcp:
       tools:
         whoami: [proxy:use]
 """
+)
 
 
 def runtime(secret: bytes, extra: str = "") -> Runtime:

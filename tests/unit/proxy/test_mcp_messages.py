@@ -12,15 +12,12 @@ from authproxy.errors import InsufficientScope, MalformedBody, MethodNotAllowed,
 from authproxy.policy.mcp.endpoints import McpPolicy
 from authproxy.proxy.mcp.jsonrpc import BadMessage
 from authproxy.proxy.mcp.messages import Caller, check_method, check_post, post_refusal, refuse_encoding
+from tests.rigs.config import hs256_head
 from tests.rigs.mcp_checks import checked_post, load_mcp_policy, tool_call
 
-CONFIG = """\
-upstream:
-  url: http://127.0.0.1:9
-jwt:
-  algorithms: [HS256]
-  keys:
-    - secret: "{secret}"
+CONFIG = (
+    hs256_head()
+    + """\
 policy:
   admin_scope: ops:admin
   routes:
@@ -35,6 +32,7 @@ mcp:
         purge: deny
         my_notes: {{scopes: [notes:read], pin: {{user_id: user_id}}}}
 """
+)
 ALICE = Caller(frozenset({"notes:n1:read", "notes:read"}), "alice", "s1")
 
 

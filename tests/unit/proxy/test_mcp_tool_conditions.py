@@ -12,15 +12,12 @@ from authproxy.errors import ConditionFailed, ConfigError, InsufficientScope
 from authproxy.policy.mcp.endpoints import McpPolicy
 from authproxy.proxy.mcp.messages import Caller
 from authproxy.runtime import load_runtime
+from tests.rigs.config import hs256_head
 from tests.rigs.mcp_checks import checked_post, load_mcp_policy, tool_call
 
-CONFIG = """\
-upstream:
-  url: http://127.0.0.1:9
-jwt:
-  algorithms: [HS256]
-  keys:
-    - secret: "{secret}"
+CONFIG = (
+    hs256_head()
+    + """\
 policy:
   admin_scope: ops:admin
   routes:
@@ -33,6 +30,7 @@ mcp:
         mine: {{scopes: [], pin: {{owner: user_id}}, when: "tool.arguments.owner == claims.sub"}}
         purge: deny
 """
+)
 WRITER = Caller(frozenset({"db:write"}), "alice", None, {"sub": "alice"})
 ADMIN = Caller(frozenset({"ops:admin"}), "root", None, {"sub": "root"})
 

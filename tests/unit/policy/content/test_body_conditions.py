@@ -18,16 +18,12 @@ from authproxy.policy.content.fields import Body
 from authproxy.policy.content.plan import ContentPlan
 from authproxy.policy.decision import Decision
 from authproxy.runtime import Runtime, build_runtime, load_runtime
+from tests.rigs.config import hs256_head
 from tests.rigs.keys import Mint
 
-CONFIG = """\
-upstream:
-  url: http://127.0.0.1:9
-jwt:
-  algorithms: [HS256]
-  keys:
-    - secret: "{secret}"
-  audience: body-when
+CONFIG = (
+    hs256_head("body-when")
+    + """\
 policy:
   admin_scope: ops:admin
   routes:
@@ -35,6 +31,7 @@ policy:
     "POST /notes": {{scopes: [pay], pin: {{json:/owner: user_id}}, when: "body.owner == 'alice'"}}
     "POST /forms": {{scopes: [pay], when: "body.tag == ['a', 'b']"}}
 """
+)
 JSON = "application/json"
 
 

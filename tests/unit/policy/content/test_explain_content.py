@@ -8,15 +8,11 @@ from typing import Any
 import pytest
 
 from authproxy.cli.main import main
+from tests.rigs.config import hs256_head
 
-CONFIG = """\
-upstream:
-  url: http://127.0.0.1:9
-jwt:
-  algorithms: [HS256]
-  keys:
-    - secret: "{secret}"
-  audience: explain-test
+CONFIG = (
+    hs256_head("explain-test")
+    + """\
 policy:
   admin_scope: ops:admin
   routes:
@@ -25,6 +21,7 @@ policy:
       pin: {{json:/owner: user_id}}
       owner: {{get: "/notes/{{id}}?owner={{caller.user_id}}"}}
 """
+)
 
 
 @pytest.mark.parametrize(
