@@ -41,6 +41,13 @@ alive() {
   return 1
 }
 
+all_alive() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || return 1
+  done
+}
+
 # shellcheck disable=SC2329
 stop_all() {
   trap - EXIT HUP INT TERM
@@ -259,8 +266,9 @@ curl -i -H "Authorization: Bearer $other" $url  # -> 403
 Ctrl-C to stop.
 EOF
 
-# Runs until interrupted, or until one of the parts exits on its own.
-wait -n "${pids[@]}" || true
+# Runs until interrupted, or until one of the parts exits on its own. Polled, not `wait -n`: a part that died
+# before `wait -n` began is reaped already, and `wait -n` would then wait for the others, for ever.
+while all_alive; do sleep 0.2; done
 say "a process exited unexpectedly; logs:"
 tail -n 20 "$work"/*.log >&2
 exit 1
