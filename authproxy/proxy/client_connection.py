@@ -86,7 +86,9 @@ class ClientConnection(asyncio.Protocol):
         self._next: asyncio.Future[None] | None = None  # the answering task waits on it for a request
         self._holds = 0  # reasons reading is paused (a full body buffer, a queue)
         self._writable = True
-        self._drain_waiter: asyncio.Future[None] | None = None
+        # Writers waiting for the transport to take more: each its own future (a WebSocket relay writes to the
+        # client from both of its pumps), all woken together.
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._head_due: float | None = None
 
@@ -215,8 +217,13 @@ class ClientConnection(asyncio.Protocol):
             raise ConnectionResetError("the client went away")
         if self._writable:
             return
-        waiter = self._drain_waiter = self._loop.create_future()
-        await waiter
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._drain_waiters:
+                self._drain_waiters.remove(waiter)
         if self.transport is None:
             raise ConnectionResetError("the client went away")
 
@@ -387,9 +394,8 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
 
     def _wake_writer(self) -> None:
-        waiter = self._drain_waiter
-        if waiter is not None:
-            self._drain_waiter = None
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 

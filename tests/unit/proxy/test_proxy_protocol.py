@@ -246,6 +246,32 @@ async def test_drain_lets_the_answer_in_flight_finish_and_closes_idle_connection
         writer.close()
 
 
+async def test_two_writers_held_by_a_slow_client_both_go_on_when_it_reads() -> None:
+    # A WebSocket relay writes to the client from both of its pumps: each write that waits for the transport
+    # to drain must be woken, not only the last one to wait.
+    chunk, count = b"x" * 65536, 160  # 20 MiB: more than loopback socket buffers hold
+
+    async def two_writers(exchange: ClientExchange) -> None:
+        await exchange.start(200, [])
+
+        async def writer() -> None:
+            for _ in range(count):
+                await exchange.write(chunk)
+
+        await asyncio.gather(writer(), writer())
+        await exchange.finish()
+
+    async with _serving(two_writers) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_get("/x", close=True))
+        await asyncio.sleep(0.2)  # not a wait for a result: the proxy's writes fill the socket meanwhile
+        async with asyncio.timeout(10):
+            data = await reader.read()
+        writer.close()
+    answer = parse_answers(data)[0]
+    assert len(answer.body) == 2 * count * len(chunk)
+
+
 def test_parse_errors_map_to_fixed_answers() -> None:
     for data, answer in [
         (b"G@T / HTTP/1.1\r\n\r\n", OwnAnswer.BAD_METHOD),
