@@ -115,7 +115,7 @@ class ClientConnection(asyncio.Protocol):
         if self._upgrade is not None:
             self._upgrade.upgrade_tail = (self._upgrade.upgrade_tail or b"") + data
             return
-        if self._refused or self._closing:
+        if self._refused:
             return
         if self._in_head:
             self._head_bytes += len(data)

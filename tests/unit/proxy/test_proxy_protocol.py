@@ -272,6 +272,31 @@ async def test_two_writers_held_by_a_slow_client_both_go_on_when_it_reads() -> N
     assert len(answer.body) == 2 * count * len(chunk)
 
 
+async def test_drain_lets_a_request_still_uploading_finish() -> None:
+    listener = Listener(_echo, head_timeout=5.0)
+    server = await asyncio.get_running_loop().create_server(listener, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello")
+    await writer.drain()
+
+    async def one_busy() -> bool:
+        return any(c.busy for c in listener.connections)
+
+    await poll(one_busy)
+    server.close()
+    draining = asyncio.ensure_future(listener.drain(5.0))
+    await asyncio.sleep(0)
+    writer.write(b"world")  # the rest of the body, after the drain began
+    data = await reader.read()
+    await draining
+    await server.wait_closed()
+    writer.close()
+    answer = parse_answers(data)[0]
+    assert answer.json()["body"] == "helloworld"
+    assert answer.header("Connection") == ["close"]
+
+
 def test_parse_errors_map_to_fixed_answers() -> None:
     for data, answer in [
         (b"G@T / HTTP/1.1\r\n\r\n", OwnAnswer.BAD_METHOD),
