@@ -17,7 +17,7 @@ import contextlib
 from aiohttp import WSCloseCode, WSMessage, WSMsgType
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-from wsproto.utilities import generate_accept_token
+from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 from authproxy.answers.table import SERVER
 from authproxy.proxy.client_exchange import ClientExchange
@@ -133,11 +133,15 @@ class ClientSocket:
     # --- the connection's side ----------------------------------------------------------------------------
 
     def _received(self, data: bytes) -> None:
-        self._ws.receive_data(data)
+        try:
+            self._ws.receive_data(data)
+        except LocalProtocolError:
+            return  # bytes after the closing handshake ended: nothing is read any more
         for event in self._ws.events():
             if isinstance(event, (TextMessage, BytesMessage)):
                 self._part(event)
-            elif isinstance(event, Ping):
+            elif isinstance(event, Ping) and self._ws.state is ConnectionState.OPEN:
+                # Answered per hop while open; once our close is sent, the close is all that is answered.
                 with contextlib.suppress(ConnectionError):
                     self._link.write(self._ws.send(event.response()))
             elif isinstance(event, CloseConnection):

@@ -7,6 +7,7 @@ a rendered denial. It runs in the skeleton every port shares (proxy/frontend.py:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING
@@ -250,12 +251,16 @@ class ProxyHandler:
     @staticmethod
     async def _answer(request: ClientExchange, record: AccessRecord, rendered: Rendered) -> None:
         record.status = rendered.status
-        await request.render(rendered)
+        try:
+            await request.render(rendered)
+        except ConnectionError:
+            record.outcome = "client_gone"  # it left before its answer: nobody to tell, and not a bug of ours
 
     def _fail(self, request: ClientExchange, record: AccessRecord) -> None:
         if not request.started:
             record.status = 500
-            request.render_now(render_answer(OwnAnswer.INTERNAL_ERROR))
+            with contextlib.suppress(ConnectionError):  # the client may be the one that went
+                request.render_now(render_answer(OwnAnswer.INTERNAL_ERROR))
         else:
             request.abort()  # bytes already went out: only an abort tells the client the answer is not whole
 
