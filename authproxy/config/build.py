@@ -24,6 +24,7 @@ from authproxy.config.fields import (
     read_choice,
     read_duration,
     read_fraction,
+    read_items,
     read_list,
     read_section,
     read_str,
@@ -216,14 +217,7 @@ def _audience(report: Report, jwt: Section) -> tuple[str, ...] | None:
         return None
     if isinstance(node, Scalar):
         return (read_str(report, "jwt.audience", node),)
-    items = read_list(report, "jwt.audience", node)
-    checks = Checks()
-    values = [
-        checks.attempt(str(i), lambda: read_str(report, f"jwt.audience[{i}]", item), "")  # noqa: B023
-        for i, item in enumerate(items)
-    ]
-    checks.done()
-    return tuple(values)
+    return read_items(report, "jwt.audience", node, lambda path, item: read_str(report, path, item), "")
 
 
 def _issuer(report: Report, path: str, node: Node, keys: tuple[KeySource, ...]) -> str:

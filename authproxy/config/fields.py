@@ -29,6 +29,7 @@ __all__ = [
     "read_choice",
     "read_duration",
     "read_fraction",
+    "read_items",
     "read_list",
     "read_map",
     "read_preset_file",
@@ -274,6 +275,26 @@ def read_list(report: Report, path: str, node: Node, *, allow_empty: bool = Fals
     if not node.items and not allow_empty:
         raise report.invalid(node.line, f"{path}: must not be an empty list")
     return node.items
+
+
+def read_items(
+    report: Report,
+    path: str,
+    node: Node,
+    read: Callable[[str, Node], T],
+    stand_in: T,
+    *,
+    allow_empty: bool = False,
+) -> tuple[T, ...]:
+    """A list, each item as `read(f"{path}[i]", item)` makes it: every item is read, so each bad one is
+    reported at its own line, before Invalid is raised for any."""
+    checks = Checks()
+    values = tuple(
+        checks.attempt(str(i), lambda: read(f"{path}[{i}]", item), stand_in)  # noqa: B023
+        for i, item in enumerate(read_list(report, path, node, allow_empty=allow_empty))
+    )
+    checks.done()
+    return values
 
 
 def read_value(report: Report, path: str, node: Node, parse: Callable[[str], T], what: str = "a string") -> T:

@@ -37,7 +37,7 @@ from authproxy.config.fields import (
     model_keys,
     read_bool,
     read_choice,
-    read_list,
+    read_items,
     read_map,
     read_preset_file,
     read_section,
@@ -254,15 +254,7 @@ def _rule_map(report: Report, label: str, node: MapNode) -> _Rule:
 
 
 def _any_of(report: Report, label: str, node: Node) -> tuple[tuple[str, ...], ...]:
-    items = read_list(report, label, node)
-    checks = Checks()
-    failed: tuple[str, ...] = ()
-    found = [
-        checks.attempt(str(i), lambda: _scopes(report, f"{label}[{i}]", item), failed)  # noqa: B023
-        for i, item in enumerate(items)
-    ]
-    checks.done()
-    return tuple(found)
+    return read_items(report, label, node, lambda path, item: _scopes(report, path, item), ())
 
 
 def _pins(report: Report, label: str, node: Node) -> tuple[tuple[str, str], ...]:
@@ -279,36 +271,24 @@ def _pins(report: Report, label: str, node: Node) -> tuple[tuple[str, str], ...]
 
 
 def _scopes(report: Report, label: str, node: Node) -> tuple[str, ...]:
-    items = read_list(report, label, node, allow_empty=True)  # [] means any valid token
-    checks = Checks()
-    scopes = [
-        checks.attempt(str(i), lambda: read_str(report, f"{label}[{i}]", item), "")  # noqa: B023
-        for i, item in enumerate(items)
-    ]
-    checks.done()
-    return tuple(scopes)
+    # [] means any valid token
+    return read_items(
+        report, label, node, lambda path, item: read_str(report, path, item), "", allow_empty=True
+    )
 
 
 def _urls(report: Report, label: str, node: Node) -> tuple[str, ...]:
-    items = read_list(report, label, node, allow_empty=True)
-    checks = Checks()
-    urls = [
-        checks.attempt(str(i), lambda: read_value(report, f"{label}[{i}]", item, _server_url), "")  # noqa: B023
-        for i, item in enumerate(items)
-    ]
-    checks.done()
-    return tuple(urls)
+    def url(path: str, item: Node) -> str:
+        return read_value(report, path, item, _server_url)
+
+    return read_items(report, label, node, url, "", allow_empty=True)
 
 
 def _origins(report: Report, label: str, node: Node) -> tuple[str, ...]:
-    items = read_list(report, label, node, allow_empty=True)  # []: no browser origin at all
-    checks = Checks()
-    origins = [
-        checks.attempt(str(i), lambda: read_value(report, f"{label}[{i}]", item, _base_url), "")  # noqa: B023
-        for i, item in enumerate(items)
-    ]
-    checks.done()
-    return tuple(origins)
+    def origin(path: str, item: Node) -> str:
+        return read_value(report, path, item, _base_url)
+
+    return read_items(report, label, node, origin, "", allow_empty=True)  # []: no browser origin at all
 
 
 def _server_url(url: str) -> str:

@@ -19,6 +19,7 @@ from authproxy.config.fields import (
     model_keys,
     read_bool,
     read_choice,
+    read_items,
     read_list,
     read_map,
     read_preset_file,
@@ -201,14 +202,10 @@ def _canonical(report: Report, label: str, line: int, key: str, seen: dict[str, 
 
 
 def _scopes(report: Report, label: str, node: Node) -> tuple[str, ...]:
-    items = read_list(report, label, node, allow_empty=True)  # [] means any valid token
-    checks = Checks()
-    scopes = [
-        checks.attempt(str(i), lambda: _scope(report, f"{label}[{i}]", item), "")  # noqa: B023
-        for i, item in enumerate(items)
-    ]
-    checks.done()
-    return tuple(scopes)
+    # [] means any valid token
+    return read_items(
+        report, label, node, lambda path, item: _scope(report, path, item), "", allow_empty=True
+    )
 
 
 def _scope(report: Report, label: str, node: Node) -> str:
