@@ -27,6 +27,7 @@ from authproxy.answers.table import OwnAnswer
 from authproxy.logs import access_logger
 from authproxy.proxy.client_body import BodyStream
 from authproxy.proxy.client_exchange import ClientExchange
+from authproxy.proxy.client_websocket import is_websocket_upgrade
 from authproxy.proxy.request_head import (
     MAX_FIELD_SIZE,
     MAX_HEAD,
@@ -180,7 +181,6 @@ class ClientConnection(asyncio.Protocol):
         parser = self._parser
         version, headers, chunked = read_fields(parser.get_http_version(), self._fields)
         body = self._body = BodyStream(self._hold)
-        length = headers.get("Content-Length")
         exchange = ClientExchange(
             self,
             parser.get_method().decode("ascii"),
@@ -189,7 +189,7 @@ class ClientConnection(asyncio.Protocol):
             headers,
             body,
             keep_alive=parser.should_keep_alive() and not self._owner.draining,
-            body_exists=chunked or (length is not None and length != "0"),
+            chunked=chunked,
             remote=self._peer,
             scheme=self._scheme,
             ssl_object=self._ssl_object,
@@ -310,7 +310,7 @@ class ClientConnection(asyncio.Protocol):
         done = exchange.finished and exchange.keep_alive and not self._owner.draining
         # Asked to switch and did not: a WebSocket client waits for the 101 before sending anything, so what
         # followed is HTTP; after any other protocol (h2c) the client may have switched at once: not read.
-        if exchange is self._upgrade and not _is_websocket(exchange):
+        if exchange is self._upgrade and not is_websocket_upgrade(exchange.method, exchange.headers):
             done = False
         if not done:
             self._close()
@@ -398,7 +398,3 @@ class ClientConnection(asyncio.Protocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-
-
-def _is_websocket(exchange: ClientExchange) -> bool:
-    return exchange.headers.get("Upgrade", "").strip().lower() == "websocket"

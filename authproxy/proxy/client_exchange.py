@@ -24,12 +24,19 @@ from authproxy.proxy.client_body import BodyStream
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["ClientExchange", "ClientLink"]
+__all__ = ["ClientExchange", "ClientLink", "reason_phrase"]
 
 Headers = Iterable[tuple[str, str]]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
+
+
+def reason_phrase(status: int) -> str:
+    """The status line's reason phrase: the registered one (RFC 9110 §15), empty for an unregistered code."""
+    return _PHRASES.get(status, "")
+
+
 # Written by _head by the framing rule, never taken from the fields given.
 _FRAMING = frozenset({"transfer-encoding", "connection"})
 
@@ -100,7 +107,7 @@ class ClientExchange:
         content: BodyStream,
         *,
         keep_alive: bool,
-        body_exists: bool,
+        chunked: bool,
         remote: str | None,
         scheme: str,
         ssl_object: ssl.SSLObject | None,
@@ -112,9 +119,9 @@ class ClientExchange:
         self.headers = CIMultiDictProxy(headers)
         self.content = content
         self.keep_alive = keep_alive
-        self.body_exists = body_exists
         length = headers.get("Content-Length")
         self.content_length = int(length) if length is not None and length.isdigit() else None
+        self.body_exists = chunked or bool(self.content_length)  # as llhttp frames it: a length of 0 is none
         self.remote = remote
         self.scheme = scheme
         self.ssl_object = ssl_object
@@ -210,7 +217,7 @@ class ClientExchange:
     def _head(self, status: int, reason: str | None, headers: Headers, whole: int | None) -> bytes:
         """The status line and fields: ours (answer_headers) over any copy given, framed by the rule above."""
         self.status = status
-        lines = [f"HTTP/{self.version[0]}.{self.version[1]} {status} {reason or _PHRASES.get(status, '')}"]
+        lines = [f"HTTP/{self.version[0]}.{self.version[1]} {status} {reason or reason_phrase(status)}"]
         sized = self._fields(lines, headers)
         no_body = self._no_body = self.method == "HEAD" or status < 200 or status in (204, 304)
         if status < 200 or status in (204, 304):

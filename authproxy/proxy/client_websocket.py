@@ -15,6 +15,7 @@ import binascii
 import contextlib
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType
+from multidict import CIMultiDictProxy
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError, generate_accept_token
@@ -22,11 +23,16 @@ from wsproto.utilities import LocalProtocolError, generate_accept_token
 from authproxy.answers.table import SERVER
 from authproxy.proxy.client_exchange import ClientExchange
 
-__all__ = ["ClientSocket", "valid_handshake"]
+__all__ = ["ClientSocket", "is_websocket_upgrade", "valid_handshake"]
 
 MAX_MESSAGE = 16 * 1024 * 1024
 CLOSE_TIMEOUT = 10.0  # how long a close we sent waits for the client's
 _QUEUE_BYTES = 1024 * 1024  # messages buffered before the socket is no longer read
+
+
+def is_websocket_upgrade(method: str, headers: CIMultiDictProxy[str]) -> bool:
+    """A request asking for a WebSocket: the relay's way (then valid_handshake judges the handshake)."""
+    return method == "GET" and headers.get("Upgrade", "").strip().lower() == "websocket"
 
 
 def _tokens(values: list[str]) -> set[str]:

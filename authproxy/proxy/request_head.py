@@ -16,6 +16,7 @@ from multidict import CIMultiDict, istr
 
 from authproxy.answers.table import OwnAnswer, render_answer
 from authproxy.auth.verify import MAX_TOKEN_LENGTH
+from authproxy.proxy.client_exchange import reason_phrase
 from authproxy.standards.http import repeats_a_singleton
 
 __all__ = [
@@ -47,7 +48,6 @@ _SPELLING = {str(v).lower(): str(v) for v in vars(hdrs).values() if isinstance(v
 _VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
 _names: dict[bytes, str] = {}  # raw name -> what goes upstream; bounded, emptied when full
 _NAMES_MAX = 512
-_REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
 
 class HeadRefused(Exception):
@@ -110,7 +110,7 @@ def refusal(answer: OwnAnswer) -> bytes:
     """The whole answer to a refused head: ours, and the connection closes after it."""
     rendered = render_answer(answer)
     head = (
-        f"HTTP/1.1 {rendered.status} {_REASONS.get(rendered.status, 'Internal Server Error')}\r\n"
+        f"HTTP/1.1 {rendered.status} {reason_phrase(rendered.status)}\r\n"
         + "".join(f"{n}: {v}\r\n" for n, v in rendered.headers)
         + f"Content-Length: {len(rendered.body)}\r\nConnection: close\r\n\r\n"
     )

@@ -24,6 +24,7 @@ from authproxy.policy.roster import RosterFilter
 from authproxy.policy.stages import McpMessages, McpMetadata
 from authproxy.policy.ws_messages import MessageGrant
 from authproxy.proxy.client_exchange import ClientExchange
+from authproxy.proxy.client_websocket import is_websocket_upgrade, valid_handshake
 from authproxy.proxy.config_roster import MAX_CONFIG_BYTES, filter_config
 from authproxy.proxy.content import run_content
 from authproxy.proxy.forward import Forwarder, Relayed
@@ -39,7 +40,7 @@ from authproxy.proxy.mcp.exchange import McpExchange
 from authproxy.proxy.protocol import HEAD_TIMEOUT, Listener
 from authproxy.proxy.trial import dry_run_passes
 from authproxy.proxy.trial_content import body_touched, dry_run_checks, unverified_token
-from authproxy.proxy.websocket import is_websocket_upgrade, relay_websocket, valid_handshake
+from authproxy.proxy.websocket import relay_websocket
 from authproxy.runtime import Runtime, RuntimeHolder
 from authproxy.tls import peer_subject
 

@@ -18,10 +18,10 @@ from authproxy.config.model import UpstreamConfig
 from authproxy.logs import get_logger
 from authproxy.policy.ws_messages import MessageGrant, judge_message
 from authproxy.proxy.client_exchange import ClientExchange
-from authproxy.proxy.client_websocket import ClientSocket, valid_handshake
+from authproxy.proxy.client_websocket import ClientSocket
 from authproxy.proxy.forward import Forwarder
 
-__all__ = ["is_websocket_upgrade", "relay_websocket", "valid_handshake"]
+__all__ = ["relay_websocket"]
 
 # 1005/1006/1015 describe a close but may never be sent in a close frame.
 _UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
@@ -29,10 +29,6 @@ _ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR})
 
 Socket = ClientSocket | aiohttp.ClientWebSocketResponse
 _log = get_logger("authproxy.websocket")
-
-
-def is_websocket_upgrade(method: str, headers: CIMultiDictProxy[str]) -> bool:
-    return method == "GET" and headers.get("Upgrade", "").strip().lower() == "websocket"
 
 
 def _protocols(headers: CIMultiDictProxy[str]) -> tuple[str, ...]:

@@ -45,7 +45,7 @@ def _exchange(
         fields,
         body,
         keep_alive=keep_alive,
-        body_exists=not body_done,
+        chunked=not body_done,
         remote="127.0.0.1",
         scheme="http",
         ssl_object=None,

@@ -45,7 +45,7 @@ def _exchange(
         CIMultiDict(headers),
         body,
         keep_alive=True,
-        body_exists=False,
+        chunked=False,
         remote=None,
         scheme="http",
         ssl_object=None,
