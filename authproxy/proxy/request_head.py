@@ -10,14 +10,16 @@ a lone `chunked` (400).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import httptools
 from aiohttp import hdrs
+from aiohttp.http_parser import SINGLETON_HEADERS
 from multidict import CIMultiDict, istr
 
 from authproxy.answers.table import OwnAnswer, render_answer
 from authproxy.auth.verify import MAX_TOKEN_LENGTH
 from authproxy.proxy.client_exchange import reason_phrase
-from authproxy.standards.http import repeats_a_singleton
 
 __all__ = [
     "HEAD_TIMEOUT",
@@ -46,6 +48,9 @@ MAX_HEAD = MAX_LINE_SIZE + MAX_HEADERS * (MAX_FIELD_SIZE + 2)
 # parser gives it (so `aUTHORIZATION` leaves as `Authorization`), any other as sent. Names are tokens (ASCII).
 _SPELLING = {str(v).lower(): str(v) for v in vars(hdrs).values() if isinstance(v, istr)}
 _VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
+# Fields a request may carry once (two Hosts pick two virtual hosts, two Content-Lengths two bodies): the set
+# aiohttp's parser refuses repeated, taken from it, so the proxied port and the decision port refuse alike.
+_SINGLETONS = frozenset(name.encode() for name in SINGLETON_HEADERS)
 _names: dict[bytes, str] = {}  # raw name -> what goes upstream; bounded, emptied when full
 _NAMES_MAX = 512
 
@@ -91,11 +96,11 @@ def read_fields(
     headers: CIMultiDict[str] = CIMultiDict(
         [(_field_name(n), v.rstrip(b" \t").decode("utf-8", "surrogateescape")) for n, v in fields]
     )
-    if repeats_a_singleton(n for n, _ in fields):
+    if _repeats_a_singleton(n for n, _ in fields):
         raise HeadRefused(OwnAnswer.MALFORMED_REQUEST)
     if "Host" not in headers and version != (1, 0):
         raise HeadRefused(OwnAnswer.MALFORMED_REQUEST)  # RFC 9112 §3.2: an HTTP/1.1 request names its host
-    coding = headers.get("Transfer-Encoding")  # one at most (SINGLETON_FIELDS)
+    coding = headers.get("Transfer-Encoding")  # one at most (_SINGLETONS)
     if coding is not None and version == (1, 0):
         # RFC 9112 §6.1: HTTP/1.0 has no transfer codings; such a message's framing is faulty.
         raise HeadRefused(OwnAnswer.MALFORMED_REQUEST)
@@ -104,6 +109,17 @@ def read_fields(
         # only coding we read, so anything else is a body the upstream might frame otherwise.
         raise HeadRefused(OwnAnswer.MALFORMED_REQUEST)
     return version, headers, coding is not None
+
+
+def _repeats_a_singleton(names: Iterable[bytes]) -> bool:
+    seen: set[bytes] = set()
+    for name in names:
+        lowered = name.lower()
+        if lowered in _SINGLETONS:
+            if lowered in seen:
+                return True
+            seen.add(lowered)
+    return False
 
 
 def refusal(answer: OwnAnswer) -> bytes:
